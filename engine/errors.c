@@ -1,0 +1,116 @@
+/* errors.c: error objects. Operational failures are tables with kind,
+ * message and context fields; tostring gives one line, prefixed with the
+ * flow location that caused it (the first frame outside embedded lua/). */
+#include <stdarg.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+
+#define ERROR_MT "engine.error"
+
+static int error_tostring(lua_State *L) {
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "where");
+  if (lua_getfield(L, 1, "message") != LUA_TSTRING) {
+    lua_getfield(L, 1, "kind");
+    lua_pushfstring(L, "%s error", luaL_optstring(L, -1, "unknown"));
+  }
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return 1;
+}
+
+void error_open(lua_State *L) {
+  luaL_newmetatable(L, ERROR_MT);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "error");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
+static bool is_error_object(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, ERROR_MT);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* Sets where = "file:line: " of the innermost frame of user code, when the
+ * object has no location yet. */
+void error_locate(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!is_error_object(L, idx)) return;
+  if (lua_getfield(L, idx, "where") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0 || strncmp(ar.source, "@lua/", 5) == 0) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    lua_setfield(L, idx, "where");
+    return;
+  }
+}
+
+void error_push(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, ERROR_MT);
+}
+
+bool error_is_kind(lua_State *L, int idx, const char *kind) {
+  if (!is_error_object(L, idx)) return false;
+  lua_getfield(L, idx, "kind");
+  const char *k = lua_tostring(L, -1);
+  bool same = k && strcmp(k, kind) == 0;
+  lua_pop(L, 1);
+  return same;
+}
+
+/* flow.error(kind, message[, fields]): a new error object (not raised). */
+int error_new_lua(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *message = luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_newtable(L);
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+  }
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, ERROR_MT);
+  error_locate(L, -1);
+  return 1;
+}
+
+/* flow.is_error(v[, kind]) */
+int error_is_lua(lua_State *L) {
+  if (lua_isnoneornil(L, 2))
+    lua_pushboolean(L, is_error_object(L, 1));
+  else
+    lua_pushboolean(L, error_is_kind(L, 1, luaL_checkstring(L, 2)));
+  return 1;
+}

@@ -1,0 +1,444 @@
+/* http.c: non-blocking HTTP for tasks. libcurl's multi interface driven by
+ * the libuv loop (one uv_poll_t per socket, one uv_timer_t for curl's
+ * timeout), pooled easy handles, connection reuse through the multi's
+ * cache, and the http.request binding that suspends a task on a transfer. */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+
+#include "engine.h"
+#include "text.h"
+
+#define EASY_POOL_MAX 64
+#define DEFAULT_TIMEOUT 30.0
+#define MAX_BODY (256u * 1024u * 1024u)
+
+struct http_glue {
+  engine *eng;
+  CURLM *multi;
+  uv_timer_t timer;
+  CURL *pool[EASY_POOL_MAX];
+  int pooled;
+  long active;
+};
+
+typedef struct {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  http_glue *glue;
+} sock_ctx;
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} buffer;
+
+typedef struct {
+  op base;
+  http_glue *glue;
+  CURL *easy;
+  struct curl_slist *req_headers;
+  buffer body, headers;
+  bool too_large;
+  double timeout;
+  char method[16];
+  char url[512]; /* redacted, for messages */
+  char errbuf[CURL_ERROR_SIZE];
+} http_op;
+
+static bool buffer_append(buffer *b, const char *data, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *grown = realloc(b->data, cap);
+    if (!grown) return false;
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return true;
+}
+
+static void update_timer_ref(http_glue *g) {
+  if (g->active)
+    uv_ref((uv_handle_t *)&g->timer);
+  else
+    uv_unref((uv_handle_t *)&g->timer);
+}
+
+static void release(http_op *h) {
+  http_glue *g = h->glue;
+  if (h->easy) {
+    curl_multi_remove_handle(g->multi, h->easy);
+    g->active--;
+    update_timer_ref(g);
+    if (g->pooled < EASY_POOL_MAX) {
+      curl_easy_reset(h->easy);
+      g->pool[g->pooled++] = h->easy;
+    } else {
+      curl_easy_cleanup(h->easy);
+    }
+  }
+  curl_slist_free_all(h->req_headers);
+  free(h->body.data);
+  free(h->headers.data);
+  free(h);
+}
+
+static void http_cancel(op *o) {
+  release((http_op *)o);
+}
+
+static void push_headers(lua_State *T, const buffer *b) {
+  lua_newtable(T);
+  if (!b->data) return;
+  const char *p = b->data, *end = b->data + b->len;
+  header_line line;
+  char name[256];
+  while (header_next(&p, end, &line)) {
+    if (line.name_len >= sizeof name) continue;
+    for (size_t i = 0; i < line.name_len; i++)
+      name[i] = (char)tolower((unsigned char)line.name[i]);
+    name[line.name_len] = '\0';
+    if (lua_getfield(T, -1, name) == LUA_TSTRING) { /* repeated: join */
+      lua_pushliteral(T, ", ");
+      lua_pushlstring(T, line.value, line.value_len);
+      lua_concat(T, 3);
+    } else {
+      lua_pop(T, 1);
+      lua_pushlstring(T, line.value, line.value_len);
+    }
+    lua_setfield(T, -2, name);
+  }
+}
+
+static void complete(http_op *h, CURLcode res) {
+  task *t = h->base.owner;
+  lua_State *T = task_wake_begin(t);
+  if (res == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushboolean(T, 1);
+    lua_createtable(T, 0, 3);
+    lua_pushinteger(T, status);
+    lua_setfield(T, -2, "status");
+    push_headers(T, &h->headers);
+    lua_setfield(T, -2, "headers");
+    lua_pushlstring(T, h->body.data ? h->body.data : "", h->body.len);
+    lua_setfield(T, -2, "body");
+  } else {
+    lua_pushboolean(T, 0);
+    if (res == CURLE_OPERATION_TIMEDOUT)
+      error_push(T, "timeout", "%s %s: no complete response within %f s",
+                 h->method, h->url, h->timeout);
+    else if (h->too_large)
+      error_push(T, "network", "%s %s: response body larger than %d bytes",
+                 h->method, h->url, (int)MAX_BODY);
+    else
+      error_push(T, "network", "%s %s: %s", h->method, h->url,
+                 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
+    lua_pushstring(T, h->url);
+    lua_setfield(T, -2, "url");
+  }
+  release(h);
+  task_wake(t, 2);
+}
+
+static void check_multi_info(http_glue *g) {
+  CURLMsg *msg;
+  int pending;
+  while ((msg = curl_multi_info_read(g->multi, &pending))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    http_op *h = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&h);
+    complete(h, msg->data.result);
+  }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  sock_ctx *c = handle->data;
+  http_glue *g = c->glue;
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  int running;
+  curl_multi_socket_action(g->multi, c->fd, flags, &running);
+  check_multi_info(g);
+}
+
+static void sock_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+                     void *socketp) {
+  (void)easy;
+  http_glue *g = userp;
+  sock_ctx *c = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (c) {
+      uv_poll_stop(&c->poll);
+      uv_close((uv_handle_t *)&c->poll, sock_closed);
+      curl_multi_assign(g->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (!c) {
+    c = malloc(sizeof *c);
+    if (!c) return -1;
+    c->fd = fd;
+    c->glue = g;
+    if (uv_poll_init_socket(&g->eng->loop, &c->poll, fd)) {
+      free(c);
+      return -1;
+    }
+    c->poll.data = c;
+    curl_multi_assign(g->multi, fd, c);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&c->poll, events, on_poll);
+  return 0;
+}
+
+static void on_timeout(uv_timer_t *timer) {
+  http_glue *g = timer->data;
+  int running;
+  curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(g);
+}
+
+/* curl asks for a timeout; 0 means "soon": the timer fires on the next
+ * loop turn, never from inside this callback. */
+static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  http_glue *g = userp;
+  if (timeout_ms < 0)
+    uv_timer_stop(&g->timer);
+  else
+    uv_timer_start(&g->timer, on_timeout, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+int http_init(engine *e) {
+  if (curl_global_init(CURL_GLOBAL_DEFAULT)) return -1;
+  http_glue *g = calloc(1, sizeof *g);
+  if (!g) return -1;
+  g->eng = e;
+  g->multi = curl_multi_init();
+  if (!g->multi) {
+    free(g);
+    return -1;
+  }
+  curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
+  curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g);
+  uv_timer_init(&e->loop, &g->timer);
+  g->timer.data = g;
+  update_timer_ref(g);
+  e->http = g;
+  return 0;
+}
+
+static void glue_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+/* Runs after every task is finished or abandoned: no transfer is left. */
+void http_shutdown(engine *e) {
+  http_glue *g = e->http;
+  if (!g) return;
+  curl_multi_cleanup(g->multi); /* closes cached connections' sockets */
+  for (int i = 0; i < g->pooled; i++) curl_easy_cleanup(g->pool[i]);
+  uv_close((uv_handle_t *)&g->timer, glue_closed);
+  e->http = NULL;
+  curl_global_cleanup();
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp) {
+  http_op *h = userp;
+  size_t len = size * n;
+  if (h->body.len + len > MAX_BODY) {
+    h->too_large = true;
+    return 0;
+  }
+  return buffer_append(&h->body, data, len) ? len : 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp) {
+  http_op *h = userp;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) h->headers.len = 0;
+  if (h->headers.len + len > 1024 * 1024) return 0;
+  return buffer_append(&h->headers, data, len) ? len : 0;
+}
+
+static const char *const request_fields[] = {
+    "method", "url", "headers", "body", "timeout", "follow_redirects", NULL};
+
+static void check_fields(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    bool known = false;
+    for (int i = 0; k && request_fields[i]; i++)
+      if (strcmp(k, request_fields[i]) == 0) known = true;
+    if (!known)
+      luaL_error(L, "http.request: unknown option '%s' (expected method, url, "
+                    "headers, body, timeout, follow_redirects)",
+                 k ? k : luaL_typename(L, -1));
+  }
+}
+
+static bool has_crlf(const char *s) {
+  return strpbrk(s, "\r\n") != NULL;
+}
+
+static void set_headers(lua_State *L, http_op *h) {
+  if (lua_getfield(L, 1, "headers") != LUA_TNIL) {
+    luaL_argexpected(L, lua_istable(L, -1), 1, "headers as a table of strings");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+        luaL_error(L, "http.request: headers must map names to strings");
+      const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
+      if (has_crlf(name) || has_crlf(value) || strchr(name, ':'))
+        luaL_error(L, "http.request: header '%s' contains a line break or "
+                      "colon", has_crlf(name) ? "?" : name);
+      lua_pushfstring(L, "%s: %s", name, value);
+      struct curl_slist *next = curl_slist_append(h->req_headers, lua_tostring(L, -1));
+      if (!next) luaL_error(L, "out of memory");
+      h->req_headers = next;
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 1);
+  /* Never wait for "100 Continue": many servers do not send it. */
+  struct curl_slist *next = curl_slist_append(h->req_headers, "Expect:");
+  if (!next) luaL_error(L, "out of memory");
+  h->req_headers = next;
+}
+
+static CURL *easy_get(http_glue *g) {
+  return g->pooled ? g->pool[--g->pooled] : curl_easy_init();
+}
+
+static int request_gc_guard(lua_State *L) {
+  http_op **slot = lua_touserdata(L, 1);
+  if (*slot) release(*slot);
+  *slot = NULL;
+  return 0;
+}
+
+/* core.http_request{method=, url=, headers=, body=, timeout=,
+ * follow_redirects=} -> {status=, headers=, body=} */
+int http_request(lua_State *L) {
+  engine *e = engine_from(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  check_fields(L);
+  task *t = task_require_waitable(L, "http.request");
+
+  lua_getfield(L, 1, "url");
+  const char *url = lua_tostring(L, -1);
+  if (lua_type(L, -1) != LUA_TSTRING ||
+      (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+    return luaL_error(L, "http.request: url must be a string starting with "
+                         "http:// or https://");
+  lua_getfield(L, 1, "method");
+  const char *method = luaL_optstring(L, -1, "GET");
+  size_t mlen = strlen(method);
+  if (mlen == 0 || mlen >= sizeof((http_op *)0)->method ||
+      strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen)
+    return luaL_error(L, "http.request: method must be an upper-case HTTP "
+                         "method such as GET or POST");
+  lua_getfield(L, 1, "body");
+  size_t body_len = 0;
+  const char *body = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "http.request: body must be a string (use "
+                           "json.encode for tables)");
+    body = lua_tolstring(L, -1, &body_len);
+  }
+  lua_getfield(L, 1, "timeout");
+  double timeout = luaL_optnumber(L, -1, DEFAULT_TIMEOUT);
+  if (!isfinite(timeout) || timeout <= 0 || timeout > 86400)
+    return luaL_error(L, "http.request: timeout must be seconds in (0, 86400]");
+  lua_getfield(L, 1, "follow_redirects");
+  bool follow = lua_toboolean(L, -1);
+
+  /* A guard userdata owns the op until the transfer is added, so a Lua
+   * error while building it frees everything. */
+  http_op **slot = lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, request_gc_guard);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  http_op *h = calloc(1, sizeof *h);
+  if (!h) return luaL_error(L, "out of memory");
+  *slot = h;
+  h->glue = e->http;
+  h->base.cancel = http_cancel;
+  h->timeout = timeout;
+  memcpy(h->method, method, mlen + 1);
+  url_redact(url, h->url, sizeof h->url);
+  set_headers(L, h);
+
+  CURL *easy = easy_get(e->http);
+  if (!easy) return luaL_error(L, "http.request: cannot create a transfer");
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(fmin(timeout, 10.0) * 1000));
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
+  curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->req_headers);
+  if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else if (body || strcmp(method, "POST") == 0) {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+  }
+  if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
+      strcmp(method, "HEAD") != 0)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  else if (strcmp(method, "GET") == 0 && body)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "GET");
+
+  if (curl_multi_add_handle(e->http->multi, easy) != CURLM_OK) {
+    curl_easy_cleanup(easy);
+    return luaL_error(L, "http.request: cannot start the transfer");
+  }
+  h->easy = easy;
+  e->http->active++;
+  update_timer_ref(e->http);
+  *slot = NULL; /* the op now belongs to the task */
+  lua_settop(L, 1);
+  return task_wait_op(L, t, &h->base);
+}

@@ -1,0 +1,72 @@
+/* log.c: timestamped log lines on stderr, filtered by the -q/-v level, and
+ * the log.* bindings. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+static void write_line(enum log_level level, const char *msg, size_t len) {
+  struct timespec ts;
+  struct tm tm;
+  char stamp[32];
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
+          level_names[level]);
+  fwrite(msg, 1, len, stderr);
+  fputc('\n', stderr);
+}
+
+void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
+  if (level < e->log_level) return;
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  write_line(level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* log.<level>(fmt, ...): string.format when arguments follow, tostring of
+ * the single argument otherwise. */
+static int log_at(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  enum log_level level = (enum log_level)lua_tointeger(L, lua_upvalueindex(2));
+  if (level < e->log_level) return 0;
+  if (lua_gettop(L) > 1) {
+    luaL_checkstring(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+  } else {
+    luaL_tolstring(L, 1, NULL);
+  }
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  write_line(level, msg, len);
+  return 0;
+}
+
+void log_open(lua_State *L, engine *e) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  lua_createtable(L, 0, 4);
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "format");
+  lua_remove(L, -2);
+  for (int level = LOG_DEBUG; level <= LOG_ERROR; level++) {
+    lua_pushlightuserdata(L, e);
+    lua_pushinteger(L, level);
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, log_at, 3);
+    lua_setfield(L, -3, names[level]);
+  }
+  lua_pop(L, 1);
+}

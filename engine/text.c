@@ -1,0 +1,56 @@
+/* text.c: URL redaction and HTTP header-line parsing (see text.h). */
+#include <string.h>
+
+#include "text.h"
+
+char *url_redact(const char *url, char *out, size_t outsz) {
+  if (outsz == 0) return out;
+  const char *scheme = strstr(url, "://");
+  const char *auth = scheme ? scheme + 3 : url;
+  size_t auth_len = strcspn(auth, "/?#");
+  const char *at = NULL;
+  for (const char *c = auth; c < auth + auth_len; c++)
+    if (*c == '@') at = c; /* the last '@' ends the userinfo */
+  if (!at) {
+    size_t n = strlen(url);
+    if (n >= outsz) n = outsz - 1;
+    memcpy(out, url, n);
+    out[n] = '\0';
+    return out;
+  }
+  size_t prefix = (size_t)(auth - url);
+  size_t n = 0;
+  for (size_t i = 0; i < prefix && n + 1 < outsz; i++) out[n++] = url[i];
+  for (const char *m = "***"; *m && n + 1 < outsz; m++) out[n++] = *m;
+  for (const char *c = at; *c && n + 1 < outsz; c++) out[n++] = *c;
+  out[n] = '\0';
+  return out;
+}
+
+static bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+bool header_next(const char **p, const char *end, header_line *out) {
+  while (*p < end) {
+    const char *line = *p;
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    const char *stop = eol ? eol : end;
+    *p = eol ? eol + 1 : end;
+    const char *colon = memchr(line, ':', (size_t)(stop - line));
+    if (!colon || colon == line || is_space(line[0])) continue;
+    if ((size_t)(stop - line) >= 5 && memcmp(line, "HTTP/", 5) == 0) continue;
+    const char *name_end = colon;
+    while (name_end > line && is_space(name_end[-1])) name_end--;
+    const char *v = colon + 1;
+    const char *v_end = stop;
+    while (v < v_end && is_space(*v)) v++;
+    while (v_end > v && is_space(v_end[-1])) v_end--;
+    out->name = line;
+    out->name_len = (size_t)(name_end - line);
+    out->value = v;
+    out->value_len = (size_t)(v_end - v);
+    return true;
+  }
+  return false;
+}

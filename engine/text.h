@@ -1,0 +1,25 @@
+/* text.h: pure string helpers with no Lua or libuv dependency, unit-tested
+ * on their own: URL redaction and HTTP header-line parsing. */
+#ifndef ENGINE_TEXT_H
+#define ENGINE_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Copies url into out (always NUL-terminated, truncated to outsz), with any
+ * userinfo ("user:secret@") replaced by "***@". Returns out. */
+char *url_redact(const char *url, char *out, size_t outsz);
+
+/* One "Name: value" header line, trimmed; name not NUL-terminated. */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} header_line;
+
+/* Parses the next header line from [*p, end), advancing *p past it. Returns
+ * false at the end; status lines and malformed lines are skipped. */
+bool header_next(const char **p, const char *end, header_line *out);
+
+#endif

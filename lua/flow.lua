@@ -1,0 +1,182 @@
+-- lua/flow.lua: the flow module. Task primitives come from the C core;
+-- parallel, timeout and retry are policy written on top of them.
+local core = require "engine.core"
+
+local flow = {}
+
+flow.spawn = core.spawn
+flow.sleep = core.sleep
+flow.now = core.now
+flow.error = core.error
+flow.is_error = core.is_error
+
+local function check_seconds(what, value)
+  if type(value) ~= "number" or value ~= value or value < 0 or value > 1e9 then
+    error(string.format("%s: seconds must be a number from 0 to 1e9, got %s",
+      what, tostring(value)), 3)
+  end
+end
+
+-- True when the running task has been asked to stop (and the request has not
+-- yet been delivered as an error).
+local function cancel_pending()
+  local _, pending = core.current()
+  return pending
+end
+
+-- Cancels the handles and waits for them to end; used when the caller itself
+-- is cancelled, so the original error is re-raised afterwards.
+local function cancel_and_join(handles)
+  for _, h in ipairs(handles) do h:cancel() end
+  for _, h in ipairs(handles) do pcall(core.join, h) end
+end
+
+function flow.timeout(seconds, fn, ...)
+  check_seconds("flow.timeout", seconds)
+  if type(fn) ~= "function" then
+    error("flow.timeout: expected a function as the second argument", 2)
+  end
+  local child = core.spawn(fn, ...)
+  local ok, finished = pcall(core.join, child, seconds)
+  if not ok then
+    cancel_and_join({child})
+    error(finished, 0)
+  end
+  if not finished then
+    cancel_and_join({child})
+    error(core.error("timeout", string.format("timed out after %g s", seconds),
+      {seconds = seconds}), 2)
+  end
+  return child:wait()
+end
+
+local function message_of(err)
+  return (tostring(err):gsub("\n.*", ""))
+end
+
+function flow.parallel(fns, opts)
+  if type(fns) ~= "table" then
+    error("flow.parallel: expected a list of functions", 2)
+  end
+  local n = #fns
+  for i = 1, n do
+    if type(fns[i]) ~= "function" then
+      error(string.format("flow.parallel: item %d is a %s, expected a function",
+        i, type(fns[i])), 2)
+    end
+  end
+  opts = opts or {}
+  local limit = opts.limit or math.max(n, 1)
+  if math.type(limit) ~= "integer" or limit < 1 then
+    error("flow.parallel: limit must be a whole number >= 1", 2)
+  end
+  local results, failures = {n = n}, {}
+  local next_index = 0
+  -- Each worker runs one function at a time, so at most `limit` run at once.
+  local function worker()
+    while not cancel_pending() do
+      next_index = next_index + 1
+      local i = next_index
+      if i > n then return end
+      local ok, value = pcall(fns[i])
+      if ok then
+        results[i] = value
+      else
+        failures[#failures + 1] = {index = i, error = value, message = message_of(value)}
+      end
+    end
+  end
+  local workers = {}
+  for w = 1, math.min(limit, n) do workers[w] = core.spawn(worker) end
+  for w = 1, #workers do
+    local ok, err = pcall(core.join, workers[w])
+    if not ok then
+      cancel_and_join(workers)
+      error(err, 0)
+    end
+  end
+  if #failures > 0 then
+    table.sort(failures, function(a, b) return a.index < b.index end)
+    for _, f in ipairs(failures) do
+      if core.is_error(f.error, "canceled") and #failures == 1 then
+        error(f.error, 0)
+      end
+    end
+    local parts = {}
+    for _, f in ipairs(failures) do
+      parts[#parts + 1] = string.format("[%d] %s", f.index, f.message)
+    end
+    error(core.error("parallel", string.format("%d of %d tasks failed: %s",
+      #failures, n, table.concat(parts, "; ")), {errors = failures}), 2)
+  end
+  return results
+end
+
+local retry_options = {attempts = true, delay = true, backoff = true,
+  max_delay = true, jitter = true, retry_if = true}
+
+-- The wait before attempt `attempt + 1`, in seconds.
+local function backoff_delay(opts, attempt)
+  local d = opts.delay * opts.backoff ^ (attempt - 1)
+  if d > opts.max_delay then d = opts.max_delay end
+  if opts.jitter > 0 then
+    d = d * (1 - opts.jitter + 2 * opts.jitter * math.random())
+  end
+  return d
+end
+
+function flow.retry(opts, fn, ...)
+  if type(opts) ~= "table" then
+    error("flow.retry: expected an options table, then a function", 2)
+  end
+  for k in pairs(opts) do
+    if not retry_options[k] then
+      error(string.format("flow.retry: unknown option '%s' (expected attempts, " ..
+        "delay, backoff, max_delay, jitter, retry_if)", tostring(k)), 2)
+    end
+  end
+  if type(fn) ~= "function" then error("flow.retry: expected a function", 2) end
+  local o = {
+    attempts = opts.attempts or 3, delay = opts.delay or 1,
+    backoff = opts.backoff or 2, max_delay = opts.max_delay or 60,
+    jitter = opts.jitter or 0.2, retry_if = opts.retry_if,
+  }
+  if math.type(o.attempts) ~= "integer" or o.attempts < 1 then
+    error("flow.retry: attempts must be a whole number >= 1", 2)
+  end
+  for _, k in ipairs{"delay", "max_delay"} do
+    if type(o[k]) ~= "number" or o[k] < 0 then
+      error("flow.retry: " .. k .. " must be a number of seconds >= 0", 2)
+    end
+  end
+  if type(o.backoff) ~= "number" or o.backoff < 1 then
+    error("flow.retry: backoff must be a number >= 1", 2)
+  end
+  if type(o.jitter) ~= "number" or o.jitter < 0 or o.jitter > 1 then
+    error("flow.retry: jitter must be a fraction from 0 to 1", 2)
+  end
+  if o.retry_if ~= nil and type(o.retry_if) ~= "function" then
+    error("flow.retry: retry_if must be a function", 2)
+  end
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local r = table.pack(pcall(fn, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local err = r[2]
+    local give_up = attempt >= o.attempts or core.is_error(err, "canceled")
+      or (o.retry_if and not o.retry_if(err))
+    if give_up then
+      if not core.is_error(err) then
+        err = core.error("error", message_of(err), {cause = err})
+        err.where = ""
+      end
+      err.attempts = attempt
+      error(err, 0)
+    end
+    local wait = backoff_delay(o, attempt)
+    core.sleep(wait)
+  end
+end
+
+return flow

@@ -1,0 +1,137 @@
+"""harness.py: shared pieces of the end-to-end tests: run the engine binary
+(ENGINE_BIN) on a flow, and a local HTTP test server on 127.0.0.1."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENGINE = os.environ.get("ENGINE_BIN") or os.path.join(ROOT, "build", "engine")
+
+
+class Result:
+    def __init__(self, proc, stdout, stderr, seconds):
+        self.rc = proc.returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.seconds = seconds
+
+    def __repr__(self):
+        return "rc=%s\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.stdout, self.stderr)
+
+
+def write_flow(code, directory=None):
+    """Writes code to a temporary .lua file and returns its path."""
+    fd, path = tempfile.mkstemp(suffix=".lua", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(code)
+    return path
+
+
+def run(args, stdin=None, env=None, timeout=60):
+    """Runs the engine with args; returns a Result."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.Popen([ENGINE] + list(args), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=full_env, text=True)
+    out, err = proc.communicate(stdin, timeout=timeout)
+    return Result(proc, out, err, time.monotonic() - start)
+
+
+def run_flow(code, args=(), **kw):
+    path = write_flow(code)
+    try:
+        return run([path] + list(args), **kw)
+    finally:
+        os.unlink(path)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestHandler(BaseHTTPRequestHandler):
+    """Routes: /status/N, /bytes/N, /slow/SECONDS, /echo (method, headers,
+    body as JSON), /headers (repeated response headers), /stall (headers
+    then never the body)."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, code, body, headers=()):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = self.path.split("?")[0].strip("/").split("/")
+        self.server.counts[parts[0]] = self.server.counts.get(parts[0], 0) + 1
+        if parts[0] == "status":
+            self.send(int(parts[1]), "status %s" % parts[1])
+        elif parts[0] == "bytes":
+            n = int(parts[1])
+            self.send(200, (b"0123456789abcdef" * (n // 16 + 1))[:n])
+        elif parts[0] == "slow":
+            time.sleep(float(parts[1]))
+            self.send(200, "slow")
+        elif parts[0] == "echo":
+            self.send(200, json.dumps({
+                "method": self.command, "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body.decode("latin-1")}),
+                [("Content-Type", "application/json")])
+        elif parts[0] == "headers":
+            self.send(200, "h", [("X-Test", "yes"), ("X-Multi", "a"), ("X-Multi", "b")])
+        elif parts[0] == "stall":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(float(parts[1]) if len(parts) > 1 else 5)
+        else:
+            self.send(404, "no route")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = handle_any
+
+
+class TestServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), TestHandler)
+        self.counts = {}
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server_address[1]
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+def main():
+    result = unittest.main(exit=False, verbosity=2).result
+    sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)

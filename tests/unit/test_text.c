@@ -1,0 +1,49 @@
+/* test_text.c: unit tests for URL redaction and header-line parsing. */
+#include "check.h"
+#include "text.h"
+
+static void test_redact(void) {
+  char out[256];
+  CHECK_STR(url_redact("https://bearer:secret-token:abc@app.getcensus.com/api/v1/syncs/1/trigger", out, sizeof out),
+            "https://***@app.getcensus.com/api/v1/syncs/1/trigger");
+  CHECK_STR(url_redact("http://127.0.0.1:8080/a?b=c", out, sizeof out), "http://127.0.0.1:8080/a?b=c");
+  CHECK_STR(url_redact("http://u:p@h/x@y", out, sizeof out), "http://***@h/x@y");
+  CHECK_STR(url_redact("http://u:p@q@h/", out, sizeof out), "http://***@h/");
+  CHECK_STR(url_redact("no-scheme:x@host", out, sizeof out), "***@host");
+  CHECK_STR(url_redact("http://host?q=a@b", out, sizeof out), "http://host?q=a@b");
+  CHECK_STR(url_redact("http://u:secret@host/", out, 10), "http://**");
+  CHECK(strstr(url_redact("https://a:secret-token:XYZ@h/", out, 12), "XYZ") == NULL);
+  CHECK_STR(url_redact("", out, sizeof out), "");
+}
+
+static void test_headers(void) {
+  const char block[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       "X-Empty:\r\n  folded\r\nbroken line\r\nRetry-After :  7 \r\n\r\n";
+  const char *p = block, *end = block + sizeof block - 1;
+  header_line h;
+  char name[64], value[64];
+  CHECK(header_next(&p, end, &h));
+  snprintf(name, sizeof name, "%.*s", (int)h.name_len, h.name);
+  snprintf(value, sizeof value, "%.*s", (int)h.value_len, h.value);
+  CHECK_STR(name, "Content-Type");
+  CHECK_STR(value, "application/json");
+  CHECK(header_next(&p, end, &h));
+  CHECK(h.name_len == 7 && h.value_len == 0);
+  CHECK(header_next(&p, end, &h));
+  snprintf(name, sizeof name, "%.*s", (int)h.name_len, h.name);
+  snprintf(value, sizeof value, "%.*s", (int)h.value_len, h.value);
+  CHECK_STR(name, "Retry-After");
+  CHECK_STR(value, "7");
+  CHECK(!header_next(&p, end, &h));
+  const char *none = "";
+  CHECK(!header_next(&none, none, &h));
+  const char noeol[] = "A: b";
+  p = noeol;
+  CHECK(header_next(&p, noeol + 4, &h) && h.value_len == 1);
+}
+
+int main(void) {
+  test_redact();
+  test_headers();
+  return check_done();
+}
