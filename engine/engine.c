@@ -136,7 +136,7 @@ int engine_init(engine *e, enum log_level level) {
   e->log_level = level;
   if (uv_loop_init(&e->loop)) return -1;
   task_runner_init(e);
-  if (signals_init(e) || http_init(e)) return -1;
+  if (signals_init(e)) return -1;
   e->L = luaL_newstate();
   if (!e->L) return -1;
   /* Threads copy the main thread's extra space: NULL means "not a task". */

@@ -51,6 +51,7 @@ struct task {
   bool cancel_requested; /* deliver a cancel error at the next wait */
   bool observed;         /* someone has taken its outcome */
   bool canceled;         /* finished because it was cancelled */
+  bool interrupted;      /* has been handed the SIGINT/SIGTERM cancel */
   struct join_op *waiters;
   task *ready_next;
   task *live_prev, *live_next; /* in engine.live, later engine.unobserved */
@@ -93,6 +94,7 @@ void task_runner_init(engine *e);
 long task_live_count(engine *e);
 void task_cancel(task *t);
 void task_cancel_all(engine *e);
+bool task_take_interrupt(task *t);
 void task_abandon_all(engine *e);
 int task_report_unobserved(engine *e);
 void task_open(lua_State *L); /* handle metatable */
@@ -112,7 +114,6 @@ bool error_is_kind(lua_State *L, int idx, const char *kind);
 int timer_sleep(lua_State *L);
 
 /* http.c */
-int http_init(engine *e);
 void http_shutdown(engine *e);
 int http_request(lua_State *L);
 

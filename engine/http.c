@@ -231,16 +231,18 @@ static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
-int http_init(engine *e) {
-  if (curl_global_init(CURL_GLOBAL_DEFAULT)) return -1;
+/* Created on the first request: curl_global_init loads OpenSSL's
+ * configuration, which flows that make no HTTP request need not pay for. */
+static http_glue *glue_get(engine *e) {
+  if (e->http) return e->http;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT)) return NULL;
   http_glue *g = calloc(1, sizeof *g);
-  if (!g) return -1;
-  g->eng = e;
-  g->multi = curl_multi_init();
-  if (!g->multi) {
+  if (!g || !(g->multi = curl_multi_init())) {
     free(g);
-    return -1;
+    curl_global_cleanup();
+    return NULL;
   }
+  g->eng = e;
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
@@ -249,7 +251,7 @@ int http_init(engine *e) {
   g->timer.data = g;
   update_timer_ref(g);
   e->http = g;
-  return 0;
+  return g;
 }
 
 static void glue_closed(uv_handle_t *h) {
@@ -348,6 +350,7 @@ static int request_gc_guard(lua_State *L) {
 int http_request(lua_State *L) {
   engine *e = engine_from(L);
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (!glue_get(e)) return luaL_error(L, "http.request: cannot initialise libcurl");
   lua_settop(L, 1);
   check_fields(L);
   task *t = task_require_waitable(L, "http.request");

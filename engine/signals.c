@@ -19,7 +19,8 @@ static volatile sig_atomic_t signal_count;
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  if (!task_current(L)) return;
+  task *t = task_current(L);
+  if (!t || !task_take_interrupt(t)) return;
   error_push(L, "canceled", "interrupted by %s",
              caught_signal == SIGTERM ? "SIGTERM" : "SIGINT");
   lua_error(L);

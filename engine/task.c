@@ -444,7 +444,16 @@ static void runner_cb(uv_idle_t *idle) {
   if (!e->ready_head) uv_idle_stop(&e->runner);
 }
 
+/* One interrupt cancels each task once, whether the signal hook caught the
+ * task running Lua code or the loop found it waiting. */
+bool task_take_interrupt(task *t) {
+  if (t->interrupted) return false;
+  t->interrupted = true;
+  return true;
+}
+
 void task_cancel(task *t) {
+  if (t->eng->interrupt_signal && !task_take_interrupt(t)) return;
   switch (t->state) {
   case TASK_DONE:
   case TASK_FAILED:

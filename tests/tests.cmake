@@ -1,18 +1,45 @@
-# tests/tests.cmake: every test the suite runs. C unit tests; Lua tests run
-# by the engine; end-to-end tests (Python standard library) that run the
-# built binary, each against every engine variant (plain and ASan+UBSan);
-# a valgrind leak check on the plain binary.
+# tests/tests.cmake: every test the suite runs, one ctest entry per test
+# case: C unit tests; Lua tests run by the engine; end-to-end tests (Python
+# standard library) that run the built binary. Lua and end-to-end cases run
+# against every engine variant (plain and ASan+UBSan); the valgrind leak
+# checks run on the plain binary.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
 add_executable(test_text tests/unit/test_text.c engine/text.c)
 target_include_directories(test_text PRIVATE engine)
 target_compile_options(test_text PRIVATE ${WARNING_FLAGS} ${SANITIZER_FLAGS})
 target_link_options(test_text PRIVATE ${SANITIZER_FLAGS})
-add_test(NAME unit_text COMMAND test_text)
+add_test(NAME unit:text COMMAND test_text)
 
 set(SANITIZER_ENV
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1"
     "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1")
+
+# The names in t.test("name", ...) lines of a Lua test file.
+function(lua_test_names file out)
+  file(STRINGS ${file} lines REGEX "^t\\.test\\(\"[^\"]+\"")
+  set(names "")
+  foreach(line IN LISTS lines)
+    string(REGEX REPLACE "^t\\.test\\(\"([^\"]+)\".*" "\\1" name "${line}")
+    list(APPEND names "${name}")
+  endforeach()
+  set(${out} "${names}" PARENT_SCOPE)
+endfunction()
+
+# Class.test_method ids of a unittest file.
+function(python_test_ids file out)
+  file(STRINGS ${file} lines REGEX "^class [A-Za-z0-9_]+|^    def test_[a-z0-9_]+")
+  set(ids "")
+  set(class "")
+  foreach(line IN LISTS lines)
+    if(line MATCHES "^class ([A-Za-z0-9_]+)")
+      set(class ${CMAKE_MATCH_1})
+    elseif(line MATCHES "def (test_[a-z0-9_]+)")
+      list(APPEND ids "${class}.${CMAKE_MATCH_1}")
+    endif()
+  endforeach()
+  set(${out} "${ids}" PARENT_SCOPE)
+endfunction()
 
 file(GLOB LUA_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/lua/test_*.lua)
 file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/test_*.py)
@@ -20,29 +47,37 @@ list(REMOVE_ITEM E2E_TESTS ${CMAKE_SOURCE_DIR}/tests/e2e/test_valgrind.py)
 
 foreach(variant IN LISTS ENGINE_VARIANTS)
   foreach(file IN LISTS LUA_TESTS)
-    get_filename_component(name ${file} NAME_WE)
-    add_test(NAME ${variant}:lua:${name}
-             COMMAND $<TARGET_FILE:${variant}> -q ${file}
-             WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-    set_tests_properties(${variant}:lua:${name} PROPERTIES
-                         ENVIRONMENT "${SANITIZER_ENV}" TIMEOUT 120)
+    get_filename_component(module ${file} NAME_WE)
+    lua_test_names(${file} names)
+    foreach(name IN LISTS names)
+      string(REGEX REPLACE "[^A-Za-z0-9_]+" "_" slug "${name}")
+      set(id "${variant}:${module}:${slug}")
+      add_test(NAME ${id} COMMAND $<TARGET_FILE:${variant}> -q ${file} ${name}
+               WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+      set_tests_properties(${id} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}" TIMEOUT 120)
+    endforeach()
   endforeach()
   foreach(file IN LISTS E2E_TESTS)
-    get_filename_component(name ${file} NAME_WE)
-    add_test(NAME ${variant}:e2e:${name}
-             COMMAND ${Python3_EXECUTABLE} ${file}
-             WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-    set_tests_properties(${variant}:e2e:${name} PROPERTIES
-      ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;${SANITIZER_ENV}"
-      TIMEOUT 300)
+    get_filename_component(module ${file} NAME_WE)
+    python_test_ids(${file} ids)
+    foreach(case IN LISTS ids)
+      set(id "${variant}:${module}:${case}")
+      add_test(NAME ${id} COMMAND ${Python3_EXECUTABLE} -m unittest ${module}.${case}
+               WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
+      set_tests_properties(${id} PROPERTIES
+        ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;${SANITIZER_ENV}" TIMEOUT 300)
+    endforeach()
   endforeach()
 endforeach()
 
 find_program(VALGRIND valgrind)
 if(VALGRIND)
-  add_test(NAME engine:valgrind
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/test_valgrind.py
-           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(engine:valgrind PROPERTIES
-    ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:engine>;VALGRIND=${VALGRIND}" TIMEOUT 600)
+  python_test_ids(${CMAKE_SOURCE_DIR}/tests/e2e/test_valgrind.py ids)
+  foreach(case IN LISTS ids)
+    set(id "engine:test_valgrind:${case}")
+    add_test(NAME ${id} COMMAND ${Python3_EXECUTABLE} -m unittest test_valgrind.${case}
+             WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
+    set_tests_properties(${id} PROPERTIES
+      ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:engine>;VALGRIND=${VALGRIND}" TIMEOUT 600)
+  endforeach()
 endif()

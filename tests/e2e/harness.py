@@ -86,7 +86,8 @@ class TestHandler(BaseHTTPRequestHandler):
         parts = self.path.split("?")[0].strip("/").split("/")
         self.server.counts[parts[0]] = self.server.counts.get(parts[0], 0) + 1
         if parts[0] == "status":
-            self.send(int(parts[1]), "status %s" % parts[1])
+            code = int(parts[1])
+            self.send(code, "" if code in (204, 304) else "status %d" % code)
         elif parts[0] == "bytes":
             n = int(parts[1])
             self.send(200, (b"0123456789abcdef" * (n // 16 + 1))[:n])
@@ -117,15 +118,23 @@ class TestServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
         super().__init__(("127.0.0.1", 0), TestHandler)
+        if ssl_context:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+        self.scheme = "https" if ssl_context else "http"
         self.counts = {}
+        self.connections = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
+    def process_request(self, request, client_address):
+        self.connections += 1
+        super().process_request(request, client_address)
+
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
+        return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
 
     def stop(self):
         self.shutdown()

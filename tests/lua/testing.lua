@@ -37,10 +37,20 @@ function testing.raises(fn, ...)
   return err
 end
 
+-- Runs every test, or only the one named by the script's first argument.
 function testing.run()
+  local only = arg and arg[1]
   local passed, failed = 0, 0
   local base = core.stats()
+  local selected = {}
   for _, t in ipairs(tests) do
+    if not only or t.name == only then selected[#selected + 1] = t end
+  end
+  if #selected == 0 then
+    print(string.format("no test named %q", tostring(only)))
+    os.exit(1)
+  end
+  for _, t in ipairs(selected) do
     local h = flow.spawn(t.fn)
     local ok, err = pcall(h.wait, h)
     flow.sleep(0) -- let cancelled children finish
