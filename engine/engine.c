@@ -37,7 +37,7 @@ static int core_current(lua_State *L) {
   task *t = task_current(L);
   if (!t) return 0;
   lua_pushinteger(L, t->id);
-  lua_pushboolean(L, t->cancel_requested);
+  lua_pushboolean(L, t->ever_canceled);
   return 2;
 }
 

@@ -49,6 +49,7 @@ struct task {
   int nresume;           /* values pushed on thread for the next resume */
   int nresults;          /* results kept on a finished thread's stack */
   bool cancel_requested; /* deliver a cancel error at the next wait */
+  bool ever_canceled;    /* a cancel was requested at some point */
   bool observed;         /* someone has taken its outcome */
   bool canceled;         /* finished because it was cancelled */
   bool interrupted;      /* has been handed the SIGINT/SIGTERM cancel */

@@ -21,6 +21,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   lua_sethook(L, NULL, 0, 0);
   task *t = task_current(L);
   if (!t || !task_take_interrupt(t)) return;
+  t->ever_canceled = true;
   error_push(L, "canceled", "interrupted by %s",
              caught_signal == SIGTERM ? "SIGTERM" : "SIGINT");
   lua_error(L);

@@ -458,6 +458,14 @@ void task_cancel(task *t) {
   case TASK_DONE:
   case TASK_FAILED:
     return;
+  default:
+    t->ever_canceled = true;
+    break;
+  }
+  switch (t->state) {
+  case TASK_DONE:
+  case TASK_FAILED:
+    return;
   case TASK_WAITING: {
     op *o = t->op;
     t->op = NULL;

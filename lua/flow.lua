@@ -17,11 +17,10 @@ local function check_seconds(what, value)
   end
 end
 
--- True when the running task has been asked to stop (and the request has not
--- yet been delivered as an error).
-local function cancel_pending()
-  local _, pending = core.current()
-  return pending
+-- True once the running task has been asked to stop, delivered or not.
+local function was_canceled()
+  local _, canceled = core.current()
+  return canceled
 end
 
 -- Cancels the handles and waits for them to end; used when the caller itself
@@ -74,7 +73,7 @@ function flow.parallel(fns, opts)
   local next_index = 0
   -- Each worker runs one function at a time, so at most `limit` run at once.
   local function worker()
-    while not cancel_pending() do
+    while not was_canceled() do
       next_index = next_index + 1
       local i = next_index
       if i > n then return end
@@ -97,11 +96,6 @@ function flow.parallel(fns, opts)
   end
   if #failures > 0 then
     table.sort(failures, function(a, b) return a.index < b.index end)
-    for _, f in ipairs(failures) do
-      if core.is_error(f.error, "canceled") and #failures == 1 then
-        error(f.error, 0)
-      end
-    end
     local parts = {}
     for _, f in ipairs(failures) do
       parts[#parts + 1] = string.format("[%d] %s", f.index, f.message)

@@ -123,6 +123,18 @@ t.test("cancelling a parallel cancels its branches", function()
   t.eq(finished, 0)
 end)
 
+t.test("a cancelled parallel starts no further items", function()
+  local started = 0
+  local fns = {}
+  for i = 1, 6 do fns[i] = function() started = started + 1 flow.sleep(5) end end
+  local h = flow.spawn(flow.parallel, fns, {limit = 2})
+  flow.sleep(0.01)
+  h:cancel()
+  t.eq(t.raises(h.wait, h).kind, "canceled")
+  flow.sleep(0.02)
+  t.eq(started, 2)
+end)
+
 t.test("timeout returns results when in time", function()
   local a, b = flow.timeout(1, function(x) flow.sleep(0.01) return x, "y" end, "x")
   t.eq(a, "x"); t.eq(b, "y")
