@@ -73,6 +73,7 @@ static int open_core(lua_State *L) {
                                  {"is_error", error_is_lua},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
+  rules_open(L);
   return 1;
 }
 
@@ -113,6 +114,7 @@ static void preload_embedded(lua_State *L) {
 static int setup_state(lua_State *L) {
   engine *e = lua_touserdata(L, 1);
   luaL_openlibs(L);
+  srand((unsigned)uv_hrtime()); /* jitter for retry backoff */
   lua_pushlightuserdata(L, e);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &engine_key);
   error_open(L);
@@ -121,7 +123,7 @@ static int setup_state(lua_State *L) {
   preload(L, "engine.log", open_log);
   preload(L, "cjson", luaopen_cjson);
   preload_embedded(L);
-  static const char *const globals[] = {"flow", "http", "json", "log"};
+  static const char *const globals[] = {"flow", "http", "json", "log", "census"};
   for (size_t i = 0; i < sizeof globals / sizeof *globals; i++) {
     lua_getglobal(L, "require");
     lua_pushfstring(L, "engine.%s", globals[i]);

@@ -122,6 +122,9 @@ int http_request(lua_State *L);
 void log_msg(engine *e, enum log_level level, const char *fmt, ...);
 void log_open(lua_State *L, engine *e);
 
+/* rules_lua.c: adds the pure rules to the table on top */
+void rules_open(lua_State *L);
+
 /* signals.c */
 int signals_init(engine *e);
 void signals_set_running(lua_State *thread);

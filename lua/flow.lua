@@ -109,16 +109,6 @@ end
 local retry_options = {attempts = true, delay = true, backoff = true,
   max_delay = true, jitter = true, retry_if = true}
 
--- The wait before attempt `attempt + 1`, in seconds.
-local function backoff_delay(opts, attempt)
-  local d = opts.delay * opts.backoff ^ (attempt - 1)
-  if d > opts.max_delay then d = opts.max_delay end
-  if opts.jitter > 0 then
-    d = d * (1 - opts.jitter + 2 * opts.jitter * math.random())
-  end
-  return d
-end
-
 function flow.retry(opts, fn, ...)
   if type(opts) ~= "table" then
     error("flow.retry: expected an options table, then a function", 2)
@@ -168,8 +158,7 @@ function flow.retry(opts, fn, ...)
       err.attempts = attempt
       error(err, 0)
     end
-    local wait = backoff_delay(o, attempt)
-    core.sleep(wait)
+    core.sleep(core.backoff(attempt, o.delay, o.backoff, o.max_delay, o.jitter))
   end
 end
 

@@ -5,11 +5,17 @@
 # checks run on the plain binary.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
-add_executable(test_text tests/unit/test_text.c engine/text.c)
-target_include_directories(test_text PRIVATE engine)
-target_compile_options(test_text PRIVATE ${WARNING_FLAGS} ${SANITIZER_FLAGS})
-target_link_options(test_text PRIVATE ${SANITIZER_FLAGS})
-add_test(NAME unit:text COMMAND test_text)
+function(unit_test name)
+  add_executable(test_${name} tests/unit/test_${name}.c ${ARGN})
+  target_include_directories(test_${name} PRIVATE engine)
+  target_compile_definitions(test_${name} PRIVATE _DEFAULT_SOURCE)
+  target_compile_options(test_${name} PRIVATE ${WARNING_FLAGS} ${SANITIZER_FLAGS})
+  target_link_options(test_${name} PRIVATE ${SANITIZER_FLAGS})
+  target_link_libraries(test_${name} PRIVATE m)
+  add_test(NAME unit:${name} COMMAND test_${name})
+endfunction()
+unit_test(text engine/text.c)
+unit_test(rules engine/rules.c engine/text.c)
 
 set(SANITIZER_ENV
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1"

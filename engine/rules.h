@@ -1,0 +1,50 @@
+/* rules.h: pure decision functions with no Lua or libuv dependency, unit
+ * tested on their own: the Census trigger-URL grammar, secret redaction,
+ * sync-run status classes, retry backoff, Retry-After and timestamps. */
+#ifndef ENGINE_RULES_H
+#define ENGINE_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+  const char *token; /* points into the URL */
+  size_t token_len;
+  bool eu;
+  long long sync_id;
+  int force_full_sync; /* -1 absent, 0 false, 1 true */
+} trigger_url;
+
+/* Exactly https://bearer:secret-token:<token>@<app|app-eu>.getcensus.com
+ * /api/v1/syncs/<digits>/trigger[?force_full_sync=true|false]. */
+bool trigger_url_parse(const char *url, trigger_url *out);
+
+/* Copies text into out with URL credentials and every "secret-token:..."
+ * replaced by "***". Always NUL-terminates. */
+char *secret_redact(const char *text, char *out, size_t outsz);
+
+enum run_status {
+  RUN_WAITING,
+  RUN_COMPLETED,
+  RUN_FAILED,
+  RUN_SKIPPED,
+  RUN_UNKNOWN
+};
+enum run_status run_status_class(const char *status);
+
+/* Delay before retry number `attempt` (1-based): base * factor^(attempt-1)
+ * capped at max_delay, then scaled by a factor in [1-jitter, 1+jitter]
+ * chosen by u01 in [0, 1). */
+double backoff_delay(int attempt, double base, double factor, double max_delay,
+                     double jitter, double u01);
+
+/* Seconds to wait for a Retry-After value (delta-seconds or HTTP date),
+ * or -1 when it is neither. `now` is the current Unix time. */
+double retry_after_seconds(const char *value, double now);
+
+/* Unix time of an ISO-8601 timestamp ("2024-05-01T12:00:00.123Z", offsets
+ * allowed, UTC when none) or of an HTTP date; -1 when malformed. */
+double time_parse_iso8601(const char *s);
+double time_parse_http_date(const char *s);
+
+#endif

@@ -1,0 +1,96 @@
+/* rules_lua.c: the pure rules of rules.h as engine.core functions for the
+ * Lua library (census policy, flow.retry). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+#include "rules.h"
+
+static double wallclock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* parse_trigger(url) -> {token, eu, sync_id, force_full_sync} | nil */
+static int parse_trigger(lua_State *L) {
+  trigger_url t;
+  if (!trigger_url_parse(luaL_optstring(L, 1, NULL), &t)) return 0;
+  lua_createtable(L, 0, 4);
+  lua_pushlstring(L, t.token, t.token_len);
+  lua_setfield(L, -2, "token");
+  lua_pushboolean(L, t.eu);
+  lua_setfield(L, -2, "eu");
+  lua_pushinteger(L, (lua_Integer)t.sync_id);
+  lua_setfield(L, -2, "sync_id");
+  if (t.force_full_sync >= 0) {
+    lua_pushboolean(L, t.force_full_sync);
+    lua_setfield(L, -2, "force_full_sync");
+  }
+  return 1;
+}
+
+static int redact(lua_State *L) {
+  size_t len;
+  const char *s = luaL_tolstring(L, 1, &len);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len + 1);
+  secret_redact(s, out, len + 1);
+  luaL_pushresultsize(&b, strlen(out));
+  return 1;
+}
+
+static int run_status(lua_State *L) {
+  static const char *const names[] = {"waiting", "completed", "failed",
+                                      "skipped", "unknown"};
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+  lua_pushstring(L, names[run_status_class(s)]);
+  return 1;
+}
+
+/* backoff(attempt, delay, factor, max_delay, jitter[, u01]) -> seconds */
+static int backoff(lua_State *L) {
+  double u = luaL_optnumber(L, 6, (double)rand() / ((double)RAND_MAX + 1.0));
+  lua_pushnumber(L, backoff_delay((int)luaL_checkinteger(L, 1),
+                                  luaL_checknumber(L, 2), luaL_checknumber(L, 3),
+                                  luaL_checknumber(L, 4), luaL_checknumber(L, 5),
+                                  u));
+  return 1;
+}
+
+static int retry_after(lua_State *L) {
+  double s = retry_after_seconds(luaL_optstring(L, 1, NULL), wallclock());
+  if (s < 0) return 0;
+  lua_pushnumber(L, s);
+  return 1;
+}
+
+/* parse_time(iso8601 or HTTP date) -> Unix seconds | nil */
+static int parse_time(lua_State *L) {
+  const char *s = luaL_optstring(L, 1, NULL);
+  double t = time_parse_iso8601(s);
+  if (t < 0) t = time_parse_http_date(s);
+  if (t < 0) return 0;
+  lua_pushnumber(L, t);
+  return 1;
+}
+
+static int wallclock_lua(lua_State *L) {
+  lua_pushnumber(L, wallclock());
+  return 1;
+}
+
+void rules_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"parse_trigger", parse_trigger},
+                                 {"redact", redact},
+                                 {"run_status", run_status},
+                                 {"backoff", backoff},
+                                 {"retry_after", retry_after},
+                                 {"parse_time", parse_time},
+                                 {"wallclock", wallclock_lua},
+                                 {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+}

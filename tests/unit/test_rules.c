@@ -1,0 +1,111 @@
+/* test_rules.c: unit tests for the trigger-URL grammar, redaction, status
+ * classes, backoff, Retry-After and timestamp parsing. */
+#include <math.h>
+
+#include "check.h"
+#include "rules.h"
+
+static void test_trigger_url(void) {
+  trigger_url t;
+  CHECK(trigger_url_parse("https://bearer:secret-token:abc123@app.getcensus.com/api/v1/syncs/42/trigger", &t));
+  CHECK(t.sync_id == 42 && !t.eu && t.force_full_sync == -1);
+  CHECK(t.token_len == strlen("secret-token:abc123") && strncmp(t.token, "secret-token:abc123", t.token_len) == 0);
+  CHECK(trigger_url_parse("https://bearer:secret-token:x@app-eu.getcensus.com/api/v1/syncs/7/trigger?force_full_sync=true", &t));
+  CHECK(t.eu && t.sync_id == 7 && t.force_full_sync == 1);
+  CHECK(trigger_url_parse("https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/7/trigger?force_full_sync=false", &t));
+  CHECK(t.force_full_sync == 0);
+  const char *bad[] = {
+      NULL, "",
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs//trigger",     /* empty id */
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/0/trigger",    /* id 0 */
+      "https://bearer:secret-token:x@evil.com/api/v1/syncs/1/trigger",             /* wrong host */
+      "https://bearer:secret-token:x@app.getcensus.com.evil.com/api/v1/syncs/1/trigger",
+      "https://bearer:secret-token:x@appXgetcensus.com/api/v1/syncs/1/trigger",    /* unescaped dot */
+      "http://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger",     /* http */
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger/x",  /* trailing junk */
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/triggerx",
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger?force_full_sync=yes",
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger?x=1",
+      "https://Bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger",    /* case */
+      "https://bearer:secret-token:x@App.GetCensus.com/api/v1/syncs/1/trigger",
+      "https://bearer:secret-token:x@app.getcensus.com/API/v1/syncs/1/trigger",
+      "https://bearer:secret-token:@app.getcensus.com/api/v1/syncs/1/trigger",     /* empty token */
+      "https://bearer:token@app.getcensus.com/api/v1/syncs/1/trigger",             /* no prefix */
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1a/trigger",
+      "https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1234567890123456789/trigger",
+      " https://bearer:secret-token:x@app.getcensus.com/api/v1/syncs/1/trigger",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    if (trigger_url_parse(bad[i], &t)) {
+      fprintf(stderr, "accepted bad URL: %s\n", bad[i] ? bad[i] : "(null)");
+      CHECK(0);
+    }
+  }
+}
+
+static void test_redact(void) {
+  char out[256];
+  CHECK_STR(secret_redact("https://bearer:secret-token:abc@app.getcensus.com/x", out, sizeof out),
+            "https://***@app.getcensus.com/x");
+  CHECK_STR(secret_redact("token secret-token:abc123 and \"secret-token:zz\"", out, sizeof out),
+            "token secret-token:*** and \"secret-token:***\"");
+  CHECK_STR(secret_redact("secret-token:", out, sizeof out), "secret-token:");
+  CHECK_STR(secret_redact("x secret-token:abcdefghijkl", out, 20), "x secret-token:***");
+  CHECK(strstr(secret_redact("secret-token:abcdefghijklmnop", out, 16), "abc") == NULL);
+}
+
+static void test_status(void) {
+  const char *waiting[] = {"queued", "working", "preparing", "new", "retrying"};
+  for (int i = 0; i < 5; i++) CHECK(run_status_class(waiting[i]) == RUN_WAITING);
+  CHECK(run_status_class("completed") == RUN_COMPLETED);
+  CHECK(run_status_class("failed") == RUN_FAILED);
+  CHECK(run_status_class("skipped") == RUN_SKIPPED);
+  CHECK(run_status_class("Completed") == RUN_UNKNOWN);
+  CHECK(run_status_class("success") == RUN_UNKNOWN);
+  CHECK(run_status_class("") == RUN_UNKNOWN);
+  CHECK(run_status_class(NULL) == RUN_UNKNOWN);
+}
+
+static void test_backoff(void) {
+  CHECK(backoff_delay(1, 1, 2, 90, 0, 0.5) == 1);
+  CHECK(backoff_delay(2, 1, 2, 90, 0, 0.5) == 2);
+  CHECK(backoff_delay(7, 1, 2, 90, 0, 0.5) == 64);
+  CHECK(backoff_delay(8, 1, 2, 90, 0, 0.5) == 90);
+  CHECK(backoff_delay(2000, 1, 2, 90, 0, 0.5) == 90);
+  CHECK(fabs(backoff_delay(3, 1, 2, 90, 0.2, 0.0) - 3.2) < 1e-9);
+  CHECK(fabs(backoff_delay(3, 1, 2, 90, 0.2, 0.999999) - 4.8) < 1e-5);
+  CHECK(backoff_delay(0, 1, 2, 90, 0, 0.5) == 1);
+}
+
+static void test_retry_after_and_time(void) {
+  double now = time_parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT");
+  CHECK(now == 784111777.0);
+  CHECK(retry_after_seconds("120", now) == 120);
+  CHECK(retry_after_seconds(" 1.5 ", now) == 1.5);
+  CHECK(retry_after_seconds("Sun, 06 Nov 1994 08:50:07 GMT", now) == 30);
+  CHECK(retry_after_seconds("Sun, 06 Nov 1994 08:00:00 GMT", now) == 0);
+  CHECK(retry_after_seconds("soon", now) == -1);
+  CHECK(retry_after_seconds("-3", now) == -1);
+  CHECK(retry_after_seconds("12abc", now) == -1);
+  CHECK(retry_after_seconds(NULL, now) == -1);
+  CHECK(time_parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC") == -1);
+  CHECK(time_parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT") == -1);
+  CHECK(time_parse_iso8601("1994-11-06T08:49:37Z") == now);
+  CHECK(time_parse_iso8601("1994-11-06T08:49:37.250Z") == now + 0.25);
+  CHECK(time_parse_iso8601("1994-11-06T10:49:37+02:00") == now);
+  CHECK(time_parse_iso8601("1994-11-06T03:49:37-0500") == now);
+  CHECK(time_parse_iso8601("1994-11-06 08:49:37") == now);
+  CHECK(time_parse_iso8601("1994-11-06T08:49") == -1);
+  CHECK(time_parse_iso8601("1994-13-06T08:49:37Z") == -1);
+  CHECK(time_parse_iso8601("1994-11-06T08:49:37Zjunk") == -1);
+  CHECK(time_parse_iso8601(NULL) == -1);
+}
+
+int main(void) {
+  test_trigger_url();
+  test_redact();
+  test_status();
+  test_backoff();
+  test_retry_after_and_time();
+  return check_done();
+}
