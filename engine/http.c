@@ -428,6 +428,11 @@ int http_request(lua_State *L) {
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
   }
+  /* libcurl silently re-sends a request whose reused connection died before
+   * any answer; for POST and PATCH that could run the action twice, so they
+   * get a fresh connection, which it never retries. */
+  if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0)
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
   if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
       strcmp(method, "HEAD") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);

@@ -71,7 +71,7 @@ char *secret_redact(const char *text, char *out, size_t outsz) {
     }
     size_t keep = strlen(end) + 1;
     size_t room = outsz - (size_t)(start - out);
-    if (room < 4 + keep) { /* no room to rewrite: cut the text here */
+    if (room < 3 + keep) { /* no room to rewrite: cut the text here */
       *start = '\0';
       break;
     }

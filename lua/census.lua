@@ -30,9 +30,15 @@ end
 
 local function invalid(fmt, ...) raise("invalid_argument", nil, fmt, ...) end
 
-local function env_seconds(name)
+-- An environment variable, with empty meaning unset.
+local function env(name)
   local v = os.getenv(name)
-  if v == nil or v == "" then return nil end
+  if v ~= "" then return v end
+end
+
+local function env_seconds(name)
+  local v = env(name)
+  if v == nil then return nil end
   local n = tonumber(v)
   if not n or n < 0 or n ~= n then
     invalid("%s must be a number of seconds, got %q", name, v)
@@ -64,7 +70,7 @@ end
 
 -- Where and how to reach Census: token, base URL, API version.
 local function connection(opts, token)
-  token = token or opts.token or os.getenv("CENSUS_API_KEY")
+  token = token or opts.token or env("CENSUS_API_KEY")
   if type(token) ~= "string" or token == "" then
     invalid("census: no API token: pass token = ... or set CENSUS_API_KEY " ..
       "(a workspace key for API v1, a personal access token for v2)")
@@ -72,13 +78,13 @@ local function connection(opts, token)
   if token:find("[%c ]") then invalid("census: the API token contains spaces or control characters") end
   local region = opts.region or "us"
   if not HOSTS[region] then invalid("census: region must be \"us\" or \"eu\", got %s", tostring(region)) end
-  local version = opts.api_version or os.getenv("CENSUS_API_VERSION") or 1
-  version = math.tointeger(tonumber(version))
+  local given = opts.api_version or env("CENSUS_API_VERSION") or 1
+  local version = math.tointeger(tonumber(given))
   if version ~= 1 and version ~= 2 then
-    invalid("census: api_version must be 1 or 2, got %s", tostring(opts.api_version or os.getenv("CENSUS_API_VERSION")))
+    invalid("census: api_version (or CENSUS_API_VERSION) must be 1 or 2, got %s", tostring(given))
   end
-  local base = os.getenv("CENSUS_BASE_URL")
-  if base and base ~= "" then
+  local base = env("CENSUS_BASE_URL")
+  if base then
     if not base:match("^https?://[%w%.%-]+$") and not base:match("^https?://[%w%.%-]+:%d+$")
       and not base:match("^https?://%[[%x:]+%]:%d+$") then
       invalid("CENSUS_BASE_URL must be scheme://host[:port] with no path, got %q", base)
@@ -312,6 +318,16 @@ local WAIT_OPTIONS = set_of(CONNECTION_OPTIONS, {poll = true, timeout = true,
   cancel_on_timeout = true, max_records_failed = true, max_failed_ratio = true,
   allow_skipped = true})
 
+-- Each distinct warning once per process: 500 parallel waits share it.
+local warned = {}
+local function warn_once(fmt, ...)
+  local line = string.format(fmt, ...)
+  if not warned[line] then
+    warned[line] = true
+    log.warn("%s", line)
+  end
+end
+
 local function poll_interval(opts)
   local poll = opts.poll or 60
   if type(poll) ~= "number" or poll ~= poll or poll <= 0 then
@@ -321,11 +337,11 @@ local function poll_interval(opts)
   local min_poll = env_seconds("CENSUS_MIN_POLL")
   if min_poll then
     floor = min_poll
-    log.warn("census: CENSUS_MIN_POLL=%g lowers the poll floor from %d s; meant for tests and simulators",
+    warn_once("census: CENSUS_MIN_POLL=%g lowers the poll floor from %d s; meant for tests and simulators",
       min_poll, POLL_FLOOR)
   end
   if poll < floor then
-    log.warn("census: poll every %g s is below the %g s floor; polling every %g s", poll, floor, floor)
+    warn_once("census: poll every %g s is below the %g s floor; polling every %g s", poll, floor, floor)
     poll = floor
   end
   return poll

@@ -13,6 +13,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENGINE = os.environ.get("ENGINE_BIN") or os.path.join(ROOT, "build", "engine")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+# Secrets the tests hand to the engine; no output may ever contain them.
+SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value"]
+# Every engine output is also kept here for the suite-wide secret scan.
+OUTPUT_DIR = os.environ.get("ENGINE_TEST_OUTPUT")
+
+
+def check_no_secrets(text):
+    for secret in SECRETS:
+        if secret in text:
+            raise AssertionError("secret %r leaked into engine output:\n%s" % (secret, text))
+
+
+def keep_output(text):
+    if OUTPUT_DIR:
+        os.makedirs(OUTPUT_DIR, exist_ok=True)
+        with open(os.path.join(OUTPUT_DIR, "%d.log" % os.getpid()), "a") as f:
+            f.write(text)
 
 
 class Result:
@@ -43,6 +62,8 @@ def run(args, stdin=None, env=None, timeout=60):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=full_env, text=True)
     out, err = proc.communicate(stdin, timeout=timeout)
+    keep_output(out + err)
+    check_no_secrets(out + err)
     return Result(proc, out, err, time.monotonic() - start)
 
 

@@ -50,6 +50,8 @@ static void test_redact(void) {
   CHECK_STR(secret_redact("token secret-token:abc123 and \"secret-token:zz\"", out, sizeof out),
             "token secret-token:*** and \"secret-token:***\"");
   CHECK_STR(secret_redact("secret-token:", out, sizeof out), "secret-token:");
+  /* redacting twice changes nothing, even when the text fills the buffer */
+  CHECK_STR(secret_redact("a secret-token:***", out, sizeof "a secret-token:***"), "a secret-token:***");
   CHECK_STR(secret_redact("x secret-token:abcdefghijkl", out, 20), "x secret-token:***");
   CHECK(strstr(secret_redact("secret-token:abcdefghijklmnop", out, 16), "abc") == NULL);
 }
