@@ -5,8 +5,7 @@ local id = tonumber(arg[1] or 1)
 
 -- EU workspace: region = "eu" picks app-eu.getcensus.com (a trigger URL on
 -- app-eu.getcensus.com does the same).
-census.sync({sync_id = id, region = "eu"}, {poll = 30})
+census.sync({sync_id = id, region = "eu"})
 
 -- API v2: same flow code, /api/v2 paths; or set CENSUS_API_VERSION=2.
-census.sync({sync_id = id, api_version = 2, token = os.getenv("CENSUS_PAT") or os.getenv("CENSUS_API_KEY")},
-  {poll = 30})
+census.sync({sync_id = id, api_version = 2, token = os.getenv("CENSUS_PAT") or os.getenv("CENSUS_API_KEY")})

@@ -6,7 +6,7 @@ for i = 1, math.max(#arg, 1) do ids[i] = tonumber(arg[i] or 1) end
 
 local jobs = {}
 for i, id in ipairs(ids) do
-  jobs[i] = function() return census.sync({sync_id = id}, {poll = 30}) end
+  jobs[i] = function() return census.sync({sync_id = id}) end
 end
 
 local results = flow.parallel(jobs, {limit = 3})

@@ -7,6 +7,6 @@ local result = flow.retry({
   attempts = 3, delay = tonumber(os.getenv("RETRY_DELAY") or 60), backoff = 2,
   -- auth errors or an unknown sync will not heal: give up at once
   retry_if = function(err) return err.kind == "failed" or err.kind == "skipped" end,
-}, census.sync, {sync_id = id}, {poll = 30})
+}, census.sync, {sync_id = id})
 
 log.info("sync %d completed (run %d)", id, result.sync_run_id)

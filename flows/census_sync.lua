@@ -3,5 +3,5 @@
 --     engine flows/census_sync.lua
 -- Exits 0 only when the run completed.
 local url = os.getenv("CENSUS_TRIGGER_URL")
-local result = census.sync(url, {poll = 30, timeout = 2 * 3600})
+local result = census.sync(url, {timeout = 2 * 3600})  -- polls every 60 s (CENSUS_POLL)
 log.info("sync %d: %d records updated", result.sync_id, result.records_updated or 0)

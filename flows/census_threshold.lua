@@ -5,7 +5,7 @@
 local id = tonumber(arg[1] or 1)
 
 local ok, err = pcall(census.sync, {sync_id = id},
-  {poll = 30, max_records_failed = 100, max_failed_ratio = 0.01})
+  {max_records_failed = 100, max_failed_ratio = 0.01})
 if not ok then
   if err.kind == "threshold" then
     log.error("sync %d rejected %d of %d records: see %s", id,

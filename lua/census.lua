@@ -329,9 +329,9 @@ local function warn_once(fmt, ...)
 end
 
 local function poll_interval(opts)
-  local poll = opts.poll or 60
+  local poll = opts.poll or env_seconds("CENSUS_POLL") or 60
   if type(poll) ~= "number" or poll ~= poll or poll <= 0 then
-    invalid("census.wait: poll must be a number of seconds > 0, got %s", tostring(opts.poll))
+    invalid("census.wait: poll must be a number of seconds > 0, got %s", tostring(poll))
   end
   local floor = POLL_FLOOR
   local min_poll = env_seconds("CENSUS_MIN_POLL")

@@ -15,6 +15,8 @@ Control endpoints (no auth):
 SCENARIO fields (all optional):
   steps      what successive polls of a run report: a status string or a
              dict of run fields; the last one repeats. Default: working, completed.
+  runs       a list of steps lists, one per run of the sync in order (the
+             first run uses runs[0]); runs beyond the list use steps
   trigger    behaviours of successive triggers, then "ok": "ok",
              {"http": CODE, "body": TEXT, "retry_after": VALUE}, "lost" (the
              connection drops and no run starts), "lost_created" (a run
@@ -273,14 +275,19 @@ class CensusSim(ThreadingHTTPServer):
     def new_run(self, sync_id, query):
         with self.lock:
             self.next_run_id += 1
+            ordinal = sum(1 for r in self.runs.values() if r["sync_id"] == sync_id)
             run = {"id": self.next_run_id, "sync_id": sync_id, "created_at": time.time(),
+                   "ordinal": ordinal,
                    "full_sync": query.get("force_full_sync") == "true", "polls": 0,
                    "get_index": 0, "canceled": False, "force_full_sync": query.get("force_full_sync")}
             self.runs[run["id"]] = run
             return run
 
     def run_data(self, run):
-        steps = self.scenario(run["sync_id"]).get("steps", DEFAULT_STEPS)
+        scenario = self.scenario(run["sync_id"])
+        per_run = scenario.get("runs", [])
+        steps = per_run[run["ordinal"]] if run["ordinal"] < len(per_run) else \
+            scenario.get("steps", DEFAULT_STEPS)
         step = steps[min(max(run["polls"] - 1, 0), len(steps) - 1)]
         if isinstance(step, str):
             step = {"status": step}

@@ -51,6 +51,18 @@ file(GLOB LUA_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/lua/test_*.lua)
 file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/test_*.py)
 list(REMOVE_ITEM E2E_TESTS ${CMAKE_SOURCE_DIR}/tests/e2e/test_valgrind.py)
 
+# Every end-to-end test keeps the engine's output; after the suite, one
+# scan checks it all for the test secrets.
+set(OUTPUT_DIR ${CMAKE_BINARY_DIR}/test-output)
+add_test(NAME secrets:clear COMMAND ${Python3_EXECUTABLE} scan_secrets.py --clear
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
+add_test(NAME secrets:scan COMMAND ${Python3_EXECUTABLE} scan_secrets.py
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
+set_tests_properties(secrets:clear PROPERTIES FIXTURES_SETUP engine_output
+                     ENVIRONMENT "ENGINE_TEST_OUTPUT=${OUTPUT_DIR}")
+set_tests_properties(secrets:scan PROPERTIES FIXTURES_CLEANUP engine_output
+                     ENVIRONMENT "ENGINE_TEST_OUTPUT=${OUTPUT_DIR}")
+
 foreach(variant IN LISTS ENGINE_VARIANTS)
   foreach(file IN LISTS LUA_TESTS)
     get_filename_component(module ${file} NAME_WE)
@@ -70,8 +82,8 @@ foreach(variant IN LISTS ENGINE_VARIANTS)
       set(id "${variant}:${module}:${case}")
       add_test(NAME ${id} COMMAND ${Python3_EXECUTABLE} -m unittest ${module}.${case}
                WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
-      set_tests_properties(${id} PROPERTIES
-        ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;${SANITIZER_ENV}" TIMEOUT 300)
+      set_tests_properties(${id} PROPERTIES FIXTURES_REQUIRED engine_output TIMEOUT 300
+        ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;ENGINE_TEST_OUTPUT=${OUTPUT_DIR};${SANITIZER_ENV}")
     endforeach()
   endforeach()
 endforeach()

@@ -170,6 +170,8 @@ class CensusTest(unittest.TestCase):
         self.assertIn("polling every 0.05 s", r.stderr)
         r = self.flow("census.sync(URL:format(8))", env={"CENSUS_MIN_POLL": ""})
         self.assertIn("polling every 60 s", r.stderr, "the default poll")
+        r = self.flow("census.sync(URL:format(8))", env={"CENSUS_POLL": "7"})
+        self.assertIn("polling every 7 s", r.stderr, "CENSUS_POLL sets the default")
 
     # --- transport ------------------------------------------------------
     def test_gets_retry_5xx_429_and_network_errors(self):

@@ -1,0 +1,103 @@
+"""test_flows.py: every example in flows/ runs as documented against the
+Census simulator, and does what its comment promises."""
+import os
+import unittest
+
+from harness import ROOT, main, run  # first: puts tests/ on the path
+from census_sim import DEFAULT_TOKEN, CensusSim
+
+URL = "https://bearer:%s@app.getcensus.com/api/v1/syncs/%%d/trigger" % DEFAULT_TOKEN
+DONE = {"status": "completed", "records_processed": 10, "records_updated": 10, "records_failed": 0}
+
+
+class Flows(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = CensusSim().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        self.sim.reset()
+
+    def run_flow(self, name, *args, env=None, rc=0):
+        full_env = {"CENSUS_BASE_URL": self.sim.url, "CENSUS_MIN_POLL": "0.05", "CENSUS_POLL": "0.05",
+                    "CENSUS_RETRY_DELAY": "0.01", "CENSUS_API_KEY": DEFAULT_TOKEN}
+        full_env.update(env or {})
+        r = run([os.path.join(ROOT, "flows", name)] + [str(a) for a in args], env=full_env)
+        self.assertEqual(r.rc, rc, r)
+        return r
+
+    def runs(self):
+        return sorted(self.sim.runs.values(), key=lambda r: r["id"])
+
+    def test_census_sync(self):
+        self.sim.syncs[42] = {"steps": ["working", DONE]}
+        r = self.run_flow("census_sync.lua", env={"CENSUS_TRIGGER_URL": URL % 42})
+        self.assertIn("sync 42: 10 records updated", r.stderr)
+
+    def test_census_chain_runs_b_after_a(self):
+        self.sim.syncs[1] = {"steps": ["working", "working", DONE]}
+        self.run_flow("census_chain.lua", 1, 2)
+        a, b = self.runs()
+        a_done = max(q["time"] for q in self.sim.log if q["path"].endswith("/sync_runs/%d" % a["id"]))
+        self.assertGreater(b["created_at"], a_done)
+
+    def test_census_chain_stops_when_a_fails(self):
+        self.sim.syncs[1] = {"steps": [{"status": "failed", "error_message": "bad"}]}
+        r = self.run_flow("census_chain.lua", 1, 2, rc=1)
+        self.assertEqual(self.sim.triggers, {1: 1})
+        self.assertIn("sync 1 run 1001 failed: bad", r.stderr)
+
+    def test_census_fanout_limits_concurrency(self):
+        for i in range(11, 17):
+            self.sim.syncs[i] = {"steps": ["working", "working", DONE]}
+        r = self.run_flow("census_fanout.lua", *range(11, 17))
+        self.assertEqual(r.stderr.count(": completed, 10 records updated"), 6)
+        # a run is active from its trigger to its last poll
+        spans = []
+        for run_ in self.runs():
+            polls = [q["time"] for q in self.sim.log if q["path"].endswith("/sync_runs/%d" % run_["id"])]
+            spans.append((run_["created_at"], max(polls)))
+        peak = max(sum(1 for s, e in spans if s <= t <= e) for t, _ in spans)
+        self.assertEqual(peak, 3)
+
+    def test_census_retry_reruns_a_failed_sync(self):
+        self.sim.syncs[5] = {"runs": [[{"status": "failed", "error_message": "flaky"}]], "steps": [DONE]}
+        r = self.run_flow("census_retry.lua", 5, env={"RETRY_DELAY": "0.05"})
+        self.assertEqual(self.sim.triggers, {5: 2})
+        self.assertIn("sync 5 completed (run 1002)", r.stderr)
+
+    def test_census_retry_gives_up_on_auth_errors(self):
+        self.run_flow("census_retry.lua", 5, env={"RETRY_DELAY": "0.05",
+                                                 "CENSUS_API_KEY": "secret-token:wrong-token-value"}, rc=1)
+        self.assertEqual(self.sim.triggers, {})
+
+    def test_census_threshold(self):
+        self.sim.syncs[6] = {"steps": [dict(DONE, records_failed=2, records_updated=8)]}
+        r = self.run_flow("census_threshold.lua", 6, rc=1)
+        self.assertIn("sync 6 rejected 2 of 10 records: see %s/syncs/6/sync-history" % self.sim.url, r.stderr)
+        self.sim.syncs[6] = {"steps": [DONE]}
+        self.run_flow("census_threshold.lua", 6)
+
+    def test_census_eu_v2(self):
+        self.run_flow("census_eu_v2.lua", 7)
+        paths = [q["path"] for q in self.sim.log if "/trigger" in q["path"]]
+        self.assertEqual(paths, ["/api/v1/syncs/7/trigger", "/api/v2/syncs/7/trigger"])
+
+    def test_census_demo(self):
+        import json
+        with open(os.path.join(ROOT, "tests", "census_demo.json")) as f:
+            self.sim.syncs.update({int(k): v for k, v in json.load(f).items()})
+        r = self.run_flow("census_demo.lua")
+        self.assertIn("demo: 6 syncs completed, 9920 records updated", r.stderr)
+
+    def test_hello(self):
+        r = self.run_flow("hello.lua")
+        self.assertIn("extract, transform, load finished in", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
