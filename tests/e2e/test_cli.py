@@ -11,7 +11,8 @@ class Cli(unittest.TestCase):
         r = run(["--help"])
         self.assertEqual(r.rc, 0, r)
         for word in ["-e CODE", "-q, --quiet", "-v, --verbose", "--version",
-                     "FLOW.lua", "130", "143", "usage error"]:
+                     "FLOW.lua", "130", "143", "usage error", "census", "CENSUS_API_KEY",
+                     "CENSUS_BASE_URL", "CENSUS_MIN_POLL", "CENSUS_POLL"]:
             self.assertIn(word, r.stdout)
         self.assertEqual(run(["-h"]).stdout, r.stdout)
 
