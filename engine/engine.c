@@ -24,7 +24,15 @@ engine *engine_from(lua_State *L) {
 
 static int core_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  task_spawn(engine_from(L), L, lua_gettop(L) - 1);
+  engine *e = engine_from(L);
+  task *parent = task_current(L);
+  task *t = task_spawn(e, L, lua_gettop(L) - 1);
+  t->report = parent && repl_is_foreground(e, parent);
+  return 1;
+}
+
+static int core_repl_quitting(lua_State *L) {
+  lua_pushboolean(L, repl_quitting(engine_from(L)));
   return 1;
 }
 
@@ -71,6 +79,8 @@ static int open_core(lua_State *L) {
                                  {"http_request", http_request},
                                  {"error", error_new_lua},
                                  {"is_error", error_is_lua},
+                                 {"repl_start", repl_start},
+                                 {"repl_quitting", core_repl_quitting},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   rules_open(L);
@@ -200,6 +210,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 }
 
 void engine_shutdown(engine *e) {
+  repl_free(e);
   http_shutdown(e);
   signals_close();
   uv_walk(&e->loop, close_handle, NULL);

@@ -16,6 +16,7 @@ typedef struct engine engine;
 typedef struct task task;
 typedef struct op op;
 typedef struct http_glue http_glue;
+struct repl;
 
 /* A pending operation: whatever a suspended task waits on. Exactly one
  * cleanup path exists for it: either the operation completes and calls
@@ -53,6 +54,8 @@ struct task {
   bool observed;         /* someone has taken its outcome */
   bool canceled;         /* finished because it was cancelled */
   bool interrupted;      /* has been handed the SIGINT/SIGTERM cancel */
+  bool report;           /* started at the REPL prompt: report its end */
+  bool in_unobserved;    /* linked in engine.unobserved */
   struct join_op *waiters;
   task *ready_next;
   task *live_prev, *live_next; /* in engine.live, later engine.unobserved */
@@ -73,6 +76,7 @@ struct engine {
   enum log_level log_level;
   int interrupt_signal; /* set once SIGINT/SIGTERM arrived */
   task *main_task;      /* its failure cancels every other task */
+  struct repl *repl;    /* the interactive prompt, when running */
 };
 
 /* engine.c */
@@ -125,10 +129,24 @@ void log_open(lua_State *L, engine *e);
 /* rules_lua.c: adds the pure rules to the table on top */
 void rules_open(lua_State *L);
 
+/* repl.c */
+int repl_start(lua_State *L);
+void repl_output_begin(engine *e);
+void repl_output_end(engine *e);
+void repl_chunk_done(engine *e);
+void repl_report(engine *e); /* the finished task's handle on e->L */
+bool repl_is_foreground(engine *e, task *t);
+void repl_interrupt(engine *e);
+void repl_quit(engine *e, int code);
+int repl_exit_code(engine *e);
+bool repl_quitting(engine *e);
+void repl_free(engine *e);
+
 /* signals.c */
 int signals_init(engine *e);
 void signals_set_running(lua_State *thread);
 void signals_close(void);
+void signals_set_repl(bool on);
 
 /* embedded (generated) */
 struct embedded_file {

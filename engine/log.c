@@ -11,17 +11,20 @@
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
-static void write_line(enum log_level level, const char *msg, size_t len) {
+static void write_line(engine *e, enum log_level level, const char *msg,
+                       size_t len) {
   struct timespec ts;
   struct tm tm;
   char stamp[32];
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  repl_output_begin(e);
   fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
           level_names[level]);
   fwrite(msg, 1, len, stderr);
   fputc('\n', stderr);
+  repl_output_end(e);
 }
 
 void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
@@ -32,7 +35,7 @@ void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
   int n = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  write_line(level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  write_line(e, level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
 /* log.<level>(fmt, ...): string.format when arguments follow, tostring of
@@ -51,7 +54,7 @@ static int log_at(lua_State *L) {
   }
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
-  write_line(level, msg, len);
+  write_line(e, level, msg, len);
   return 0;
 }
 

@@ -17,9 +17,11 @@ static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
     "\n"
     "Runs a Lua 5.4 flow script. ARGS reach the script as `arg` and `...`.\n"
+    "With no flow and a terminal, starts the interactive prompt (REPL).\n"
     "\n"
     "options:\n"
     "  -e CODE        run CODE before the flow (repeatable)\n"
+    "  -i             start the REPL after -e CODE and the flow have run\n"
     "  -               read the flow from standard input\n"
     "  -q, --quiet    log warnings and errors only\n"
     "  -v, --verbose  log debug lines too\n"
@@ -51,6 +53,7 @@ typedef struct {
   int ncodes;
   const char *script; /* NULL: none; "-": stdin */
   int script_index;   /* in argv */
+  bool interactive;   /* start the REPL after the chunks */
   enum log_level level;
 } options;
 
@@ -85,6 +88,8 @@ static int parse(int argc, char **argv, options *o) {
       o->level = LOG_WARN;
     } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
       o->level = LOG_DEBUG;
+    } else if (strcmp(a, "-i") == 0) {
+      o->interactive = true;
     } else if (strcmp(a, "-e") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs CODE after it", a);
       if (o->ncodes == (int)(sizeof o->codes / sizeof *o->codes))
@@ -97,11 +102,13 @@ static int parse(int argc, char **argv, options *o) {
   if (i < argc) {
     o->script = argv[i];
     o->script_index = i;
-  } else if (o->ncodes == 0) {
+  } else if (o->ncodes == 0 && !o->interactive) {
     if (isatty(STDIN_FILENO))
-      return usage_error("%s", "no flow given: run engine FLOW.lua");
-    o->script = "-";
-    o->script_index = argc;
+      o->interactive = true;
+    else {
+      o->script = "-";
+      o->script_index = argc;
+    }
   }
   return -1;
 }
@@ -119,9 +126,9 @@ static void set_arg_table(lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* Runs the chunks in the upvalue table in order, the last one with the
- * script arguments; yields inside them cross this C frame through
- * lua_callk continuations. */
+/* Runs the chunks in the upvalue table in order, the one at the index in
+ * upvalue 3 with the script arguments (upvalue 2); yields inside them cross
+ * this C frame through lua_callk continuations. */
 static int run_from(lua_State *L, lua_Integer i);
 
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
@@ -135,7 +142,7 @@ static int run_from(lua_State *L, lua_Integer i) {
     lua_settop(L, 0);
     lua_geti(L, lua_upvalueindex(1), i);
     int nargs = 0;
-    if (i == n && lua_istable(L, lua_upvalueindex(2))) {
+    if (i == lua_tointeger(L, lua_upvalueindex(3))) {
       nargs = (int)luaL_len(L, lua_upvalueindex(2));
       luaL_checkstack(L, nargs, "too many arguments");
       for (int a = 1; a <= nargs; a++) lua_geti(L, lua_upvalueindex(2), a);
@@ -161,7 +168,8 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
     lua_rawseti(L, -2, i + 1);
   }
   if (!o->script) {
-    lua_pushnil(L);
+    lua_newtable(L);
+    lua_pushinteger(L, 0);
     return -1;
   }
   const char *path = strcmp(o->script, "-") == 0 ? NULL : o->script;
@@ -176,6 +184,7 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i - o->script_index);
   }
+  lua_pushinteger(L, o->ncodes + 1);
   return -1;
 }
 
@@ -194,8 +203,13 @@ int main(int argc, char **argv) {
   set_arg_table(L, argc, argv, o.script ? o.script_index : argc);
   rc = load_chunks(L, &o, argc, argv);
   if (rc < 0) {
-    lua_pushcclosure(L, run_chunks, 2);
+    if (o.interactive) {
+      lua_pushcfunction(L, repl_start);
+      lua_rawseti(L, -4, (lua_Integer)luaL_len(L, -4) + 1);
+    }
+    lua_pushcclosure(L, run_chunks, 3);
     rc = engine_run(&e, 0);
+    if (e.repl && rc == 0) rc = repl_exit_code(&e);
   }
   engine_shutdown(&e);
   return rc;

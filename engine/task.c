@@ -210,9 +210,9 @@ int task_join(lua_State *L) {
 }
 
 static void observe(task *t) {
-  if (t->observed) return;
   t->observed = true;
-  if (t->state == TASK_FAILED && t->ref != LUA_NOREF) {
+  if (t->in_unobserved) {
+    t->in_unobserved = false;
     live_unlink(&t->eng->unobserved, t);
     luaL_unref(t->eng->L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
@@ -354,12 +354,21 @@ static void finish(task *t) {
     if (t->state == TASK_FAILED) task_cancel_all(e);
     return; /* engine_run holds the main handle and takes its outcome */
   }
+  bool report = t->report && e->repl;
+  bool foreground = repl_is_foreground(e, t);
+  if (report) {
+    t->observed = true; /* the REPL shows its outcome */
+    lua_rawgeti(e->L, LUA_REGISTRYINDEX, t->ref);
+  }
   if (t->state == TASK_FAILED && !t->canceled && !t->observed && !waited) {
     live_link(&e->unobserved, t); /* stays anchored until taken or reported */
-    return;
+    t->in_unobserved = true;
+  } else {
+    luaL_unref(e->L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
   }
-  luaL_unref(e->L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
+  if (report) repl_report(e);
+  if (foreground) repl_chunk_done(e);
 }
 
 /* After an error the thread is dead: record a traceback under the error so
