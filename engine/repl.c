@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -57,6 +58,8 @@ struct repl {
   char **matches;      /* loop -> thread: its answer */
   bool complete_done;
   char prompt[8];
+  struct termios saved; /* terminal modes while a chunk runs without echo */
+  bool echo_off;
 
   /* piped input */
   uv_poll_t input;
@@ -244,12 +247,27 @@ static void ask_line(struct repl *r) {
 
 /* --- chunks ------------------------------------------------------------- */
 
+/* Keys typed while a chunk runs wait for the next prompt; without echo
+ * they are drawn once, by libedit, instead of twice. Ctrl-C still works. */
+static void echo(struct repl *r, bool on) {
+  if (!r->tty) return;
+  if (!on && !r->echo_off && tcgetattr(STDIN_FILENO, &r->saved) == 0) {
+    struct termios quiet = r->saved;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    r->echo_off = tcsetattr(STDIN_FILENO, TCSANOW, &quiet) == 0;
+  } else if (on && r->echo_off) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &r->saved);
+    r->echo_off = false;
+  }
+}
+
 static void run_chunk(struct repl *r) {
   lua_State *L = r->eng->L; /* stack: fn */
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
   lua_getfield(L, -1, "eval");
   lua_remove(L, -2);
   lua_insert(L, -2);
+  echo(r, false);
   r->fg = task_spawn(r->eng, L, 1);
   lua_pop(L, 1);
 }
@@ -287,6 +305,7 @@ static void handle_line(struct repl *r, const char *line) {
 }
 
 static void stop_input(struct repl *r) {
+  echo(r, true);
   if (r->thread_started) {
     uv_mutex_lock(&r->lock);
     r->stop = true;
@@ -437,6 +456,7 @@ void repl_chunk_done(engine *e) {
   fflush(stdout);
   if (r->quitting) return;
   if (r->tty) {
+    echo(r, true);
     ask_line(r);
     return;
   }
@@ -559,7 +579,8 @@ static int start_terminal(struct repl *r) {
   el_set(r->el, EL_PROMPT, prompt_of);
   el_set(r->el, EL_HIST, history, r->hist);
   el_set(r->el, EL_GETCFN, read_char);
-  el_set(r->el, EL_ADDFN, "engine-complete", "complete a name", complete_key);
+  /* the narrow EL_ADDFN copies its strings and never frees them */
+  el_wset(r->el, EL_ADDFN, L"engine-complete", L"complete a name", complete_key);
   el_set(r->el, EL_BIND, "^I", "engine-complete", NULL);
   el_set(r->el, EL_BIND, "^R", "em-inc-search-prev", NULL);
   uv_mutex_init(&r->lock);

@@ -1,13 +1,18 @@
 """test_valgrind.py: no leaks and no memory errors under valgrind after a
 normal exit, an error exit, an interrupt and cancelled HTTP transfers."""
 import os
+import pty
+import select
+import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import unittest
 
 from harness import ENGINE, TestServer, main, write_flow
 
-VALGRIND = os.environ.get("VALGRIND", "valgrind")
+VALGRIND = shutil.which(os.environ.get("VALGRIND", "valgrind")) or "valgrind"
 ARGS = [VALGRIND, "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
         "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"]
 
@@ -57,6 +62,63 @@ class Valgrind(unittest.TestCase):
         rc, _, err = self.run_flow("local base = ...\nflow.spawn(http.get, base .. '/slow/5')\n"
                                    "flow.spawn(flow.sleep, 5)\nflow.sleep(0.1)\nerror('fail')")
         self.assertEqual(rc, 1, err)
+
+    def check(self, err):
+        self.assertNotRegex(err, r"==\d+== (Invalid|Conditional|.*definitely lost|.*indirectly lost)")
+
+    def test_repl_piped(self):
+        proc = subprocess.run(ARGS + [ENGINE, "-i"], input="x = 1 + 1\nx\n"
+                              "flow.spawn(function() flow.sleep(0.1) return 'bg' end)\n"
+                              "flow.spawn(flow.sleep, 30)\nflow.sleep(0.3)\nos.exit(0)\nos.exit(0)\n",
+                              capture_output=True, text=True, timeout=240)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.check(proc.stderr)
+        self.assertIn('done: "bg"', proc.stdout)
+
+    def test_repl_terminal(self):
+        log = tempfile.mktemp()
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ.update({"ENGINE_HISTORY": log + ".history", "TERM": "xterm"})
+            os.execv(VALGRIND, ARGS + ["--log-file=" + log, ENGINE])
+        out, mark = b"", 0
+
+        def wait_for(text, timeout=120):
+            nonlocal out, mark
+            deadline = time.monotonic() + timeout
+            while out.find(text.encode(), mark) < 0 and time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.1)[0]:
+                    out += os.read(fd, 65536)
+            at = out.find(text.encode(), mark)
+            self.assertGreaterEqual(at, 0, (text, out))
+            mark = at + len(text)
+
+        wait_for("Ctrl-D leaves")
+        wait_for("> ")
+        for keys, shown in [("census.tr\t", "igger"), ("\r", "function"),
+                            ("flow.spawn(flow.sleep, 600)\r", "(running)")]:
+            os.write(fd, keys.encode())
+            wait_for(shown)
+            wait_for("> ") if keys != "census.tr\t" else None
+        os.write(fd, b"flow.sleep(600)\r")
+        wait_for("flow.sleep(600)")
+        time.sleep(1)
+        os.write(fd, b"\x03")
+        wait_for("interrupted")
+        wait_for("> ")
+        os.write(fd, b"\x04")
+        wait_for("still running")
+        wait_for("> ")
+        os.write(fd, b"\x04")
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        with open(log) as f:
+            err = f.read()
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, err)
+        self.check(err)
+        if os.path.exists(log + ".history"):
+            os.unlink(log + ".history")
 
     def test_interrupt(self):
         rc, _, err = self.run_flow("local base = ...\nflow.spawn(http.get, base .. '/slow/5')\n"
