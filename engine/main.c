@@ -40,6 +40,7 @@ static const char usage[] =
     "  CENSUS_REQUEST_TIMEOUT  seconds per Census request (30)\n"
     "  CENSUS_RETRY_DELAY      first retry delay in seconds (1)\n"
     "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
+    "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
     "\n"
     "exit status:\n"
     "  0    every task succeeded\n"
