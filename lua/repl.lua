@@ -109,16 +109,22 @@ function repl.eval(fn)
   end
 end
 
--- Reports a background task that finished.
+local function short(text)
+  text = text:gsub("\n.*", "")
+  return #text > 100 and (text:sub(1, 97) .. "...") or text
+end
+
+-- Reports a background task that finished, in one short line (its full
+-- results stay available through the handle).
 function repl.report(handle)
   local r = table.pack(pcall(handle.wait, handle))
   if core.repl_quitting() then return end
   if r[1] then
-    print(string.format("[task %d] done%s", handle.id, r.n > 1 and (": " .. show_all(r, 2)) or ""))
+    print(string.format("[task %d] done%s", handle.id, r.n > 1 and (": " .. short(show_all(r, 2))) or ""))
   elseif core.is_error(r[2], "canceled") then
     print(string.format("[task %d] canceled", handle.id))
   else
-    print(string.format("[task %d] failed: %s", handle.id, tostring(r[2])))
+    print(string.format("[task %d] failed: %s", handle.id, short(tostring(r[2]))))
   end
 end
 

@@ -78,6 +78,15 @@ class Piped(unittest.TestCase):
         self.assertRegex(lines[2], r'^\[task \d+\] failed: stdin:1: bad$')
         self.assertRegex(lines[3], r'^\[task \d+\] done: "bg"\t2$')
 
+    def test_background_reports_are_one_short_line(self):
+        r = self.repl("flow.spawn(function() return string.rep('x', 500) end)\n"
+                      "flow.spawn(function() error(string.rep('y', 500) .. '\\nsecond line') end)\n")
+        reports = [l for l in r.stdout.splitlines() if l.startswith("[task")]
+        self.assertEqual(len(reports), 2)
+        for line in reports:
+            self.assertLessEqual(len(line), 120)
+            self.assertTrue(line.endswith("..."), line)
+
     def test_os_exit_code(self):
         r = self.repl("print(1)\nos.exit(3)\nprint(2)\n", rc=3)
         self.assertEqual(r.stdout, "1\n")
