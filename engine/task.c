@@ -152,14 +152,18 @@ static void join_cancel(op *o) {
   join_release((struct join_op *)o);
 }
 
-static void join_timeout_cb(uv_timer_t *timer) {
-  struct join_op *j = timer->data;
+/* Wakes the waiting task: join returns whether the target finished. */
+static void join_complete(struct join_op *j, bool target_finished) {
   task *waiter = j->base.owner;
   join_release(j);
   lua_State *T = task_wake_begin(waiter);
   lua_pushboolean(T, 1);
-  lua_pushboolean(T, 0);
+  lua_pushboolean(T, target_finished);
   task_wake(waiter, 2);
+}
+
+static void join_timeout_cb(uv_timer_t *timer) {
+  join_complete(timer->data, false);
 }
 
 static bool finished(const task *t) {
@@ -341,15 +345,7 @@ static void finish(task *t) {
   live_unlink(&e->live, t);
   e->live_count--;
   bool waited = t->waiters != NULL;
-  while (t->waiters) {
-    struct join_op *j = t->waiters;
-    task *waiter = j->base.owner;
-    join_release(j);
-    lua_State *T = task_wake_begin(waiter);
-    lua_pushboolean(T, 1);
-    lua_pushboolean(T, 1);
-    task_wake(waiter, 2);
-  }
+  while (t->waiters) join_complete(t->waiters, true);
   if (t == e->main_task) {
     if (t->state == TASK_FAILED) task_cancel_all(e);
     return; /* engine_run holds the main handle and takes its outcome */

@@ -3,36 +3,22 @@ against the Census simulator on 127.0.0.1, and each test checks the exit
 code, the output and what the simulator saw."""
 import os
 import time
-import unittest
 from email.utils import formatdate
 
-from harness import main, run_flow
-from census_sim import DEFAULT_TOKEN, CensusSim
+from harness import SimTestCase, main, run_flow
+from census_sim import DEFAULT_TOKEN
 
 URL = "https://bearer:%s@app.getcensus.com/api/v1/syncs/%%d/trigger" % DEFAULT_TOKEN
 
 
-class CensusTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = CensusSim().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
-    def setUp(self):
-        self.sim.reset()
+class CensusTest(SimTestCase):
+    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_API_VERSION="", https_proxy="", HTTPS_PROXY="")
 
     def scenario(self, **syncs):
         self.sim.syncs.update({int(k.lstrip("s")): v for k, v in syncs.items()})
 
     def flow(self, code, env=None, rc=0, args=()):
-        full_env = {"CENSUS_BASE_URL": self.sim.url, "CENSUS_MIN_POLL": "0.05",
-                    "CENSUS_RETRY_DELAY": "0.01", "CENSUS_API_KEY": DEFAULT_TOKEN,
-                    "CENSUS_API_VERSION": "", "https_proxy": "", "HTTPS_PROXY": ""}
-        full_env.update(env or {})
-        r = run_flow("local URL = %r\n%s" % (URL, code), args, env=full_env)
+        r = run_flow("local URL = %r\n%s" % (URL, code), args, env=self.sim_env(env))
         if rc is not None:
             self.assertEqual(r.rc, rc, r)
         return r

@@ -1,32 +1,19 @@
 """test_flows.py: every example in flows/ runs as documented against the
 Census simulator, and does what its comment promises."""
 import os
-import unittest
 
-from harness import ROOT, main, run  # first: puts tests/ on the path
-from census_sim import DEFAULT_TOKEN, CensusSim
+from harness import ROOT, SimTestCase, main, run  # first: puts tests/ on the path
+from census_sim import DEFAULT_TOKEN
 
 URL = "https://bearer:%s@app.getcensus.com/api/v1/syncs/%%d/trigger" % DEFAULT_TOKEN
 DONE = {"status": "completed", "records_processed": 10, "records_updated": 10, "records_failed": 0}
 
 
-class Flows(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = CensusSim().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
-    def setUp(self):
-        self.sim.reset()
+class Flows(SimTestCase):
+    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
 
     def run_flow(self, name, *args, env=None, rc=0):
-        full_env = {"CENSUS_BASE_URL": self.sim.url, "CENSUS_MIN_POLL": "0.05", "CENSUS_POLL": "0.05",
-                    "CENSUS_RETRY_DELAY": "0.01", "CENSUS_API_KEY": DEFAULT_TOKEN}
-        full_env.update(env or {})
-        r = run([os.path.join(ROOT, "flows", name)] + [str(a) for a in args], env=full_env)
+        r = run([os.path.join(ROOT, "flows", name)] + [str(a) for a in args], env=self.sim_env(env))
         self.assertEqual(r.rc, rc, r)
         return r
 
