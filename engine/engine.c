@@ -77,6 +77,7 @@ static int open_core(lua_State *L) {
                                  {"current", core_current},
                                  {"stats", core_stats},
                                  {"http_request", http_request},
+                                 {"exec", exec_run},
                                  {"error", error_new_lua},
                                  {"is_error", error_is_lua},
                                  {"repl_start", repl_start},

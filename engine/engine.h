@@ -118,6 +118,9 @@ bool error_is_kind(lua_State *L, int idx, const char *kind);
 /* timer.c */
 int timer_sleep(lua_State *L);
 
+/* exec.c */
+int exec_run(lua_State *L);
+
 /* http.c */
 void http_shutdown(engine *e);
 int http_request(lua_State *L);

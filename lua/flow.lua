@@ -106,6 +106,44 @@ function flow.parallel(fns, opts)
   return results
 end
 
+local function last_line(text)
+  local last
+  for line in (text or ""):gmatch("[^\n]+") do last = line end
+  return last
+end
+
+-- Runs a command (no shell) and waits for it; raises kind "exec" when it
+-- fails (unless check = false) and "timeout" when it runs out of time.
+function flow.exec(spec)
+  if type(spec) ~= "table" then
+    error("flow.exec: expected {\"command\", \"arg\", ..., options}", 2)
+  end
+  local res = core.exec(spec)
+  local fields = {code = res.code, signal = res.signal, stdout = res.stdout,
+    stderr = res.stderr, command = res.command}
+  if res.timed_out then
+    error(core.error("timeout", string.format("%s: timed out after %g s and was stopped",
+      res.command, spec.timeout), fields), 2)
+  end
+  if spec.check ~= false and (res.code ~= 0 or res.signal) then
+    local why = res.signal and ("was killed by signal " .. res.signal)
+      or ("exited with code " .. res.code)
+    local hint = last_line(res.stderr) or last_line(res.stdout)
+    error(core.error("exec", string.format("%s %s%s", res.command, why,
+      hint and (": " .. core.redact(hint)) or ""), fields), 2)
+  end
+  return res
+end
+
+-- flow.sh("script", options): flow.exec of /bin/sh -c script.
+function flow.sh(script, opts)
+  if type(script) ~= "string" then error("flow.sh: expected a shell script string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("flow.sh: options must be a table", 2) end
+  local spec = {"/bin/sh", "-c", script, name = "sh"}
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  return flow.exec(spec)
+end
+
 local retry_options = {attempts = true, delay = true, backoff = true,
   max_delay = true, jitter = true, retry_if = true}
 

@@ -27,6 +27,9 @@ h:cancel()
 pcall(h.wait, h)
 pcall(flow.timeout, 0.1, http.get, base .. '/slow/3')
 pcall(flow.retry, {attempts = 2, delay = 0}, function() error('x') end)
+assert(flow.sh('echo out; echo err >&2', {max_output = 2}).code == 0)
+pcall(flow.sh, 'sleep 5', {timeout = 0.2})
+pcall(flow.exec, {'no-such-command-here'})
 print(r[1], r[2], r[3])
 """
 

@@ -1,0 +1,420 @@
+/* exec.c: child processes for tasks (flow.exec). The child runs in its own
+ * process group through uv_spawn; its stdout and stderr stream to the log
+ * line by line, prefixed with the step name, and are captured up to a bound
+ * (the tail is kept: that is where errors are). A timeout or a cancelled
+ * task terminates the whole group (SIGTERM, then SIGKILL after a grace
+ * period); the operation keeps its handles until the child is reaped. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+#include "rules.h"
+
+#define DEFAULT_CAPTURE (1024 * 1024)
+#define KILL_GRACE_MS 5000
+
+extern char **environ;
+
+typedef struct exec_op exec_op;
+
+typedef struct {
+  uv_pipe_t pipe;
+  exec_op *x;
+  bool is_stderr;
+  bool open;
+  char *line; /* partial line not yet logged */
+  size_t line_len;
+  char *capture; /* the last `capacity` bytes of output */
+  size_t len, dropped;
+} stream;
+
+struct exec_op {
+  op base;
+  engine *eng;
+  uv_process_t process;
+  uv_timer_t timer; /* timeout, then the SIGKILL grace period */
+  uv_pipe_t in;
+  uv_write_t write_req;
+  stream out, err;
+  char *input;
+  size_t capacity;
+  int handles; /* open libuv handles; freed when the last one closes */
+  bool exited, timed_out, orphaned, killing, in_open;
+  int64_t code;
+  int signal;
+  double timeout;
+  char name[64];
+  char command[256]; /* redacted, for messages */
+};
+
+static void maybe_complete(exec_op *x);
+
+static void handle_closed(uv_handle_t *h) {
+  exec_op *x = h->data;
+  if (--x->handles > 0) return;
+  free(x->out.line);
+  free(x->err.line);
+  free(x->out.capture);
+  free(x->err.capture);
+  free(x->input);
+  free(x);
+}
+
+static void close_handle(exec_op *x, uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  h->data = x; /* pipes carried their stream until now */
+  uv_close(h, handle_closed);
+}
+
+static void log_line(exec_op *x, bool is_stderr, const char *text, size_t len) {
+  char redacted[2048];
+  char raw[2048];
+  size_t n = len < sizeof raw - 1 ? len : sizeof raw - 1;
+  memcpy(raw, text, n);
+  raw[n] = '\0';
+  secret_redact(raw, redacted, sizeof redacted);
+  log_msg(x->eng, is_stderr ? LOG_WARN : LOG_INFO, "[%s] %s", x->name, redacted);
+}
+
+static void keep(stream *s, const char *data, size_t n) {
+  size_t cap = s->x->capacity;
+  if (n >= cap) { /* only the tail of this chunk fits */
+    s->dropped += s->len + (n - cap);
+    memcpy(s->capture, data + (n - cap), cap);
+    s->len = cap;
+    return;
+  }
+  if (s->len + n > cap) {
+    size_t drop = s->len + n - cap;
+    memmove(s->capture, s->capture + drop, s->len - drop);
+    s->len -= drop;
+    s->dropped += drop;
+  }
+  memcpy(s->capture + s->len, data, n);
+  s->len += n;
+}
+
+static void emit_lines(stream *s, const char *data, size_t n, bool flush) {
+  for (size_t i = 0; i < n; i++) {
+    if (data[i] == '\n') {
+      log_line(s->x, s->is_stderr, s->line, s->line_len);
+      s->line_len = 0;
+    } else if (s->line_len < 2000) {
+      s->line[s->line_len++] = data[i];
+    }
+  }
+  if (flush && s->line_len) {
+    log_line(s->x, s->is_stderr, s->line, s->line_len);
+    s->line_len = 0;
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(suggested);
+  buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
+  stream *s = h->data;
+  if (n > 0) {
+    keep(s, buf->base, (size_t)n);
+    if (!s->x->orphaned) emit_lines(s, buf->base, (size_t)n, false);
+  }
+  free(buf->base);
+  if (n < 0) {
+    if (!s->x->orphaned) emit_lines(s, NULL, 0, true);
+    s->open = false;
+    uv_read_stop(h);
+    maybe_complete(s->x);
+  }
+}
+
+static void kill_group(exec_op *x, int sig) {
+  if (!x->exited && x->process.pid > 0) {
+    uv_kill(-x->process.pid, sig);
+  }
+}
+
+static void on_grace_over(uv_timer_t *t) {
+  kill_group(t->data, SIGKILL);
+}
+
+/* SIGTERM to the whole group now, SIGKILL if it lingers. */
+static void terminate(exec_op *x) {
+  if (x->killing) return;
+  x->killing = true;
+  kill_group(x, SIGTERM);
+  uv_timer_stop(&x->timer);
+  uv_timer_start(&x->timer, on_grace_over, KILL_GRACE_MS, 0);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  exec_op *x = t->data;
+  x->timed_out = true;
+  terminate(x);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t code, int sig) {
+  exec_op *x = p->data;
+  x->exited = true;
+  x->code = code;
+  x->signal = sig;
+  maybe_complete(x);
+}
+
+static void push_capture(lua_State *T, stream *s) {
+  if (s->dropped) {
+    lua_pushfstring(T, "[... %d bytes dropped ...]\n", (int)s->dropped);
+    lua_pushlstring(T, s->capture, s->len);
+    lua_concat(T, 2);
+  } else {
+    lua_pushlstring(T, s->capture, s->len);
+  }
+}
+
+static void release(exec_op *x) {
+  close_handle(x, (uv_handle_t *)&x->timer);
+  close_handle(x, (uv_handle_t *)&x->process);
+  close_handle(x, (uv_handle_t *)&x->out.pipe);
+  close_handle(x, (uv_handle_t *)&x->err.pipe);
+  if (x->in_open) close_handle(x, (uv_handle_t *)&x->in);
+}
+
+/* The child has exited and both streams are drained: hand the outcome to
+ * the task, or just free everything when nobody waits any more. */
+static void maybe_complete(exec_op *x) {
+  if (!x->exited || x->out.open || x->err.open) return;
+  if (x->orphaned) {
+    release(x);
+    return;
+  }
+  task *t = x->base.owner;
+  lua_State *T = task_wake_begin(t);
+  lua_pushboolean(T, 1);
+  lua_createtable(T, 0, 6);
+  lua_pushinteger(T, x->code);
+  lua_setfield(T, -2, "code");
+  if (x->signal) {
+    lua_pushinteger(T, x->signal);
+    lua_setfield(T, -2, "signal");
+  }
+  push_capture(T, &x->out);
+  lua_setfield(T, -2, "stdout");
+  push_capture(T, &x->err);
+  lua_setfield(T, -2, "stderr");
+  lua_pushboolean(T, x->timed_out);
+  lua_setfield(T, -2, "timed_out");
+  lua_pushstring(T, x->command);
+  lua_setfield(T, -2, "command");
+  release(x);
+  task_wake(t, 2);
+}
+
+/* Cancelled task: stop the child; the op frees itself once it is reaped. */
+static void exec_cancel(op *o) {
+  exec_op *x = (exec_op *)o;
+  x->orphaned = true;
+  terminate(x);
+  if (x->exited && !x->out.open && !x->err.open) release(x);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  exec_op *x = req->data;
+  (void)status;
+  close_handle(x, (uv_handle_t *)&x->in);
+  x->in_open = false;
+}
+
+/* The child's environment: ours with the overrides of the table at idx
+ * (a false value removes a variable). Pushes a userdata owning it. */
+static char **build_env(lua_State *L, int idx) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  lua_pushnil(L);
+  size_t extra = 0;
+  while (lua_next(L, idx)) {
+    extra++;
+    lua_pop(L, 1);
+  }
+  char **env = lua_newuserdatauv(L, (n + extra + 1) * sizeof *env, 0);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *eq = strchr(environ[i], '=');
+    size_t name_len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+    lua_pushlstring(L, environ[i], name_len);
+    bool overridden = lua_rawget(L, idx) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!overridden) env[k++] = environ[i];
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "flow.exec: env keys must be variable names");
+    if (lua_toboolean(L, -1)) {
+      if (!lua_isstring(L, -1)) luaL_error(L, "flow.exec: env values must be strings");
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      env[k++] = (char *)lua_tostring(L, -1);
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, env[k - 1]); /* keep the string alive */
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  env[k] = NULL;
+  return env;
+}
+
+static void forget_env(lua_State *L, char **env) {
+  for (size_t i = 0; env[i]; i++) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, env[i]);
+  }
+}
+
+static const char *const exec_fields[] = {"env", "cwd", "timeout", "stdin", "check",
+                                          "name", "max_output", NULL};
+
+static void check_options(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) continue;
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    bool known = false;
+    for (int i = 0; exec_fields[i]; i++) known = known || strcmp(k, exec_fields[i]) == 0;
+    if (!known)
+      luaL_error(L, "flow.exec: unknown option '%s' (expected env, cwd, timeout, stdin, "
+                    "check, name, max_output)", k);
+  }
+}
+
+/* core.exec{cmd, arg..., env=, cwd=, timeout=, stdin=, name=, max_output=}
+ * -> {code, signal, stdout, stderr, timed_out, command}. `check` is the Lua
+ * wrapper's business. */
+int exec_run(lua_State *L) {
+  engine *e = engine_from(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  check_options(L);
+  lua_Integer argc = luaL_len(L, 1);
+  if (argc < 1 || lua_geti(L, 1, 1) != LUA_TSTRING)
+    return luaL_error(L, "flow.exec: expected {\"command\", \"arg\", ...} with the command first");
+  lua_pop(L, 1);
+  task *t = task_require_waitable(L, "flow.exec");
+
+  char **args = lua_newuserdatauv(L, ((size_t)argc + 1) * sizeof *args, 0); /* 2 */
+  char command[256] = "";
+  for (lua_Integer i = 1; i <= argc; i++) {
+    if (lua_geti(L, 1, i) != LUA_TSTRING)
+      return luaL_error(L, "flow.exec: argument %d must be a string", (int)i);
+    args[i - 1] = (char *)lua_tostring(L, -1); /* table 1 keeps it alive */
+    lua_pop(L, 1);
+    size_t used = strlen(command);
+    snprintf(command + used, sizeof command - used, "%s%s", i > 1 ? " " : "", args[i - 1]);
+  }
+  args[argc] = NULL;
+
+  lua_getfield(L, 1, "cwd"); /* 3 */
+  const char *cwd = luaL_optstring(L, 3, NULL);
+  lua_getfield(L, 1, "timeout"); /* 4 */
+  double timeout = luaL_optnumber(L, 4, 0);
+  if (!isfinite(timeout) || timeout < 0)
+    return luaL_error(L, "flow.exec: timeout must be a number of seconds > 0");
+  lua_getfield(L, 1, "stdin"); /* 5 */
+  size_t input_len = 0;
+  const char *input = lua_isnil(L, 5) ? NULL : luaL_checklstring(L, 5, &input_len);
+  lua_getfield(L, 1, "name"); /* 6 */
+  const char *name = luaL_optstring(L, 6, NULL);
+  lua_getfield(L, 1, "max_output"); /* 7 */
+  lua_Integer capacity = luaL_optinteger(L, 7, DEFAULT_CAPTURE);
+  if (capacity < 1) return luaL_error(L, "flow.exec: max_output must be bytes >= 1");
+  char **env = NULL;
+  if (lua_getfield(L, 1, "env") != LUA_TNIL) { /* 8 */
+    luaL_argexpected(L, lua_istable(L, 8), 1, "env as a table");
+    env = build_env(L, 8); /* 9 */
+  }
+
+  exec_op *x = calloc(1, sizeof *x);
+  if (!x) return luaL_error(L, "out of memory");
+  x->eng = e;
+  x->base.cancel = exec_cancel;
+  x->capacity = (size_t)capacity;
+  x->timeout = timeout;
+  x->out.capture = malloc(x->capacity);
+  x->err.capture = malloc(x->capacity);
+  x->out.line = malloc(2048);
+  x->err.line = malloc(2048);
+  if (input) x->input = malloc(input_len ? input_len : 1);
+  if (!x->out.capture || !x->err.capture || !x->out.line || !x->err.line ||
+      (input && !x->input)) {
+    free(x->out.capture), free(x->err.capture), free(x->out.line), free(x->err.line);
+    free(x->input), free(x);
+    return luaL_error(L, "out of memory");
+  }
+  if (input) memcpy(x->input, input, input_len);
+  secret_redact(command, x->command, sizeof x->command);
+  const char *base = strrchr(args[0], '/');
+  snprintf(x->name, sizeof x->name, "%s", name ? name : (base ? base + 1 : args[0]));
+  x->out.x = x->err.x = x;
+  x->err.is_stderr = true;
+
+  uv_loop_t *loop = &e->loop;
+  uv_pipe_init(loop, &x->out.pipe, 0);
+  uv_pipe_init(loop, &x->err.pipe, 0);
+  uv_timer_init(loop, &x->timer);
+  x->handles = 3;
+  x->out.pipe.data = &x->out;
+  x->err.pipe.data = &x->err;
+  x->timer.data = x;
+  x->process.data = x;
+  uv_stdio_container_t stdio[3];
+  if (input) {
+    uv_pipe_init(loop, &x->in, 0);
+    x->in.data = x;
+    x->handles++;
+    x->in_open = true;
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&x->in;
+  } else {
+    stdio[0].flags = UV_IGNORE;
+  }
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&x->out.pipe;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&x->err.pipe;
+  uv_process_options_t options = {
+      .exit_cb = on_exit_cb, .file = args[0], .args = args, .env = env, .cwd = cwd,
+      .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
+      .stdio_count = 3, .stdio = stdio};
+  int rc = uv_spawn(loop, &x->process, &options);
+  if (env) forget_env(L, env);
+  if (rc != 0) {
+    x->handles++; /* the process handle must be closed too */
+    x->orphaned = true;
+    x->exited = true;
+    release(x);
+    error_push(L, "exec", "flow.exec: cannot run %s: %s%s", args[0], uv_strerror(rc),
+               rc == UV_ENOENT ? " (is it installed and on PATH?)" : "");
+    error_locate(L, -1);
+    return lua_error(L);
+  }
+  x->handles++;
+  x->out.open = x->err.open = true;
+  uv_read_start((uv_stream_t *)&x->out.pipe, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&x->err.pipe, on_alloc, on_read);
+  if (input) {
+    uv_buf_t buf = uv_buf_init(x->input, (unsigned)input_len);
+    x->write_req.data = x;
+    uv_write(&x->write_req, (uv_stream_t *)&x->in, &buf, 1, on_written);
+  }
+  if (timeout > 0) uv_timer_start(&x->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
+  log_msg(e, LOG_DEBUG, "[%s] started: %s (pid %d)", x->name, x->command, x->process.pid);
+  lua_settop(L, 1);
+  return task_wait_op(L, t, &x->base);
+}
