@@ -177,6 +177,36 @@ static void report_failure(engine *e, task *t) {
   lua_pop(T, 1);
 }
 
+/* The summary of steps and syncs, when the run had any (or a JSON summary
+ * was asked for); false when the JSON file could not be written. */
+static bool finish_report(engine *e, int rc) {
+  lua_State *L = e->L;
+  if (e->repl) return true;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  bool loaded = lua_getfield(L, -1, "engine.report") == LUA_TTABLE;
+  lua_pop(L, 2);
+  if (!loaded && !e->summary_path) return true;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "engine.report");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return false;
+  }
+  lua_getfield(L, -1, "finish_run");
+  lua_pushinteger(L, rc);
+  lua_pushboolean(L, e->interrupt_signal != 0);
+  if (e->summary_path)
+    lua_pushstring(L, e->summary_path);
+  else
+    lua_pushnil(L);
+  bool ok = lua_pcall(L, 3, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  if (!ok && lua_type(L, -1) == LUA_TSTRING)
+    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return ok;
+}
+
 /* Runs the function on top of e->L (below its nargs arguments) as the main
  * task until the loop drains. Returns the process exit code. */
 int engine_run(engine *e, int nargs) {
@@ -202,6 +232,8 @@ int engine_run(engine *e, int nargs) {
   if (task_report_unobserved(e) > 0) rc = 1;
   if (e->interrupt_signal) rc = 128 + e->interrupt_signal;
   luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
+  progress_stop(e);
+  if (!finish_report(e, rc) && rc == 0) rc = 1;
   return rc;
 }
 
@@ -211,6 +243,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 }
 
 void engine_shutdown(engine *e) {
+  progress_stop(e);
   repl_free(e);
   http_shutdown(e);
   signals_close();

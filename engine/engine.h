@@ -17,6 +17,7 @@ typedef struct task task;
 typedef struct op op;
 typedef struct http_glue http_glue;
 struct repl;
+struct progress;
 
 /* A pending operation: whatever a suspended task waits on. Exactly one
  * cleanup path exists for it: either the operation completes and calls
@@ -77,6 +78,8 @@ struct engine {
   int interrupt_signal; /* set once SIGINT/SIGTERM arrived */
   task *main_task;      /* its failure cancels every other task */
   struct repl *repl;    /* the interactive prompt, when running */
+  const char *summary_path; /* --summary-json FILE */
+  struct progress *progress; /* the live progress view, when shown */
 };
 
 /* engine.c */
@@ -131,6 +134,13 @@ void log_open(lua_State *L, engine *e);
 
 /* rules_lua.c: adds the pure rules to the table on top */
 void rules_open(lua_State *L);
+
+/* output.c */
+void output_begin(engine *e);
+void output_end(engine *e);
+void output_guard_print(lua_State *L);
+int progress_start(engine *e, const char *mode);
+void progress_stop(engine *e);
 
 /* repl.c */
 int repl_start(lua_State *L);

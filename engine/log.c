@@ -19,12 +19,12 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  repl_output_begin(e);
+  output_begin(e);
   fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
           level_names[level]);
   fwrite(msg, 1, len, stderr);
   fputc('\n', stderr);
-  repl_output_end(e);
+  output_end(e);
 }
 
 void log_msg(engine *e, enum log_level level, const char *fmt, ...) {

@@ -23,6 +23,9 @@ static const char usage[] =
     "  -e CODE        run CODE before the flow (repeatable)\n"
     "  -i             start the REPL after -e CODE and the flow have run\n"
     "  -               read the flow from standard input\n"
+    "  --summary-json FILE  also write the run summary as JSON to FILE\n"
+    "  --progress=auto|always|never  live progress lines on stderr (auto: on a\n"
+    "                 terminal, and not at the REPL)\n"
     "  -q, --quiet    log warnings and errors only\n"
     "  -v, --verbose  log debug lines too\n"
     "  -h, --help     show this help and exit\n"
@@ -55,6 +58,8 @@ typedef struct {
   const char *script; /* NULL: none; "-": stdin */
   int script_index;   /* in argv */
   bool interactive;   /* start the REPL after the chunks */
+  const char *summary_path;
+  const char *progress;
   enum log_level level;
 } options;
 
@@ -89,6 +94,14 @@ static int parse(int argc, char **argv, options *o) {
       o->level = LOG_WARN;
     } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
       o->level = LOG_DEBUG;
+    } else if (strncmp(a, "--progress=", 11) == 0) {
+      o->progress = a + 11;
+      if (strcmp(o->progress, "auto") && strcmp(o->progress, "always") &&
+          strcmp(o->progress, "never"))
+        return usage_error("%s: use --progress=auto, always or never", a);
+    } else if (strcmp(a, "--summary-json") == 0) {
+      if (i + 1 >= argc) return usage_error("%s needs a FILE after it", a);
+      o->summary_path = argv[++i];
     } else if (strcmp(a, "-i") == 0) {
       o->interactive = true;
     } else if (strcmp(a, "-e") == 0) {
@@ -190,7 +203,7 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  options o = {.level = LOG_INFO};
+  options o = {.level = LOG_INFO, .progress = "auto"};
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;
 
@@ -199,6 +212,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: cannot start the event loop, HTTP or Lua\n");
     engine_shutdown(&e);
     return 1;
+  }
+  e.summary_path = o.summary_path;
+  if (!o.interactive && progress_start(&e, o.progress) != 0) {
+    fprintf(stderr, "engine: cannot start the progress view\n");
   }
   lua_State *L = e.L;
   set_arg_table(L, argc, argv, o.script ? o.script_index : argc);

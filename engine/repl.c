@@ -510,17 +510,6 @@ int repl_exit_code(engine *e) {
 
 /* --- globals the REPL replaces ------------------------------------------- */
 
-static int guarded_print(lua_State *L) {
-  engine *e = engine_from(L);
-  int n = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  repl_output_begin(e);
-  int status = lua_pcall(L, n, 0, 0);
-  repl_output_end(e);
-  return status == LUA_OK ? 0 : lua_error(L);
-}
-
 /* os.exit: leave cleanly (history saved, tasks cancelled, terminal
  * restored), asking once when background tasks are still running. */
 static int repl_os_exit(lua_State *L) {
@@ -626,9 +615,7 @@ int repl_start(lua_State *L) {
   e->repl = r;
   signals_set_repl(true);
 
-  lua_getglobal(L, "print");
-  lua_pushcclosure(L, guarded_print, 1);
-  lua_setglobal(L, "print");
+  output_guard_print(L);
   lua_getglobal(L, "os");
   lua_pushcfunction(L, repl_os_exit);
   lua_setfield(L, -2, "exit");

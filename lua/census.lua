@@ -7,6 +7,7 @@ local core = require "engine.core"
 local http = require "engine.http"
 local json = require "engine.json"
 local log = require "engine.log"
+local report = require "engine.report"
 
 local census = {}
 
@@ -394,12 +395,27 @@ local function cancel_run(conn, run_id, what)
   request(conn, "POST", "/sync_runs/" .. run_id .. "/cancel", nil, what .. ": cancel")
 end
 
+local wait_loop
+
 function census.wait(run, opts)
   local run_id, sync_id = run_of(run, "census.wait")
   opts = opts or {}
   local timeout = check_wait_options(opts)
   local poll = poll_interval(opts)
   local conn = private[run] or connection(opts)
+  local entry = report.start("sync", sync_id and ("sync " .. sync_id) or ("run " .. run_id),
+    {sync_id = sync_id, sync_run_id = run_id, url = sync_id and history_url(conn, sync_id)})
+  local ok, result = pcall(wait_loop, run_id, sync_id, opts, timeout, poll, conn, entry)
+  local data = ok and result or (type(result) == "table" and result.result) or {}
+  report.finish(entry, ok and result.status or (core.is_error(result) and result.kind or "failed"), {
+    records_processed = data.records_processed, records_updated = data.records_updated,
+    records_failed = data.records_failed, url = data.url or entry.url,
+    error = not ok and (tostring(result):gsub("\n.*", "")) or nil})
+  if not ok then error(result, 0) end
+  return result
+end
+
+function wait_loop(run_id, sync_id, opts, timeout, poll, conn, entry)
   local what = describe(sync_id, run_id)
   local started = core.now()
   local deadline = started + timeout
@@ -410,6 +426,8 @@ function census.wait(run, opts)
     local data = body.data
     sync_id = sync_id or math.tointeger(data.sync_id)
     what = describe(sync_id, run_id)
+    entry.run_status = data.status
+    entry.records_processed = math.tointeger(data.records_processed) or entry.records_processed
     if data.status ~= last then
       log.info("census: %s: %s%s", what, data.status,
         data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")

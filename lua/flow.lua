@@ -1,14 +1,30 @@
 -- lua/flow.lua: the flow module. Task primitives come from the C core;
 -- parallel, timeout and retry are policy written on top of them.
 local core = require "engine.core"
+local log = require "engine.log"
+local report = require "engine.report"
 
 local flow = {}
 
-flow.spawn = core.spawn
+-- Tasks inherit the step they were started in, so their logs name it.
+function flow.spawn(fn, ...)
+  if type(fn) ~= "function" then error("flow.spawn: expected a function", 2) end
+  local step = report.current_step()
+  if step == nil then return core.spawn(fn, ...) end
+  return core.spawn(function(...)
+    report.set_step(step)
+    return fn(...)
+  end, ...)
+end
+
 flow.sleep = core.sleep
 flow.now = core.now
 flow.error = core.error
 flow.is_error = core.is_error
+
+local function message_of(err)
+  return (tostring(err):gsub("\n.*", ""))
+end
 
 local function check_seconds(what, value)
   if type(value) ~= "number" or value ~= value or value < 0 or value > 1e9 then
@@ -35,7 +51,7 @@ function flow.timeout(seconds, fn, ...)
   if type(fn) ~= "function" then
     error("flow.timeout: expected a function as the second argument", 2)
   end
-  local child = core.spawn(fn, ...)
+  local child = flow.spawn(fn, ...)
   local ok, finished = pcall(core.join, child, seconds)
   if not ok then
     cancel_and_join({child})
@@ -47,10 +63,6 @@ function flow.timeout(seconds, fn, ...)
       {seconds = seconds}), 2)
   end
   return child:wait()
-end
-
-local function message_of(err)
-  return (tostring(err):gsub("\n.*", ""))
 end
 
 function flow.parallel(fns, opts)
@@ -86,7 +98,7 @@ function flow.parallel(fns, opts)
     end
   end
   local workers = {}
-  for w = 1, math.min(limit, n) do workers[w] = core.spawn(worker) end
+  for w = 1, math.min(limit, n) do workers[w] = flow.spawn(worker) end
   for w = 1, #workers do
     local ok, err = pcall(core.join, workers[w])
     if not ok then
@@ -118,6 +130,11 @@ function flow.exec(spec)
   if type(spec) ~= "table" then
     error("flow.exec: expected {\"command\", \"arg\", ..., options}", 2)
   end
+  if spec.name == nil and report.current_step() then
+    local named = {name = report.current_step()}
+    for k, v in pairs(spec) do named[k] = v end
+    spec = named
+  end
   local res = core.exec(spec)
   local fields = {code = res.code, signal = res.signal, stdout = res.stdout,
     stderr = res.stderr, command = res.command}
@@ -139,9 +156,35 @@ end
 function flow.sh(script, opts)
   if type(script) ~= "string" then error("flow.sh: expected a shell script string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("flow.sh: options must be a table", 2) end
-  local spec = {"/bin/sh", "-c", script, name = "sh"}
+  local spec = {"/bin/sh", "-c", script}
   for k, v in pairs(opts or {}) do spec[k] = v end
   return flow.exec(spec)
+end
+
+-- flow.step(name, fn, ...): runs fn(...) as a named step of the run: its
+-- start, end and outcome are logged, shown in the progress view and the
+-- summary, and commands it runs are logged under its name.
+function flow.step(name, fn, ...)
+  if type(name) ~= "string" or name == "" then
+    error("flow.step: expected a name, then a function", 2)
+  end
+  if type(fn) ~= "function" then error("flow.step: expected a function after the name", 2) end
+  local parent = report.current_step()
+  local entry = report.start("step", name)
+  report.set_step(name)
+  log.info("step %s: started", name)
+  local r = table.pack(pcall(fn, ...))
+  report.set_step(parent)
+  if r[1] then
+    report.finish(entry, "ok")
+    log.info("step %s: done in %.1f s", name, entry.duration)
+    return table.unpack(r, 2, r.n)
+  end
+  local err = r[2]
+  local status = core.is_error(err, "canceled") and "canceled" or "failed"
+  report.finish(entry, status, {error = message_of(err)})
+  log.error("step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
+  error(err, 0)
 end
 
 local retry_options = {attempts = true, delay = true, backoff = true,

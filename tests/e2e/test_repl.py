@@ -118,8 +118,9 @@ class Piped(unittest.TestCase):
 
 def render(text):
     """What a terminal would show for text: lines of characters after
-    carriage returns, backspaces and the cursor and erase sequences libedit
-    uses (CSI n G/C/D, CSI K); other escapes are dropped."""
+    carriage returns, backspaces and the cursor and erase sequences the
+    engine and libedit use (CSI n G/C/D/A/F, CSI K, CSI J); other escapes
+    are dropped."""
     lines, row, col = [[]], 0, 0
     i = 0
     while i < len(text):
@@ -136,6 +137,12 @@ def render(text):
                 col = max(0, col - n)
             elif cmd == "K":
                 del line[col:]
+            elif cmd in "AF":
+                row = max(0, row - n)
+                col = 0 if cmd == "F" else col
+            elif cmd == "J":
+                del lines[row][col:]
+                del lines[row + 1:]
             i += len(m.group(0))
             continue
         if ch == "\x1b":

@@ -1,0 +1,138 @@
+-- lua/report.lua: what a run did, for people and tools. Every step
+-- (flow.step) and every Census sync wait is an entry: name, outcome,
+-- duration, record counts, link. The live progress view and the end-of-run
+-- summary (text on stderr, JSON with --summary-json) render from it.
+local core = require "engine.core"
+
+local report = {entries = {}, started = core.now(), started_at = core.wallclock()}
+
+-- The step each task runs in, inherited by the tasks it spawns.
+local step_of = setmetatable({}, {__mode = "k"})
+
+function report.current_step()
+  local co = coroutine.running()
+  return step_of[co]
+end
+
+function report.set_step(name)
+  step_of[coroutine.running()] = name
+end
+
+function report.start(kind, name, fields)
+  local e = {kind = kind, name = name, status = "running", started = core.now(),
+             started_at = core.wallclock()}
+  for k, v in pairs(fields or {}) do e[k] = v end
+  report.entries[#report.entries + 1] = e
+  return e
+end
+
+function report.finish(e, status, fields)
+  e.status = status
+  e.duration = core.now() - e.started
+  for k, v in pairs(fields or {}) do e[k] = v end
+end
+
+local function seconds(s)
+  if not s then return "" end
+  if s < 60 then return string.format("%.1f s", s) end
+  return string.format("%dm%02ds", s // 60, math.floor(s % 60))
+end
+
+local function count(v)
+  return v and tostring(math.tointeger(v) or v) or "-"
+end
+
+local OK = {ok = true, completed = true, skipped = true}
+
+-- One line per running entry, for the live progress view.
+function report.progress_lines(width)
+  local lines = {}
+  local now = core.now()
+  for _, e in ipairs(report.entries) do
+    if e.status == "running" then
+      local detail = e.kind == "sync" and (e.run_status or "starting") or "running"
+      if e.records_processed then detail = detail .. ", " .. count(e.records_processed) .. " records" end
+      local line = string.format("  %-24s %-22s %8s", e.name:sub(1, 24), detail, seconds(now - e.started))
+      lines[#lines + 1] = line:sub(1, width or 200)
+    end
+  end
+  return lines
+end
+
+-- The end-of-run table; nil when the run had no steps or syncs.
+function report.summary_text(exit_code, interrupted)
+  if #report.entries == 0 then return nil end
+  local failed = 0
+  for _, e in ipairs(report.entries) do
+    if e.status == "running" then e.status = interrupted and "canceled" or "unfinished" end
+    if not OK[e.status] then failed = failed + 1 end
+  end
+  local out = {string.format("summary: %d step(s) and sync(s), %d failed, %s, exit %d",
+    #report.entries, failed, seconds(core.now() - report.started), exit_code)}
+  out[#out + 1] = string.format("  %-24s %-10s %9s %10s %9s %7s", "STEP / SYNC", "OUTCOME",
+    "DURATION", "PROCESSED", "UPDATED", "FAILED")
+  for _, e in ipairs(report.entries) do
+    local records = e.kind == "sync" and string.format("%10s %9s %7s", count(e.records_processed),
+      count(e.records_updated), count(e.records_failed)) or string.format("%10s %9s %7s", "", "", "")
+    out[#out + 1] = (string.format("  %-24s %-10s %9s %s", e.name:sub(1, 24), e.status,
+      seconds(e.duration or (core.now() - e.started)), records):gsub("%s+$", ""))
+    if not OK[e.status] and e.error then out[#out + 1] = "      " .. e.error end
+    if e.kind == "sync" and not OK[e.status] and e.url then out[#out + 1] = "      " .. e.url end
+  end
+  return table.concat(out, "\n")
+end
+
+local function iso(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor(t % 1 * 1000))
+end
+
+-- The summary as a JSON document (schema: docs in README, version 1).
+function report.summary_json(exit_code, interrupted)
+  local json = require "engine.json"
+  local entries = {}
+  for i, e in ipairs(report.entries) do
+    local status = e.status == "running" and (interrupted and "canceled" or "unfinished") or e.status
+    entries[i] = {
+      kind = e.kind, name = e.name, status = status, ok = OK[status] == true,
+      started_at = iso(e.started_at), duration = e.duration or (core.now() - e.started),
+      sync_id = e.sync_id, sync_run_id = e.sync_run_id, url = e.url,
+      records_processed = e.records_processed, records_updated = e.records_updated,
+      records_failed = e.records_failed, error = e.error,
+    }
+  end
+  local doc = json.encode({
+    version = 1, exit_code = exit_code,
+    status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
+    started_at = iso(report.started_at), duration = core.now() - report.started,
+  })
+  -- lua-cjson 2.1 writes an empty table as {}: splice the list in by hand
+  local parts = {}
+  for i, e in ipairs(entries) do parts[i] = json.encode(e) end
+  return doc:sub(1, -2) .. ',"entries":[' .. table.concat(parts, ",") .. "]}"
+end
+
+-- Called by the engine when the run ends: prints the summary and writes the
+-- JSON file atomically (a temporary file renamed over the target).
+function report.finish_run(exit_code, interrupted, json_path)
+  local text = report.summary_text(exit_code, interrupted)
+  if text then io.stderr:write(text, "\n") end
+  if json_path then
+    local tmp = string.format("%s.tmp%d", json_path, math.floor(core.wallclock() * 1e6) % 1000000000)
+    local f, err = io.open(tmp, "w")
+    if not f then
+      io.stderr:write("engine: cannot write the summary: ", err, "\n")
+      return false
+    end
+    f:write(report.summary_json(exit_code, interrupted), "\n")
+    f:close()
+    local ok, rename_err = os.rename(tmp, json_path)
+    if not ok then
+      os.remove(tmp)
+      io.stderr:write("engine: cannot write the summary: ", rename_err, "\n")
+      return false
+    end
+  end
+  return true
+end
+
+return report
