@@ -2,7 +2,7 @@
 Census simulator, and does what its comment promises."""
 import os
 
-from harness import ROOT, SimTestCase, main, run  # first: puts tests/ on the path
+from harness import ROOT, SimTestCase, TestServer, main, run  # first: puts tests/ on the path
 from census_sim import DEFAULT_TOKEN
 
 URL = "https://bearer:%s@app.getcensus.com/api/v1/syncs/%%d/trigger" % DEFAULT_TOKEN
@@ -80,6 +80,35 @@ class Flows(SimTestCase):
             self.sim.syncs.update({int(k): v for k, v in json.load(f).items()})
         r = self.run_flow("census_demo.lua")
         self.assertIn("demo: 6 syncs completed, 9920 records updated", r.stderr)
+
+    def test_nightly_runs_dbt_then_syncs_two_at_a_time(self):
+        r = self.run_flow("nightly.lua", env={"DBT_COMMAND": os.path.join(ROOT, "tests", "fake_dbt.sh")})
+        self.assertIn("[dbt] Completed successfully", r.stderr)
+        dbt_done = r.stderr.index("step dbt: done")
+        self.assertGreater(r.stderr.index("census: sync 101 triggered"), dbt_done)
+        self.assertEqual(sorted(self.sim.triggers), [101, 102, 103, 104, 105])
+        self.assertIn("summary: 7 step(s) and sync(s), 0 failed", r.stderr)
+
+    def test_nightly_notifies_on_failure(self):
+        hook = TestServer()
+        self.addCleanup(hook.stop)
+        self.sim.syncs[103] = {"steps": [{"status": "failed", "error_message": "quota"}]}
+        r = self.run_flow("nightly.lua", env={"DBT_COMMAND": "true", "NOTIFY_URL": hook.url + "/echo"}, rc=1)
+        self.assertEqual(hook.counts.get("echo"), 1)
+        self.assertIn("sync 103 run", r.stderr)
+        r = self.run_flow("nightly.lua", env={"DBT_COMMAND": "false", "NOTIFY_URL": hook.url + "/echo"}, rc=1)
+        self.assertEqual(hook.counts.get("echo"), 2)
+        self.assertEqual(self.sim.triggers.get(101), 1, "no sync ran after dbt failed")
+
+    def test_notify_on_failure(self):
+        hook = TestServer()
+        self.addCleanup(hook.stop)
+        self.sim.syncs[9] = {"steps": [{"status": "failed", "error_message": "boom"}]}
+        self.run_flow("notify_on_failure.lua", 9, env={"NOTIFY_URL": hook.url + "/echo"}, rc=1)
+        self.assertEqual(hook.counts.get("echo"), 1)
+        self.sim.syncs[9] = {}
+        self.run_flow("notify_on_failure.lua", 9, env={"NOTIFY_URL": hook.url + "/echo"})
+        self.assertEqual(hook.counts.get("echo"), 1)
 
     def test_hello(self):
         r = self.run_flow("hello.lua")
