@@ -3,7 +3,7 @@
 local help = {}
 
 help.modules = {
-  {"flow", "tasks: spawn, wait, run in parallel, time out, retry"},
+  {"flow", "tasks: spawn, parallel, timeout, retry, steps, commands"},
   {"census", "Census syncs: trigger, wait, sync, cancel, list"},
   {"http", "non-blocking HTTP requests"},
   {"json", "JSON encode and decode"},
@@ -20,6 +20,9 @@ help.functions = {
     retry = "flow.retry({attempts, delay, backoff, max_delay, jitter, retry_if}, fn, ...): retry fn",
     error = "flow.error(kind, message [, fields]) -> error object to raise with error()",
     is_error = "flow.is_error(value [, kind]) -> boolean: is it an error object (of that kind)",
+    step = "flow.step(name, fn, ...): run fn as a named step (logs, progress, summary)",
+    exec = "flow.exec{cmd, arg..., env, cwd, timeout, stdin, check, name, max_output} -> {code, stdout, stderr}",
+    sh = "flow.sh(script [, options]) -> {code, stdout, stderr}: flow.exec of /bin/sh -c script",
   },
   census = {
     trigger = "census.trigger(url | {sync_id, token, region, force_full_sync, api_version}) -> run",
