@@ -45,32 +45,35 @@ static void draw(struct progress *p) {
 /* The running entries as text, or NULL when the report module is unused. */
 static char *render(engine *e) {
   lua_State *L = e->L;
+  int top = lua_gettop(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "engine.report") != LUA_TTABLE) {
-    lua_pop(L, 2);
+    lua_settop(L, top);
     return NULL;
   }
   lua_getfield(L, -1, "progress_lines");
   lua_pushinteger(L, terminal_width() - 1);
+  lua_pushinteger(L, PROGRESS_MAX_LINES);
   char *text = NULL;
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+  if (lua_pcall(L, 2, 2, 0) == LUA_OK && lua_istable(L, -2)) {
+    lua_Integer running = lua_tointeger(L, -1);
+    lua_pop(L, 1);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_Integer n = luaL_len(L, -2);
-    for (lua_Integer i = 1; i <= n && i <= PROGRESS_MAX_LINES; i++) {
+    for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, -2, i);
       luaL_addvalue(&b);
       luaL_addchar(&b, '\n');
     }
-    if (n > PROGRESS_MAX_LINES) {
-      lua_pushfstring(L, "  ... and %d more running\n", (int)(n - PROGRESS_MAX_LINES));
+    if (running > n) {
+      lua_pushfstring(L, "  ... and %d more running\n", (int)(running - n));
       luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
     text = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
   }
-  lua_pop(L, 3);
+  lua_settop(L, top);
   return text;
 }
 

@@ -5,6 +5,8 @@
 local core = require "engine.core"
 
 local report = {entries = {}, started = core.now(), started_at = core.wallclock()}
+local running = 0     -- entries still running
+local first_running = 1 -- no entry before this index is running
 
 -- The step each task runs in, inherited by the tasks it spawns.
 local step_of = setmetatable({}, {__mode = "k"})
@@ -23,10 +25,12 @@ function report.start(kind, name, fields)
              started_at = core.wallclock()}
   for k, v in pairs(fields or {}) do e[k] = v end
   report.entries[#report.entries + 1] = e
+  running = running + 1
   return e
 end
 
 function report.finish(e, status, fields)
+  if e.status == "running" then running = running - 1 end
   e.status = status
   e.duration = core.now() - e.started
   for k, v in pairs(fields or {}) do e[k] = v end
@@ -44,11 +48,18 @@ end
 
 local OK = {ok = true, completed = true, skipped = true}
 
--- One line per running entry, for the live progress view.
-function report.progress_lines(width)
-  local lines = {}
+-- One line per running entry, for the live progress view: at most `max`
+-- lines and the number of running entries. A tick looks only at the entries
+-- it shows, never at all of them.
+function report.progress_lines(width, max)
+  local lines, entries = {}, report.entries
   local now = core.now()
-  for _, e in ipairs(report.entries) do
+  while entries[first_running] and entries[first_running].status ~= "running" do
+    first_running = first_running + 1
+  end
+  for i = first_running, #entries do
+    if #lines >= (max or 12) then break end
+    local e = entries[i]
     if e.status == "running" then
       local detail = e.kind == "sync" and (e.run_status or "starting") or "running"
       if e.records_processed then detail = detail .. ", " .. count(e.records_processed) .. " records" end
@@ -56,7 +67,7 @@ function report.progress_lines(width)
       lines[#lines + 1] = line:sub(1, width or 200)
     end
   end
-  return lines
+  return lines, running
 end
 
 -- The end-of-run table; nil when the run had no steps or syncs.

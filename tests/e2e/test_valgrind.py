@@ -28,6 +28,8 @@ pcall(h.wait, h)
 pcall(flow.timeout, 0.1, http.get, base .. '/slow/3')
 pcall(flow.retry, {attempts = 2, delay = 0}, function() error('x') end)
 assert(flow.sh('echo out; echo err >&2', {max_output = 2}).code == 0)
+flow.step('step', flow.sleep, 0.3)
+pcall(flow.step, 'failing', error, 'x')
 pcall(flow.sh, 'sleep 5', {timeout = 0.2})
 pcall(flow.exec, {'no-such-command-here'})
 print(r[1], r[2], r[3])
@@ -46,7 +48,10 @@ class Valgrind(unittest.TestCase):
     def run_flow(self, code, interrupt=False):
         path = write_flow(code)
         self.addCleanup(os.unlink, path)
-        proc = subprocess.Popen(ARGS + [ENGINE, path, self.server.url], stdout=subprocess.PIPE,
+        summary = path + ".json"
+        self.addCleanup(lambda: os.path.exists(summary) and os.unlink(summary))
+        proc = subprocess.Popen(ARGS + [ENGINE, "--progress=always", "--summary-json", summary,
+                                        path, self.server.url], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         if interrupt:
             self.assertEqual(proc.stdout.readline(), "ready\n")
