@@ -1,6 +1,7 @@
 /* engine.c: the engine's lifetime. Creates the Lua state with the engine
- * modules preloaded (flow, http, json, log, cjson), runs the main function
- * as the first task until the loop drains, reports how it ended, and shuts
+ * modules preloaded (flow, census, http, json, log, cjson), runs the main function
+ * as the first task until the loop drains, reports how it ended (with the
+ * run summary), and shuts
  * down in the order that frees every handle. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
--- lua/flow.lua: the flow module. Task primitives come from the C core;
--- parallel, timeout and retry are policy written on top of them.
+-- lua/flow.lua: the flow module. Task primitives and child processes come
+-- from the C core; parallel, timeout, retry, named steps and the checks on
+-- a command's outcome are policy written on top of them.
 local core = require "engine.core"
 local log = require "engine.log"
 local report = require "engine.report"
