@@ -1,8 +1,8 @@
 /* engine.c: the engine's lifetime. Creates the Lua state with the engine
- * modules preloaded (flow, census, http, json, log, cjson), runs the main function
- * as the first task until the loop drains, reports how it ended (with the
- * run summary), and shuts
- * down in the order that frees every handle. */
+ * modules preloaded (flow, census, http, json, log, cjson), runs the main
+ * function as the first task until the loop drains, reports how it ended
+ * (with the run summary), and shuts down in the order that frees every
+ * handle. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
