@@ -79,6 +79,8 @@ static int open_core(lua_State *L) {
                                  {"stats", core_stats},
                                  {"http_request", http_request},
                                  {"exec", exec_run},
+                                 {"await_nested", task_await_nested},
+                                 {"adopt", task_adopt},
                                  {"error", error_new_lua},
                                  {"is_error", error_is_lua},
                                  {"repl_start", repl_start},

@@ -108,6 +108,8 @@ int task_report_unobserved(engine *e);
 void task_open(lua_State *L); /* handle metatable */
 int task_join(lua_State *L);  /* handle[, timeout]: true when done */
 int task_push_outcome(lua_State *L, task *t); /* results, or raises */
+int task_await_nested(lua_State *L);
+int task_adopt(lua_State *L);
 task *task_check(lua_State *L, int idx);
 
 /* errors.c */

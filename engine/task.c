@@ -54,6 +54,13 @@ task *task_current(lua_State *L) {
   return (t && t->thread == L) ? t : NULL;
 }
 
+/* The task a thread belongs to: its own, or for a coroutine the task that
+ * last resumed it (see nested waits below). */
+static task *task_owner(lua_State *L) {
+  task *t = *(task **)lua_getextraspace(L);
+  return (t && t->state == TASK_RUNNING) ? t : NULL;
+}
+
 task *task_check(lua_State *L, int idx) {
   return (task *)luaL_checkudata(L, idx, TASK_MT);
 }
@@ -69,11 +76,11 @@ static void push_cancel_error(lua_State *L, engine *e) {
 /* Checks that the running code may suspend, and delivers a pending
  * cancellation instead of suspending. Raises; returns the current task. */
 task *task_require_waitable(lua_State *L, const char *what) {
-  task *t = task_current(L);
+  task *t = task_owner(L);
   if (!t)
-    luaL_error(L, "%s must be called from a flow task, not from a coroutine "
-                  "the engine does not own (use flow.spawn instead of "
-                  "coroutine.create/wrap)", what);
+    luaL_error(L, "%s must be called from a flow task (or a coroutine "
+                  "resumed by one), not from a coroutine resumed outside "
+                  "the engine", what);
   if (!lua_isyieldable(L))
     luaL_error(L, "%s cannot wait here: it was called from a metamethod, a "
                   "C callback (table.sort, string.gsub) or a require'd "
@@ -107,11 +114,59 @@ int task_wait_op(lua_State *L, task *t, op *o) {
   return task_yield(L, t, o, wait_continue);
 }
 
+/* Nested waits: a coroutine that a task resumes (coroutine.resume and
+ * wrap, as replaced in lua/flow.lua) can call waiting functions too. The op
+ * is armed for the task; the coroutine yields the marker below to the
+ * resume that runs it, which then suspends the task with await_nested and,
+ * once woken, resumes the coroutine with the op's values. */
+static const char nested_marker = 'n';
+
 int task_yield(lua_State *L, task *t, op *o, lua_KFunction k) {
   o->owner = t;
   t->op = o;
-  t->state = TASK_WAITING;
-  return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), k);
+  if (L == t->thread) {
+    t->state = TASK_WAITING;
+    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), k);
+  }
+  int base = lua_gettop(L);
+  lua_pushlightuserdata(L, (void *)&nested_marker);
+  return lua_yieldk(L, 1, (lua_KContext)base, k);
+}
+
+static int pass_values(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+/* core.await_nested(): called by coroutine.resume when the coroutine it
+ * ran yielded the marker; returns the op's ok flag and values. */
+int task_await_nested(lua_State *L) {
+  task *t = task_owner(L);
+  if (!t || !t->op) return luaL_error(L, "await_nested: no wait in progress");
+  if (!lua_isyieldable(L)) { /* a C boundary between the wait and its task */
+    op *o = t->op;
+    t->op = NULL;
+    o->cancel(o);
+    return luaL_error(L, "cannot wait inside a coroutine resumed from a "
+                         "metamethod or a C callback (table.sort, "
+                         "string.gsub); wait in the flow body instead");
+  }
+  int base = lua_gettop(L);
+  if (L == t->thread) {
+    t->state = TASK_WAITING;
+    return lua_yieldk(L, 0, (lua_KContext)base, pass_values);
+  }
+  lua_pushlightuserdata(L, (void *)&nested_marker); /* still deeper: pass up */
+  return lua_yieldk(L, 1, (lua_KContext)base, pass_values);
+}
+
+/* core.adopt(co): co now belongs to the running task; pushes the marker. */
+int task_adopt(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  *(task **)lua_getextraspace(co) = task_owner(L);
+  lua_pushlightuserdata(L, (void *)&nested_marker);
+  return 1;
 }
 
 lua_State *task_wake_begin(task *t) {
@@ -415,7 +470,7 @@ static void resume(task *t) {
   int status = lua_resume(T, t->eng->L, nargs, &nres);
   signals_set_running(NULL);
   if (status == LUA_YIELD) {
-    if (t->op) return; /* suspended in a binding */
+    if (t->op && t->state == TASK_WAITING) return; /* suspended in a wait */
     lua_pop(T, nres);
     lua_resetthread(T);
     lua_settop(T, 0);

@@ -162,6 +162,29 @@ function flow.sh(script, opts)
   return flow.exec(spec)
 end
 
+-- Coroutines inside tasks may wait too: a waiting call made in a coroutine
+-- yields a marker to the resume below, which suspends the task until the
+-- wait is over and passes its outcome back in (see engine/task.c).
+do
+  local resume, create = coroutine.resume, coroutine.create
+  function coroutine.resume(co, ...)
+    local marker = core.adopt(co)
+    local r = table.pack(resume(co, ...))
+    while r[1] and r.n == 2 and r[2] == marker do
+      r = table.pack(resume(co, core.await_nested()))
+    end
+    return table.unpack(r, 1, r.n)
+  end
+  function coroutine.wrap(fn)
+    local co = create(fn)
+    return function(...)
+      local r = table.pack(coroutine.resume(co, ...))
+      if not r[1] then error(r[2], 0) end
+      return table.unpack(r, 2, r.n)
+    end
+  end
+end
+
 -- flow.step(name, fn, ...): runs fn(...) as a named step of the run: its
 -- start, end and outcome are logged, shown in the progress view and the
 -- summary, and commands it runs are logged under its name.
