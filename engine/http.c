@@ -243,6 +243,11 @@ static http_glue *glue_get(engine *e) {
     return NULL;
   }
   g->eng = e;
+  /* Requests beyond the cap wait in curl's queue for a free connection;
+   * HTTP/2 servers multiplex them over one connection anyway. */
+  const char *cap = getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS");
+  if (cap && *cap)
+    curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, strtol(cap, NULL, 10));
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);

@@ -44,6 +44,7 @@ static const char usage[] =
     "  CENSUS_RETRY_DELAY      first retry delay in seconds (1)\n"
     "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
+    "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  connections per host (default: no cap)\n"
     "\n"
     "exit status:\n"
     "  0    every task succeeded\n"

@@ -98,6 +98,15 @@ class Http(unittest.TestCase):
         self.flow("for i = 1, 20 do assert(http.get(base .. '/status/200').status == 200) end")
         self.assertLessEqual(self.server.connections - before, 2)
 
+    def test_connection_cap_per_host(self):
+        before = self.server.connections
+        out = self.flow("local fns = {}\n"
+                        "for i = 1, 6 do fns[i] = function() return http.get(base .. '/slow/0.3').status end end\n"
+                        "local t0 = flow.now()\nflow.parallel(fns)\nprint(flow.now() - t0)",
+                        env={"ENGINE_HTTP_MAX_HOST_CONNECTIONS": "2"})
+        self.assertLessEqual(self.server.connections - before, 2)
+        self.assertGreaterEqual(float(out), 0.85, "six requests two at a time")
+
     def test_userinfo_never_appears_in_errors(self):
         port = free_port()
         r = run_flow("http.get('http://user:hunter2secret@127.0.0.1:%d/')" % port)
