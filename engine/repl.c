@@ -58,8 +58,8 @@ struct repl {
   char **matches;      /* loop -> thread: its answer */
   bool complete_done;
   char prompt[8];
-  struct termios saved; /* terminal modes while a chunk runs without echo */
-  bool echo_off;
+  struct termios saved; /* the terminal's modes before the REPL */
+  bool saved_ok;
 
   /* piped input */
   uv_poll_t input;
@@ -153,6 +153,21 @@ static int read_char(EditLine *el, wchar_t *wc) {
   }
 }
 
+/* Between lines (while a chunk runs, and before libedit, which draws the
+ * prompt before it sets its own modes, reads again) keys wait as plain
+ * bytes: no echo (libedit draws them once, later) and no line discipline
+ * (a Ctrl-D is a key, not an end-of-file marker that the mode switch would
+ * lose). Ctrl-C still raises SIGINT. The original modes come back when the
+ * REPL ends. */
+static void keys_wait(struct repl *r) {
+  if (!r->saved_ok) return;
+  struct termios quiet = r->saved;
+  quiet.c_lflag &= ~(tcflag_t)(ECHO | ICANON);
+  quiet.c_cc[VMIN] = 1;
+  quiet.c_cc[VTIME] = 0;
+  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+}
+
 static void input_main(void *arg) {
   struct repl *r = arg;
   sigset_t set;
@@ -168,6 +183,7 @@ static void input_main(void *arg) {
     r->prompting = true;
     int count = 0;
     const char *s = el_gets(r->el, &count);
+    keys_wait(r);
     r->prompting = false;
     if (r->stop) break;
     if (r->discard) {
@@ -247,27 +263,12 @@ static void ask_line(struct repl *r) {
 
 /* --- chunks ------------------------------------------------------------- */
 
-/* Keys typed while a chunk runs wait for the next prompt; without echo
- * they are drawn once, by libedit, instead of twice. Ctrl-C still works. */
-static void echo(struct repl *r, bool on) {
-  if (!r->tty) return;
-  if (!on && !r->echo_off && tcgetattr(STDIN_FILENO, &r->saved) == 0) {
-    struct termios quiet = r->saved;
-    quiet.c_lflag &= ~(tcflag_t)ECHO;
-    r->echo_off = tcsetattr(STDIN_FILENO, TCSANOW, &quiet) == 0;
-  } else if (on && r->echo_off) {
-    tcsetattr(STDIN_FILENO, TCSANOW, &r->saved);
-    r->echo_off = false;
-  }
-}
-
 static void run_chunk(struct repl *r) {
   lua_State *L = r->eng->L; /* stack: fn */
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
   lua_getfield(L, -1, "eval");
   lua_remove(L, -2);
   lua_insert(L, -2);
-  echo(r, false);
   r->fg = task_spawn(r->eng, L, 1);
   lua_pop(L, 1);
 }
@@ -305,7 +306,6 @@ static void handle_line(struct repl *r, const char *line) {
 }
 
 static void stop_input(struct repl *r) {
-  echo(r, true);
   if (r->thread_started) {
     uv_mutex_lock(&r->lock);
     r->stop = true;
@@ -315,7 +315,8 @@ static void stop_input(struct repl *r) {
     }
     uv_thread_join(&r->thread);
     r->thread_started = false;
-    el_end(r->el); /* restores the terminal */
+    el_end(r->el);
+    if (r->saved_ok) tcsetattr(STDIN_FILENO, TCSANOW, &r->saved);
     r->el = NULL;
     uv_close((uv_handle_t *)&r->wake, NULL);
   }
@@ -456,7 +457,6 @@ void repl_chunk_done(engine *e) {
   fflush(stdout);
   if (r->quitting) return;
   if (r->tty) {
-    echo(r, true);
     ask_line(r);
     return;
   }
@@ -548,6 +548,7 @@ static int help_fn(lua_State *L) {
 
 static int start_terminal(struct repl *r) {
   setlocale(LC_CTYPE, "");
+  r->saved_ok = tcgetattr(STDIN_FILENO, &r->saved) == 0;
   const char *path = getenv("ENGINE_HISTORY");
   const char *home = getenv("HOME");
   if (path && *path)

@@ -281,7 +281,12 @@ class Terminal(unittest.TestCase):
         self.type("\x04")
         self.expect("1 background task(s) still running")
         self.type("\x04")
-        _, status = os.waitpid(self.pid, 0)
+        deadline = time.monotonic() + 30
+        done, status = os.waitpid(self.pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            self.read(0.1)
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        self.assertTrue(done, "the REPL left after the second Ctrl-D")
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
 
 

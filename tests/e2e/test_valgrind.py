@@ -119,7 +119,20 @@ class Valgrind(unittest.TestCase):
         wait_for("still running")
         wait_for("> ")
         os.write(fd, b"\x04")
-        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + 120
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done or time.monotonic() > deadline:
+                break
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    pass
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.fail("the REPL did not leave after the second Ctrl-D: %r" % out[-300:])
         os.close(fd)
         with open(log) as f:
             err = f.read()
