@@ -393,9 +393,10 @@ int http_request(lua_State *L) {
    * error while building it frees everything. */
   http_op **slot = lua_newuserdatauv(L, sizeof *slot, 0);
   *slot = NULL;
-  lua_newtable(L);
-  lua_pushcfunction(L, request_gc_guard);
-  lua_setfield(L, -2, "__gc");
+  if (luaL_newmetatable(L, "engine.http_guard")) {
+    lua_pushcfunction(L, request_gc_guard);
+    lua_setfield(L, -2, "__gc");
+  }
   lua_setmetatable(L, -2);
   http_op *h = calloc(1, sizeof *h);
   if (!h) return luaL_error(L, "out of memory");

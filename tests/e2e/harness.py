@@ -162,6 +162,18 @@ class TestServer(ThreadingHTTPServer):
         self.server_close()
 
 
+class ServerTestCase(unittest.TestCase):
+    """Tests sharing one local HTTP test server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = TestServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+
 class SimTestCase(unittest.TestCase):
     """Tests against one Census simulator, reset before each test; flows run
     with the simulator's token and the test-only fast-poll settings."""

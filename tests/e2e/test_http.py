@@ -8,18 +8,10 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import TestServer, free_port, main, run_flow
+from harness import ServerTestCase, TestServer, free_port, main, run_flow
 
 
-class Http(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = TestServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class Http(ServerTestCase):
     def flow(self, code, **kw):
         r = run_flow("local base = ...\n" + code, [self.server.url], **kw)
         self.assertEqual(r.rc, 0, r)

@@ -8,9 +8,8 @@ import signal
 import subprocess
 import tempfile
 import time
-import unittest
 
-from harness import ENGINE, TestServer, main, write_flow
+from harness import ENGINE, ServerTestCase, main, write_flow
 
 VALGRIND = shutil.which(os.environ.get("VALGRIND", "valgrind")) or "valgrind"
 ARGS = [VALGRIND, "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
@@ -36,15 +35,7 @@ print(r[1], r[2], r[3])
 """
 
 
-class Valgrind(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = TestServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class Valgrind(ServerTestCase):
     def run_flow(self, code, interrupt=False):
         path = write_flow(code)
         self.addCleanup(os.unlink, path)
