@@ -237,6 +237,14 @@ class Terminal(unittest.TestCase):
         self.expect("> ")
         self.type("\x1b[A\x1b[A\r")  # Up twice: f(21) again
         self.expect("42")
+        self.expect("> ")
+        self.type("print('other')\r")
+        self.expect("other")
+        self.expect("> ")
+        self.type("\x12f(2")  # Ctrl-R, then part of an earlier line
+        self.expect("f(21)")
+        self.type("\r")
+        self.expect("42")
         with open(self.history) as f:
             saved = f.read()
         self.assertIn("f(21)", saved)
