@@ -96,12 +96,12 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
-/* Loader for an embedded lua/<name>.lua, precompiled by lua/embed.c with
- * the chunk name @lua/<name>.lua so tracebacks point at the real file. */
+/* Loader for an embedded lua/<name>.lua. lua/embed.c compiled it with the
+ * chunk name @lua/<name>.lua, kept in the bytecode, so tracebacks point at
+ * the real file. */
 static int load_embedded(lua_State *L) {
   const struct embedded_file *f = lua_touserdata(L, lua_upvalueindex(1));
-  lua_pushfstring(L, "=lua/%s.lua", f->name);
-  if (luaL_loadbufferx(L, f->source, f->size, lua_tostring(L, -1), "b") != LUA_OK)
+  if (luaL_loadbufferx(L, f->source, f->size, f->name, "b") != LUA_OK)
     return lua_error(L);
   lua_call(L, 0, 1);
   return 1;

@@ -513,15 +513,9 @@ bool task_take_interrupt(task *t) {
 }
 
 void task_cancel(task *t) {
-  if (t->eng->interrupt_signal && !task_take_interrupt(t)) return;
-  switch (t->state) {
-  case TASK_DONE:
-  case TASK_FAILED:
+  if (finished(t) || (t->eng->interrupt_signal && !task_take_interrupt(t)))
     return;
-  default:
-    t->ever_canceled = true;
-    break;
-  }
+  t->ever_canceled = true;
   switch (t->state) {
   case TASK_DONE:
   case TASK_FAILED:

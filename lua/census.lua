@@ -171,6 +171,19 @@ local function attempt(conn, method, path, query, what)
     "%s: Census answered HTTP %d: %s%s", what, status, detail, hint)), fields)
 end
 
+-- The wait before retry `n + 1` after `err`: backoff with jitter, at least
+-- its Retry-After; raises err (with the attempts made) when waiting would
+-- pass budget_end.
+local function retry_wait(conn, n, err, budget_end)
+  local wait = core.backoff(n, conn.retry_delay, 2, 90, 0.2)
+  if err.retry_after and err.retry_after > wait then wait = err.retry_after end
+  if core.now() + wait > budget_end then
+    err.attempts = n
+    error(err, 0)
+  end
+  return wait
+end
+
 -- GETs (and idempotent POSTs) retried on network errors, 5xx, 429 and bad
 -- bodies, with backoff and jitter, honouring Retry-After, within a budget
 -- that never passes `deadline` (a flow.now() value).
@@ -188,12 +201,7 @@ local function request(conn, method, path, query, what, check, deadline)
         "%s: %s", what, problem)))
     end
     if outcome == "fail" then error(v, 0) end
-    local wait = core.backoff(n, conn.retry_delay, 2, 90, 0.2)
-    if v.retry_after and v.retry_after > wait then wait = v.retry_after end
-    if core.now() + wait > budget_end then
-      v.attempts = n
-      error(v, 0)
-    end
+    local wait = retry_wait(conn, n, v, budget_end)
     log.warn("census: %s, retrying in %.1f s (attempt %d)", v.message, wait, n + 1)
     core.sleep(wait)
   end
@@ -304,12 +312,8 @@ function census.trigger(spec)
         return new_run(conn, id, math.tointeger(run.id))
       end
     end
-    local wait = core.backoff(n, conn.retry_delay, 2, 90, 0.2)
-    if v.retry_after and v.retry_after > wait then wait = v.retry_after end
-    if core.now() + wait > budget_end then
-      v.sync_id, v.attempts = id, n
-      error(v, 0)
-    end
+    v.sync_id = id
+    local wait = retry_wait(conn, n, v, budget_end)
     log.warn("census: %s; no run was started, triggering again in %.1f s", v.message, wait)
     core.sleep(wait)
   end

@@ -70,12 +70,19 @@ function report.progress_lines(width, max)
   return lines, running
 end
 
--- The end-of-run table; nil when the run had no steps or syncs.
-function report.summary_text(exit_code, interrupted)
+-- At the end of the run: entries still running get their final status.
+local function settle(interrupted)
+  for i = first_running, #report.entries do
+    local e = report.entries[i]
+    if e.status == "running" then report.finish(e, interrupted and "canceled" or "unfinished") end
+  end
+end
+
+-- The end-of-run table (after settle); nil when the run had no steps or syncs.
+function report.summary_text(exit_code)
   if #report.entries == 0 then return nil end
   local failed = 0
   for _, e in ipairs(report.entries) do
-    if e.status == "running" then e.status = interrupted and "canceled" or "unfinished" end
     if not OK[e.status] then failed = failed + 1 end
   end
   local out = {string.format("summary: %d step(s) and sync(s), %d failed, %s, exit %d",
@@ -86,7 +93,7 @@ function report.summary_text(exit_code, interrupted)
     local records = e.kind == "sync" and string.format("%10s %9s %7s", count(e.records_processed),
       count(e.records_updated), count(e.records_failed)) or string.format("%10s %9s %7s", "", "", "")
     out[#out + 1] = (string.format("  %-24s %-10s %9s %s", e.name:sub(1, 24), e.status,
-      seconds(e.duration or (core.now() - e.started)), records):gsub("%s+$", ""))
+      seconds(e.duration), records):gsub("%s+$", ""))
     if not OK[e.status] and e.error then out[#out + 1] = "      " .. e.error end
     if e.kind == "sync" and not OK[e.status] and e.url then out[#out + 1] = "      " .. e.url end
   end
@@ -97,15 +104,14 @@ local function iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor(t % 1 * 1000))
 end
 
--- The summary as a JSON document (schema: docs in README, version 1).
+-- The summary as a JSON document (after settle; schema in docs/cli.md).
 function report.summary_json(exit_code, interrupted)
   local json = require "engine.json"
   local entries = {}
   for i, e in ipairs(report.entries) do
-    local status = e.status == "running" and (interrupted and "canceled" or "unfinished") or e.status
     entries[i] = {
-      kind = e.kind, name = e.name, status = status, ok = OK[status] == true,
-      started_at = iso(e.started_at), duration = e.duration or (core.now() - e.started),
+      kind = e.kind, name = e.name, status = e.status, ok = OK[e.status] == true,
+      started_at = iso(e.started_at), duration = e.duration,
       sync_id = e.sync_id, sync_run_id = e.sync_run_id, url = e.url,
       records_processed = e.records_processed, records_updated = e.records_updated,
       records_failed = e.records_failed, error = e.error,
@@ -125,7 +131,8 @@ end
 -- Called by the engine when the run ends: prints the summary and writes the
 -- JSON file atomically (a temporary file renamed over the target).
 function report.finish_run(exit_code, interrupted, json_path)
-  local text = report.summary_text(exit_code, interrupted)
+  settle(interrupted)
+  local text = report.summary_text(exit_code)
   if text then io.stderr:write(text, "\n") end
   if json_path then
     local tmp = string.format("%s.tmp%d", json_path, math.floor(core.wallclock() * 1e6) % 1000000000)
