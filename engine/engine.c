@@ -1,8 +1,10 @@
-/* engine.c: the engine's lifetime. Creates the Lua state with the engine
- * modules preloaded (flow, census, http, json, log, cjson), runs the main
- * function as the first task until the loop drains, reports how it ended
- * (with the run summary), and shuts down in the order that frees every
- * handle. */
+/* engine.c: the engine's lifetime. Creates the Lua state (the standard
+ * library as flows expect it, the engine's C modules and the embedded Lua
+ * library, which runs in a private environment so nothing a flow does to
+ * its globals reaches the engine), runs the main function as the first
+ * task until the loop drains, reports how it ended (with the run summary),
+ * and shuts down in the order that frees every handle. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +14,14 @@
 #include <lualib.h>
 #include <uv.h>
 
-#include "engine.h"
+#include "bindings.h"
+#include "errors.h"
+#include "output.h"
+#include "signals.h"
+#include "task.h"
 
 static const char engine_key = 'e';
+static const char private_env_key = 'p';
 
 engine *engine_from(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &engine_key);
@@ -23,71 +30,50 @@ engine *engine_from(lua_State *L) {
   return e;
 }
 
-static int core_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  engine *e = engine_from(L);
-  task *parent = task_current(L);
-  task *t = task_spawn(e, L, lua_gettop(L) - 1);
-  t->report = parent && repl_is_foreground(e, parent);
+void engine_require(lua_State *L, const char *name) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TFUNCTION)
+    luaL_error(L, "engine: no module '%s'", name);
+  lua_remove(L, -2);
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, name); /* package.loaded[name] */
+  lua_remove(L, -2);
+}
+
+/* require for lua/ files: engine_require, so a flow that clears `require`
+ * or package.searchers does not break the engine. */
+static int private_require(lua_State *L) {
+  engine_require(L, luaL_checkstring(L, 1));
   return 1;
 }
 
-static int core_repl_quitting(lua_State *L) {
-  lua_pushboolean(L, repl_quitting(engine_from(L)));
-  return 1;
-}
+/* The C modules lua/ files use, each registered by the file that owns it. */
+static const struct {
+  const char *name;
+  void (*reg)(lua_State *L);
+} c_modules[] = {
+    {"engine.c.task", task_register},   {"engine.c.timer", timer_register},
+    {"engine.c.error", error_register}, {"engine.c.http", http_register},
+    {"engine.c.exec", exec_register},   {"engine.c.rules", rules_register},
+    {"engine.c.options", options_register},
+};
 
-static int core_now(lua_State *L) {
-  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
-  return 1;
-}
-
-static int core_current(lua_State *L) {
-  task *t = task_current(L);
-  if (!t) return 0;
-  lua_pushinteger(L, t->id);
-  lua_pushboolean(L, t->ever_canceled);
-  return 2;
-}
-
-static void count_active(uv_handle_t *h, void *arg) {
-  engine *e = ((void **)arg)[0];
-  if (uv_is_active(h) && h != (uv_handle_t *)&e->runner)
-    ++*(long *)((void **)arg)[1];
-}
-
-/* core.stats(): live tasks and active libuv handles, for leak checks. */
-static int core_stats(lua_State *L) {
-  engine *e = engine_from(L);
-  long handles = 0;
-  void *arg[2] = {e, &handles};
-  uv_walk(&e->loop, count_active, arg);
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, task_live_count(e));
-  lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, handles);
-  lua_setfield(L, -2, "handles");
-  return 1;
-}
-
-static int open_core(lua_State *L) {
-  static const luaL_Reg fns[] = {{"spawn", core_spawn},
-                                 {"join", task_join},
-                                 {"sleep", timer_sleep},
-                                 {"now", core_now},
-                                 {"current", core_current},
-                                 {"stats", core_stats},
-                                 {"http_request", http_request},
-                                 {"exec", exec_run},
-                                 {"await_nested", task_await_nested},
-                                 {"adopt", task_adopt},
-                                 {"error", error_new_lua},
-                                 {"is_error", error_is_lua},
-                                 {"repl_start", repl_start},
-                                 {"repl_quitting", core_repl_quitting},
-                                 {NULL, NULL}};
-  luaL_newlib(L, fns);
-  rules_open(L);
+static int open_c_module(lua_State *L) {
+  void (*reg)(lua_State *) = (void (*)(lua_State *))lua_touserdata(L, lua_upvalueindex(1));
+  lua_newtable(L);
+  reg(L);
   return 1;
 }
 
@@ -96,26 +82,30 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
-/* Loader for an embedded lua/<name>.lua. lua/embed.c compiled it with the
- * chunk name @lua/<name>.lua, kept in the bytecode, so tracebacks point at
- * the real file. */
+/* Loader for an embedded lua/<name>.lua. tools/embed.c compiled it with
+ * the chunk name @lua/<name>.lua, kept in the bytecode, so tracebacks point
+ * at the real file. It runs with the private environment as _ENV. */
 static int load_embedded(lua_State *L) {
   const struct embedded_file *f = lua_touserdata(L, lua_upvalueindex(1));
-  if (luaL_loadbufferx(L, f->source, f->size, f->name, "b") != LUA_OK)
+  if (luaL_loadbufferx(L, f->source, f->size, NULL, "b") != LUA_OK)
     return lua_error(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &private_env_key);
+  lua_setupvalue(L, -2, 1);
   lua_call(L, 0, 1);
   return 1;
 }
 
-static void preload(lua_State *L, const char *name, lua_CFunction open) {
+static void preload(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, open);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
-}
-
-static void preload_embedded(lua_State *L) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (size_t i = 0; i < sizeof c_modules / sizeof *c_modules; i++) {
+    lua_pushlightuserdata(L, (void *)c_modules[i].reg);
+    lua_pushcclosure(L, open_c_module, 1);
+    lua_setfield(L, -2, c_modules[i].name);
+  }
+  lua_pushcfunction(L, open_log);
+  lua_setfield(L, -2, "engine.log");
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_setfield(L, -2, "cjson");
   for (const struct embedded_file *f = embedded_lua; f->name; f++) {
     lua_pushfstring(L, "engine.%s", f->name);
     lua_pushlightuserdata(L, (void *)f);
@@ -125,29 +115,74 @@ static void preload_embedded(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* The private environment: a copy of the globals as they are now, each
+ * library table copied too, with require replaced by private_require. */
+static void make_private_env(lua_State *L) {
+  lua_newtable(L);
+  lua_pushglobaltable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_istable(L, -1) && !lua_rawequal(L, -1, -3)) { /* a library */
+      lua_newtable(L);
+      lua_pushnil(L);
+      while (lua_next(L, -3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+      }
+      lua_replace(L, -2);
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "_G");
+  lua_pushcfunction(L, private_require);
+  lua_setfield(L, -2, "require");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &private_env_key);
+}
+
+/* os.exit([code [, close]]) as in stock Lua, for a run: see task_exit. */
+static int os_exit(lua_State *L) {
+  int code;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  return task_exit(L, code, lua_toboolean(L, 2));
+}
+
+void osexit_open(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_OSLIBNAME);
+  lua_pushcfunction(L, os_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 2);
+}
+
 static int setup_state(lua_State *L) {
   engine *e = lua_touserdata(L, 1);
   luaL_openlibs(L);
   srand((unsigned)uv_hrtime()); /* jitter for retry backoff */
   lua_pushlightuserdata(L, e);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &engine_key);
-  error_open(L);
-  task_open(L);
-  preload(L, "engine.core", open_core);
-  preload(L, "engine.log", open_log);
-  preload(L, "cjson", luaopen_cjson);
-  preload_embedded(L);
+  corolib_open(L);
+  osexit_open(L);
+  preload(L);
+  make_private_env(L);
   static const char *const globals[] = {"flow", "http", "json", "log", "census"};
   for (size_t i = 0; i < sizeof globals / sizeof *globals; i++) {
-    lua_getglobal(L, "require");
     lua_pushfstring(L, "engine.%s", globals[i]);
-    lua_call(L, 1, 1);
+    engine_require(L, lua_tostring(L, -1));
     lua_setglobal(L, globals[i]);
+    lua_pop(L, 1);
   }
   return 0;
 }
 
-int engine_init(engine *e, enum log_level level) {
+int engine_init(engine *e, enum log_level level, bool ignore_env) {
   memset(e, 0, sizeof *e);
   e->log_level = level;
   if (uv_loop_init(&e->loop)) return -1;
@@ -157,6 +192,10 @@ int engine_init(engine *e, enum log_level level) {
   if (!e->L) return -1;
   /* Threads copy the main thread's extra space: NULL means "not a task". */
   *(task **)lua_getextraspace(e->L) = NULL;
+  if (ignore_env) { /* lua -E: package.path and cpath ignore LUA_PATH... */
+    lua_pushboolean(e->L, 1);
+    lua_setfield(e->L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
   lua_pushcfunction(e->L, setup_state);
   lua_pushlightuserdata(e->L, e);
   if (lua_pcall(e->L, 1, 0, 0) != LUA_OK) {
@@ -167,29 +206,31 @@ int engine_init(engine *e, enum log_level level) {
 }
 
 static void report_failure(engine *e, task *t) {
-  lua_State *T = t->thread;
-  if (t->canceled && e->interrupt_signal) {
-    fprintf(stderr, "engine: interrupted by %s\n",
-            e->interrupt_signal == SIGINT ? "SIGINT" : "SIGTERM");
+  lua_State *L = e->L;
+  if (task_canceled(t) && e->stop != STOP_NONE) {
+    if (e->stop == STOP_SIGNAL)
+      fprintf(stderr, "engine: interrupted by %s\n",
+              e->interrupt_signal == SIGINT ? "SIGINT" : "SIGTERM");
     return;
   }
-  const char *msg = luaL_tolstring(T, -1, NULL);
-  const char *trace = lua_tostring(T, -3);
+  task_push_error(L, t);
+  const char *msg = error_describe(L, -1);
+  const char *trace = task_traceback(t);
   fprintf(stderr, "engine: %s\n%s%s", msg, trace ? trace : "",
           trace && *trace ? "\n" : "");
-  lua_pop(T, 1);
+  lua_pop(L, 2);
 }
 
 /* The summary of steps and syncs, when the run had any (or a JSON summary
  * was asked for); false when the JSON file could not be written. */
 static bool finish_report(engine *e, int rc) {
   lua_State *L = e->L;
-  if (e->repl) return true;
+  if (e->no_summary) return true;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   bool loaded = lua_getfield(L, -1, "engine.report") == LUA_TTABLE;
   lua_pop(L, 2);
   if (!loaded && !e->summary_path) return true;
-  lua_getglobal(L, "require");
+  lua_pushcfunction(L, private_require);
   lua_pushliteral(L, "engine.report");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
@@ -198,7 +239,7 @@ static bool finish_report(engine *e, int rc) {
   }
   lua_getfield(L, -1, "finish_run");
   lua_pushinteger(L, rc);
-  lua_pushboolean(L, e->interrupt_signal != 0);
+  lua_pushboolean(L, e->stop != STOP_NONE);
   if (e->summary_path)
     lua_pushstring(L, e->summary_path);
   else
@@ -216,26 +257,26 @@ int engine_run(engine *e, int nargs) {
   lua_State *L = e->L;
   task *main_task = task_spawn(e, L, nargs);
   e->main_task = main_task;
-  main_task->observed = true;
   int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_run(&e->loop, UV_RUN_DEFAULT);
 
   int rc = 0;
   if (task_live_count(e) > 0) {
     log_msg(e, LOG_ERROR,
-            "%ld task(s) can never finish: they wait for each other", 
+            "%ld task(s) can never finish: they wait for each other",
             task_live_count(e));
     task_abandon_all(e);
     rc = 1;
   }
-  if (main_task->state == TASK_FAILED) {
+  if (task_failed(main_task) || task_canceled(main_task)) {
     report_failure(e, main_task);
     rc = 1;
   }
   if (task_report_unobserved(e) > 0) rc = 1;
-  if (e->interrupt_signal) rc = 128 + e->interrupt_signal;
+  if (e->stop == STOP_SIGNAL) rc = 128 + e->interrupt_signal;
+  if (e->stop == STOP_EXIT) rc = e->exit_code;
   luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
-  progress_stop(e);
+  output_close(e);
   if (!finish_report(e, rc) && rc == 0) rc = 1;
   return rc;
 }
@@ -246,8 +287,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 }
 
 void engine_shutdown(engine *e) {
-  progress_stop(e);
-  repl_free(e);
+  output_close(e);
   http_shutdown(e);
   signals_close();
   uv_walk(&e->loop, close_handle, NULL);

@@ -6,7 +6,7 @@
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "errors.h"
 
 #define ERROR_MT "engine.error"
 
@@ -25,18 +25,18 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
-void error_open(lua_State *L) {
-  luaL_newmetatable(L, ERROR_MT);
-  lua_pushcfunction(L, error_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "error");
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
+static void error_metatable(lua_State *L) {
+  if (luaL_newmetatable(L, ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "error");
+    lua_setfield(L, -2, "__name");
+  }
 }
 
 static bool is_error_object(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return false;
-  luaL_getmetatable(L, ERROR_MT);
+  error_metatable(L);
   bool same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return same;
@@ -71,7 +71,8 @@ void error_push(lua_State *L, const char *kind, const char *fmt, ...) {
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, ERROR_MT);
+  error_metatable(L);
+  lua_setmetatable(L, -2);
 }
 
 bool error_is_kind(lua_State *L, int idx, const char *kind) {
@@ -83,8 +84,35 @@ bool error_is_kind(lua_State *L, int idx, const char *kind) {
   return same;
 }
 
-/* flow.error(kind, message[, fields]): a new error object (not raised). */
-int error_new_lua(lua_State *L) {
+static int tostring_meta(lua_State *L) {
+  return luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING;
+}
+
+const char *error_describe(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int type = lua_type(L, idx);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, tostring_meta);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_settop(L, top);
+  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+/* describe(v): the one line `lua` would print for the error value v. */
+static int describe(lua_State *L) {
+  luaL_checkany(L, 1);
+  error_describe(L, 1);
+  return 1;
+}
+
+/* error(kind, message[, fields]): a new error object (not raised). */
+static int new_error(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *message = luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
@@ -101,16 +129,25 @@ int error_new_lua(lua_State *L) {
   lua_setfield(L, -2, "kind");
   lua_pushstring(L, message);
   lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, ERROR_MT);
+  error_metatable(L);
+  lua_setmetatable(L, -2);
   error_locate(L, -1);
   return 1;
 }
 
-/* flow.is_error(v[, kind]) */
-int error_is_lua(lua_State *L) {
+/* is_error(v[, kind]) */
+static int is_error(lua_State *L) {
   if (lua_isnoneornil(L, 2))
     lua_pushboolean(L, is_error_object(L, 1));
   else
     lua_pushboolean(L, error_is_kind(L, 1, luaL_checkstring(L, 2)));
   return 1;
+}
+
+void error_register(lua_State *L) {
+  static const luaL_Reg fns[] = {{"error", new_error},
+                                 {"is_error", is_error},
+                                 {"describe", describe},
+                                 {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
 }

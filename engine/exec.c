@@ -12,11 +12,16 @@
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "bindings.h"
+#include "errors.h"
 #include "rules.h"
+#include "task.h"
 
-#define DEFAULT_CAPTURE (1024 * 1024)
-#define KILL_GRACE_MS 5000
+#define DEFAULT_CAPTURE (1024 * 1024) /* bytes of each stream kept */
+#define KILL_GRACE_MS 5000            /* SIGTERM, then SIGKILL after this */
+#define LOG_LINE_MAX 2048             /* one logged line of output */
+#define NAME_MAX_LEN 64
+#define COMMAND_MAX 256
 
 extern char **environ;
 
@@ -48,8 +53,8 @@ struct exec_op {
   int64_t code;
   int signal;
   double timeout;
-  char name[64];
-  char command[256]; /* redacted, for messages */
+  char name[NAME_MAX_LEN];
+  char command[COMMAND_MAX]; /* redacted, for messages */
 };
 
 static void maybe_complete(exec_op *x);
@@ -72,8 +77,8 @@ static void close_handle(exec_op *x, uv_handle_t *h) {
 }
 
 static void log_line(exec_op *x, bool is_stderr, const char *text, size_t len) {
-  char redacted[2048];
-  char raw[2048];
+  char redacted[LOG_LINE_MAX];
+  char raw[LOG_LINE_MAX];
   size_t n = len < sizeof raw - 1 ? len : sizeof raw - 1;
   memcpy(raw, text, n);
   raw[n] = '\0';
@@ -104,7 +109,7 @@ static void emit_lines(stream *s, const char *data, size_t n, bool flush) {
     if (data[i] == '\n') {
       log_line(s->x, s->is_stderr, s->line, s->line_len);
       s->line_len = 0;
-    } else if (s->line_len < 2000) {
+    } else if (s->line_len < LOG_LINE_MAX - 1) {
       s->line[s->line_len++] = data[i];
     }
   }
@@ -280,65 +285,75 @@ static void forget_env(lua_State *L, char **env) {
 static const char *const exec_fields[] = {"env", "cwd", "timeout", "stdin", "check",
                                           "name", "max_output", NULL};
 
-static void check_options(lua_State *L) {
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
+/* What a command asks for; its strings live in the options table (1) and
+ * in the userdata parse_command leaves on the stack. */
+typedef struct {
+  char **args;
+  char command[COMMAND_MAX]; /* as given, before redaction */
+  const char *cwd, *input, *name;
+  size_t input_len;
+  double timeout;
+  lua_Integer capacity;
+  int env_index; /* the env table's stack index; 0: inherit ours */
+} command_spec;
+
+/* Reads {cmd, arg..., options} at 1 into spec; raises on misuse. */
+static void parse_command(lua_State *L, command_spec *spec) {
+  options_check(L, 1, "flow.exec", exec_fields, true);
+  lua_Integer argc = luaL_len(L, 1);
+  if (argc < 1 || lua_geti(L, 1, 1) != LUA_TSTRING)
+    luaL_error(L, "flow.exec: expected {\"command\", \"arg\", ...} with the command first");
+  lua_pop(L, 1);
+  spec->args = lua_newuserdatauv(L, ((size_t)argc + 1) * sizeof *spec->args, 0);
+  spec->command[0] = '\0';
+  for (lua_Integer i = 1; i <= argc; i++) {
+    if (lua_geti(L, 1, i) != LUA_TSTRING)
+      luaL_error(L, "flow.exec: argument %d must be a string", (int)i);
+    spec->args[i - 1] = (char *)lua_tostring(L, -1); /* table 1 keeps it alive */
     lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TNUMBER) continue;
-    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-    bool known = false;
-    for (int i = 0; exec_fields[i]; i++) known = known || strcmp(k, exec_fields[i]) == 0;
-    if (!known)
-      luaL_error(L, "flow.exec: unknown option '%s' (expected env, cwd, timeout, stdin, "
-                    "check, name, max_output)", k);
+    size_t used = strlen(spec->command);
+    snprintf(spec->command + used, sizeof spec->command - used, "%s%s",
+             i > 1 ? " " : "", spec->args[i - 1]);
+  }
+  spec->args[argc] = NULL;
+  lua_getfield(L, 1, "cwd");
+  spec->cwd = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 1, "timeout");
+  spec->timeout = luaL_optnumber(L, -1, 0);
+  if (!isfinite(spec->timeout) || spec->timeout < 0)
+    luaL_error(L, "flow.exec: timeout must be a number of seconds > 0");
+  lua_getfield(L, 1, "stdin");
+  spec->input_len = 0;
+  spec->input = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, &spec->input_len);
+  lua_getfield(L, 1, "name");
+  spec->name = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 1, "max_output");
+  spec->capacity = luaL_optinteger(L, -1, DEFAULT_CAPTURE);
+  if (spec->capacity < 1) luaL_error(L, "flow.exec: max_output must be bytes >= 1");
+  spec->env_index = 0;
+  if (lua_getfield(L, 1, "env") != LUA_TNIL) {
+    luaL_argexpected(L, lua_istable(L, -1), 1, "env as a table");
+    spec->env_index = lua_gettop(L);
   }
 }
 
-/* core.exec{cmd, arg..., env=, cwd=, timeout=, stdin=, name=, max_output=}
+/* run{cmd, arg..., env=, cwd=, timeout=, stdin=, name=, max_output=}
  * -> {code, signal, stdout, stderr, timed_out, command}. `check` is the Lua
  * wrapper's business. */
-int exec_run(lua_State *L) {
+static int exec_run(lua_State *L) {
   engine *e = engine_from(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  check_options(L);
-  lua_Integer argc = luaL_len(L, 1);
-  if (argc < 1 || lua_geti(L, 1, 1) != LUA_TSTRING)
-    return luaL_error(L, "flow.exec: expected {\"command\", \"arg\", ...} with the command first");
-  lua_pop(L, 1);
+  command_spec spec;
+  parse_command(L, &spec);
   task *t = task_require_waitable(L, "flow.exec");
-
-  char **args = lua_newuserdatauv(L, ((size_t)argc + 1) * sizeof *args, 0); /* 2 */
-  char command[256] = "";
-  for (lua_Integer i = 1; i <= argc; i++) {
-    if (lua_geti(L, 1, i) != LUA_TSTRING)
-      return luaL_error(L, "flow.exec: argument %d must be a string", (int)i);
-    args[i - 1] = (char *)lua_tostring(L, -1); /* table 1 keeps it alive */
-    lua_pop(L, 1);
-    size_t used = strlen(command);
-    snprintf(command + used, sizeof command - used, "%s%s", i > 1 ? " " : "", args[i - 1]);
-  }
-  args[argc] = NULL;
-
-  lua_getfield(L, 1, "cwd"); /* 3 */
-  const char *cwd = luaL_optstring(L, 3, NULL);
-  lua_getfield(L, 1, "timeout"); /* 4 */
-  double timeout = luaL_optnumber(L, 4, 0);
-  if (!isfinite(timeout) || timeout < 0)
-    return luaL_error(L, "flow.exec: timeout must be a number of seconds > 0");
-  lua_getfield(L, 1, "stdin"); /* 5 */
-  size_t input_len = 0;
-  const char *input = lua_isnil(L, 5) ? NULL : luaL_checklstring(L, 5, &input_len);
-  lua_getfield(L, 1, "name"); /* 6 */
-  const char *name = luaL_optstring(L, 6, NULL);
-  lua_getfield(L, 1, "max_output"); /* 7 */
-  lua_Integer capacity = luaL_optinteger(L, 7, DEFAULT_CAPTURE);
-  if (capacity < 1) return luaL_error(L, "flow.exec: max_output must be bytes >= 1");
-  char **env = NULL;
-  if (lua_getfield(L, 1, "env") != LUA_TNIL) { /* 8 */
-    luaL_argexpected(L, lua_istable(L, 8), 1, "env as a table");
-    env = build_env(L, 8); /* 9 */
-  }
+  /* built last: its strings are anchored until the spawn */
+  char **env = spec.env_index ? build_env(L, spec.env_index) : NULL;
+  char **args = spec.args;
+  const char *input = spec.input, *name = spec.name, *cwd = spec.cwd;
+  size_t input_len = spec.input_len;
+  double timeout = spec.timeout;
+  lua_Integer capacity = spec.capacity;
 
   exec_op *x = calloc(1, sizeof *x);
   if (!x) return luaL_error(L, "out of memory");
@@ -348,8 +363,8 @@ int exec_run(lua_State *L) {
   x->timeout = timeout;
   x->out.capture = malloc(x->capacity);
   x->err.capture = malloc(x->capacity);
-  x->out.line = malloc(2048);
-  x->err.line = malloc(2048);
+  x->out.line = malloc(LOG_LINE_MAX);
+  x->err.line = malloc(LOG_LINE_MAX);
   if (input) x->input = malloc(input_len ? input_len : 1);
   if (!x->out.capture || !x->err.capture || !x->out.line || !x->err.line ||
       (input && !x->input)) {
@@ -358,7 +373,7 @@ int exec_run(lua_State *L) {
     return luaL_error(L, "out of memory");
   }
   if (input) memcpy(x->input, input, input_len);
-  secret_redact(command, x->command, sizeof x->command);
+  secret_redact(spec.command, x->command, sizeof x->command);
   const char *base = strrchr(args[0], '/');
   snprintf(x->name, sizeof x->name, "%s", name ? name : (base ? base + 1 : args[0]));
   x->out.x = x->err.x = x;
@@ -417,4 +432,9 @@ int exec_run(lua_State *L) {
   log_msg(e, LOG_DEBUG, "[%s] started: %s (pid %d)", x->name, x->command, x->process.pid);
   lua_settop(L, 1);
   return task_wait_op(L, t, &x->base);
+}
+
+void exec_register(lua_State *L) {
+  lua_pushcfunction(L, exec_run);
+  lua_setfield(L, -2, "run");
 }

@@ -3,6 +3,7 @@
  * timeout), pooled easy handles, connection reuse through the multi's
  * cache, and the http.request binding that suspends a task on a transfer. */
 #include <ctype.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +11,22 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "bindings.h"
+#include "errors.h"
+#include "task.h"
 #include "text.h"
 
-#define EASY_POOL_MAX 64
-#define DEFAULT_TIMEOUT 30.0
+#define EASY_POOL_MAX 64            /* idle easy handles kept for reuse */
+#define DEFAULT_TIMEOUT 30.0        /* seconds per request */
+#define MAX_TIMEOUT 86400.0
+#define CONNECT_TIMEOUT_MAX 10.0    /* seconds, within the request's */
+#define MAX_REDIRECTS 10L
 #define MAX_BODY (256u * 1024u * 1024u)
+#define MAX_HEADER_BYTES (1024u * 1024u)
+#define BUFFER_FIRST_CAP 4096
+#define HEADER_NAME_MAX 256
+#define METHOD_MAX 16
+#define MESSAGE_URL_MAX 512
 
 struct http_glue {
   engine *eng;
@@ -45,14 +56,14 @@ typedef struct {
   buffer body, headers;
   bool too_large;
   double timeout;
-  char method[16];
-  char url[512]; /* redacted, for messages */
+  char method[METHOD_MAX];
+  char url[MESSAGE_URL_MAX]; /* redacted, for messages */
   char errbuf[CURL_ERROR_SIZE];
 } http_op;
 
 static bool buffer_append(buffer *b, const char *data, size_t n) {
   if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap ? b->cap : BUFFER_FIRST_CAP;
     while (cap < b->len + n + 1) cap *= 2;
     char *grown = realloc(b->data, cap);
     if (!grown) return false;
@@ -100,7 +111,7 @@ static void push_headers(lua_State *T, const buffer *b) {
   if (!b->data) return;
   const char *p = b->data, *end = b->data + b->len;
   header_line line;
-  char name[256];
+  char name[HEADER_NAME_MAX];
   while (header_next(&p, end, &line)) {
     if (line.name_len >= sizeof name) continue;
     for (size_t i = 0; i < line.name_len; i++)
@@ -288,26 +299,53 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   http_op *h = userp;
   size_t len = size * n;
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) h->headers.len = 0;
-  if (h->headers.len + len > 1024 * 1024) return 0;
+  if (h->headers.len + len > MAX_HEADER_BYTES) return 0;
   return buffer_append(&h->headers, data, len) ? len : 0;
 }
 
 static const char *const request_fields[] = {
     "method", "url", "headers", "body", "timeout", "follow_redirects", NULL};
 
-static void check_fields(lua_State *L) {
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    bool known = false;
-    for (int i = 0; k && request_fields[i]; i++)
-      if (strcmp(k, request_fields[i]) == 0) known = true;
-    if (!known)
-      luaL_error(L, "http.request: unknown option '%s' (expected method, url, "
-                    "headers, body, timeout, follow_redirects)",
-                 k ? k : luaL_typename(L, -1));
+/* What a request asks for, checked before anything is allocated. */
+typedef struct {
+  const char *url, *method, *body; /* kept alive by the options table */
+  size_t body_len;
+  double timeout;
+  bool follow;
+} request_spec;
+
+/* Reads the options table at 1 into spec; raises on misuse. Leaves the
+ * values it read on the stack above 1. */
+static void parse_request(lua_State *L, request_spec *spec) {
+  options_check(L, 1, "http.request", request_fields, false);
+  lua_getfield(L, 1, "url");
+  spec->url = lua_tostring(L, -1);
+  if (lua_type(L, -1) != LUA_TSTRING || (strncmp(spec->url, "http://", 7) != 0 &&
+                                         strncmp(spec->url, "https://", 8) != 0))
+    luaL_error(L, "http.request: url must be a string starting with "
+                  "http:// or https://");
+  lua_getfield(L, 1, "method");
+  spec->method = luaL_optstring(L, -1, "GET");
+  size_t mlen = strlen(spec->method);
+  if (mlen == 0 || mlen >= METHOD_MAX ||
+      strspn(spec->method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen)
+    luaL_error(L, "http.request: method must be an upper-case HTTP method "
+                  "such as GET or POST");
+  lua_getfield(L, 1, "body");
+  spec->body = NULL;
+  spec->body_len = 0;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "http.request: body must be a string (use json.encode "
+                    "for tables)");
+    spec->body = lua_tolstring(L, -1, &spec->body_len);
   }
+  lua_getfield(L, 1, "timeout");
+  spec->timeout = luaL_optnumber(L, -1, DEFAULT_TIMEOUT);
+  if (!isfinite(spec->timeout) || spec->timeout <= 0 || spec->timeout > MAX_TIMEOUT)
+    luaL_error(L, "http.request: timeout must be seconds in (0, 86400]");
+  lua_getfield(L, 1, "follow_redirects");
+  spec->follow = lua_toboolean(L, -1);
 }
 
 static bool has_crlf(const char *s) {
@@ -350,44 +388,19 @@ static int request_gc_guard(lua_State *L) {
   return 0;
 }
 
-/* core.http_request{method=, url=, headers=, body=, timeout=,
- * follow_redirects=} -> {status=, headers=, body=} */
-int http_request(lua_State *L) {
+/* request{method=, url=, headers=, body=, timeout=, follow_redirects=}
+ * -> {status=, headers=, body=} */
+static int http_request(lua_State *L) {
   engine *e = engine_from(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!glue_get(e)) return luaL_error(L, "http.request: cannot initialise libcurl");
   lua_settop(L, 1);
-  check_fields(L);
+  request_spec spec;
+  parse_request(L, &spec);
   task *t = task_require_waitable(L, "http.request");
-
-  lua_getfield(L, 1, "url");
-  const char *url = lua_tostring(L, -1);
-  if (lua_type(L, -1) != LUA_TSTRING ||
-      (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
-    return luaL_error(L, "http.request: url must be a string starting with "
-                         "http:// or https://");
-  lua_getfield(L, 1, "method");
-  const char *method = luaL_optstring(L, -1, "GET");
-  size_t mlen = strlen(method);
-  if (mlen == 0 || mlen >= sizeof((http_op *)0)->method ||
-      strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen)
-    return luaL_error(L, "http.request: method must be an upper-case HTTP "
-                         "method such as GET or POST");
-  lua_getfield(L, 1, "body");
-  size_t body_len = 0;
-  const char *body = NULL;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-      return luaL_error(L, "http.request: body must be a string (use "
-                           "json.encode for tables)");
-    body = lua_tolstring(L, -1, &body_len);
-  }
-  lua_getfield(L, 1, "timeout");
-  double timeout = luaL_optnumber(L, -1, DEFAULT_TIMEOUT);
-  if (!isfinite(timeout) || timeout <= 0 || timeout > 86400)
-    return luaL_error(L, "http.request: timeout must be seconds in (0, 86400]");
-  lua_getfield(L, 1, "follow_redirects");
-  bool follow = lua_toboolean(L, -1);
+  if (!glue_get(e)) return luaL_error(L, "http.request: cannot initialise libcurl");
+  const char *url = spec.url, *method = spec.method, *body = spec.body;
+  size_t body_len = spec.body_len;
+  double timeout = spec.timeout;
 
   /* A guard userdata owns the op until the transfer is added, so a Lua
    * error while building it frees everything. */
@@ -404,7 +417,7 @@ int http_request(lua_State *L) {
   h->glue = e->http;
   h->base.cancel = http_cancel;
   h->timeout = timeout;
-  memcpy(h->method, method, mlen + 1);
+  snprintf(h->method, sizeof h->method, "%s", method);
   url_redact(url, h->url, sizeof h->url);
   set_headers(L, h);
 
@@ -415,11 +428,11 @@ int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, spec.follow ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                   (long)(fmin(timeout, 10.0) * 1000));
+                   (long)(fmin(timeout, CONNECT_TIMEOUT_MAX) * 1000));
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
   curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
@@ -455,4 +468,9 @@ int http_request(lua_State *L) {
   *slot = NULL; /* the op now belongs to the task */
   lua_settop(L, 1);
   return task_wait_op(L, t, &h->base);
+}
+
+void http_register(lua_State *L) {
+  lua_pushcfunction(L, http_request);
+  lua_setfield(L, -2, "request");
 }

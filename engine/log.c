@@ -6,8 +6,10 @@
 #include <time.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "engine.h"
+#include "output.h"
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -61,9 +63,12 @@ static int log_at(lua_State *L) {
 void log_open(lua_State *L, engine *e) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   lua_createtable(L, 0, 4);
-  lua_getglobal(L, "string");
+  /* string.format as loaded, whatever the flow later does to `string` */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_STRLIBNAME);
   lua_getfield(L, -1, "format");
-  lua_remove(L, -2);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
   for (int level = LOG_DEBUG; level <= LOG_ERROR; level++) {
     lua_pushlightuserdata(L, e);
     lua_pushinteger(L, level);

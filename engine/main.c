@@ -1,6 +1,7 @@
-/* main.c: the command line. Parses options, loads the chunks to run (-e
- * code, a flow file or stdin), sets `arg`, runs them in order as the main
- * task, and maps the outcome to an exit code. */
+/* main.c: the command line, a front end. Parses options (like lua's where
+ * they do not clash), loads the chunks to run in order (LUA_INIT, -e code
+ * and -l modules, a flow file or stdin, the REPL), sets `arg`, runs them as
+ * the main task, and maps the outcome to an exit code. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "frontend.h"
 
 #define EXIT_USAGE 2
 
@@ -21,20 +22,26 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -e CODE        run CODE before the flow (repeatable)\n"
+    "  -l MOD         require MOD into the global MOD; -l G=MOD into G\n"
     "  -i             start the REPL after -e CODE and the flow have run\n"
+    "  -E             ignore LUA_INIT, LUA_PATH and LUA_CPATH\n"
+    "  -W             turn Lua warnings on\n"
     "  -               read the flow from standard input\n"
     "  --summary-json FILE  also write the run summary as JSON to FILE\n"
     "  --progress=auto|always|never  live progress lines on stderr (auto: on a\n"
     "                 terminal, and not at the REPL)\n"
     "  -q, --quiet    log warnings and errors only\n"
-    "  -v, --verbose  log debug lines too\n"
+    "  -v, --verbose  log debug lines too (not lua's -v: see --version)\n"
     "  -h, --help     show this help and exit\n"
     "  --version      show engine, Lua, libuv and libcurl versions and exit\n"
     "  --             stop handling options\n"
     "\n"
     "globals in flows: flow, http, json, log, census (also require \"engine.flow\" ...)\n"
     "\n"
+    "A flow may be Lua source or precompiled (luac) bytecode.\n"
+    "\n"
     "environment:\n"
+    "  LUA_INIT_5_4, LUA_INIT  Lua code (or @FILE) run before the flow\n"
     "  CENSUS_API_KEY          Census token when a flow gives none\n"
     "  CENSUS_API_VERSION      1 (default) or 2\n"
     "  CENSUS_BASE_URL         scheme://host[:port] for every Census request\n"
@@ -53,9 +60,19 @@ static const char usage[] =
     "  130  interrupted by SIGINT (Ctrl-C); a second Ctrl-C exits at once\n"
     "  143  interrupted by SIGTERM\n";
 
+#define MAX_CHUNKS 64 /* -e and -l options */
+
+/* A -e or -l option, in command-line order. */
 typedef struct {
-  const char *codes[64];
-  int ncodes;
+  char kind; /* 'e' or 'l' */
+  const char *text;
+} pre_chunk;
+
+typedef struct {
+  pre_chunk chunks[MAX_CHUNKS];
+  int nchunks;
+  bool ignore_env;    /* -E */
+  bool warnings;      /* -W */
   const char *script; /* NULL: none; "-": stdin */
   int script_index;   /* in argv */
   bool interactive;   /* start the REPL after the chunks */
@@ -105,11 +122,17 @@ static int parse(int argc, char **argv, options *o) {
       o->summary_path = argv[++i];
     } else if (strcmp(a, "-i") == 0) {
       o->interactive = true;
-    } else if (strcmp(a, "-e") == 0) {
-      if (i + 1 >= argc) return usage_error("%s needs CODE after it", a);
-      if (o->ncodes == (int)(sizeof o->codes / sizeof *o->codes))
-        return usage_error("%s given too many times", a);
-      o->codes[o->ncodes++] = argv[++i];
+    } else if (strcmp(a, "-E") == 0) {
+      o->ignore_env = true;
+    } else if (strcmp(a, "-W") == 0) {
+      o->warnings = true;
+    } else if (a[1] == 'e' || a[1] == 'l') { /* -e CODE, -eCODE, -l MOD, -lMOD */
+      const char *text = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!text)
+        return usage_error(a[1] == 'e' ? "%s needs CODE after it"
+                                       : "%s needs a module name after it", a);
+      if (o->nchunks == MAX_CHUNKS) return usage_error("%s given too many times", a);
+      o->chunks[o->nchunks++] = (pre_chunk){a[1], text};
     } else {
       return usage_error("unknown option '%s'", a);
     }
@@ -117,7 +140,7 @@ static int parse(int argc, char **argv, options *o) {
   if (i < argc) {
     o->script = argv[i];
     o->script_index = i;
-  } else if (o->ncodes == 0 && !o->interactive) {
+  } else if (o->nchunks == 0 && !o->interactive) {
     if (isatty(STDIN_FILENO))
       o->interactive = true;
     else {
@@ -171,16 +194,60 @@ static int run_chunks(lua_State *L) {
   return run_from(L, 1);
 }
 
+/* -l [G=]MOD: G = require(MOD), with the flow's require, as lua does. */
+static int require_into_global(lua_State *L) {
+  const char *spec = lua_tostring(L, lua_upvalueindex(1));
+  const char *eq = strchr(spec, '=');
+  lua_getglobal(L, "require");
+  lua_pushstring(L, eq ? eq + 1 : spec);
+  lua_call(L, 1, 1);
+  if (eq)
+    lua_pushlstring(L, spec, (size_t)(eq - spec));
+  else
+    lua_pushstring(L, spec);
+  lua_insert(L, -2);
+  lua_setglobal(L, lua_tostring(L, -2)); /* the name stays on the stack */
+  return 0;
+}
+
+static int load_failed(lua_State *L, int status) {
+  fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
+  return status == LUA_ERRFILE ? EXIT_USAGE : 1;
+}
+
+/* LUA_INIT_5_4 or LUA_INIT: code, or @FILE. Pushes a chunk or nothing;
+ * returns -1 or an exit code. */
+static int load_init(lua_State *L, int *count) {
+  const char *name = "=LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR;
+  const char *init = getenv(name + 1);
+  if (!init) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
+  }
+  if (!init) return -1;
+  int status = init[0] == '@'
+                   ? luaL_loadfilex(L, init + 1, NULL)
+                   : luaL_loadbufferx(L, init, strlen(init), name, "t");
+  if (status != LUA_OK) return load_failed(L, status);
+  lua_rawseti(L, -2, ++*count);
+  return -1;
+}
+
 /* Loads every chunk into a table; returns -1 or an exit code. */
 static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
   lua_newtable(L);
-  for (int i = 0; i < o->ncodes; i++) {
-    if (luaL_loadbufferx(L, o->codes[i], strlen(o->codes[i]),
-                         "=(command line)", "t") != LUA_OK) {
-      fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
-      return 1;
+  int count = 0, rc;
+  if (!o->ignore_env && (rc = load_init(L, &count)) >= 0) return rc;
+  for (int i = 0; i < o->nchunks; i++) {
+    const pre_chunk *c = &o->chunks[i];
+    if (c->kind == 'l') {
+      lua_pushstring(L, c->text);
+      lua_pushcclosure(L, require_into_global, 1);
+    } else if (luaL_loadbufferx(L, c->text, strlen(c->text), "=(command line)",
+                                "t") != LUA_OK) {
+      return load_failed(L, LUA_ERRSYNTAX);
     }
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, -2, ++count);
   }
   if (!o->script) {
     lua_newtable(L);
@@ -188,18 +255,15 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
     return -1;
   }
   const char *path = strcmp(o->script, "-") == 0 ? NULL : o->script;
-  int status = luaL_loadfilex(L, path, "t");
-  if (status != LUA_OK) {
-    fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
-    return status == LUA_ERRFILE ? EXIT_USAGE : 1;
-  }
-  lua_rawseti(L, -2, o->ncodes + 1);
+  int status = luaL_loadfilex(L, path, NULL); /* source or luac output */
+  if (status != LUA_OK) return load_failed(L, status);
+  lua_rawseti(L, -2, ++count);
   lua_createtable(L, argc - o->script_index, 0);
   for (int i = o->script_index + 1; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i - o->script_index);
   }
-  lua_pushinteger(L, o->ncodes + 1);
+  lua_pushinteger(L, count);
   return -1;
 }
 
@@ -209,7 +273,7 @@ int main(int argc, char **argv) {
   if (rc >= 0) return rc;
 
   engine e;
-  if (engine_init(&e, o.level) != 0) {
+  if (engine_init(&e, o.level, o.ignore_env) != 0) {
     fprintf(stderr, "engine: cannot start the event loop, HTTP or Lua\n");
     engine_shutdown(&e);
     return 1;
@@ -219,6 +283,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: cannot start the progress view\n");
   }
   lua_State *L = e.L;
+  if (o.warnings) lua_warning(L, "@on", 0);
   set_arg_table(L, argc, argv, o.script ? o.script_index : argc);
   rc = load_chunks(L, &o, argc, argv);
   if (rc < 0) {
@@ -228,8 +293,10 @@ int main(int argc, char **argv) {
     }
     lua_pushcclosure(L, run_chunks, 3);
     rc = engine_run(&e, 0);
-    if (e.repl && rc == 0) rc = repl_exit_code(&e);
+    int repl_rc = repl_exit_code(&e);
+    if (repl_rc >= 0 && rc == 0) rc = repl_rc;
   }
+  repl_free(&e);
   engine_shutdown(&e);
   return rc;
 }

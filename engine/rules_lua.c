@@ -1,4 +1,4 @@
-/* rules_lua.c: the pure rules of rules.h as engine.core functions for the
+/* rules_lua.c: the pure rules of rules.h registered for the
  * Lua library (census policy, flow.retry). */
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +6,7 @@
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "bindings.h"
 #include "rules.h"
 
 static double wallclock(void) {
@@ -83,7 +83,7 @@ static int wallclock_lua(lua_State *L) {
   return 1;
 }
 
-void rules_open(lua_State *L) {
+void rules_register(lua_State *L) {
   static const luaL_Reg fns[] = {{"parse_trigger", parse_trigger},
                                  {"redact", redact},
                                  {"run_status", run_status},

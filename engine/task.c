@@ -1,15 +1,44 @@
 /* task.c: the task scheduler. A task is an engine-owned coroutine: spawn it,
  * resume it from the loop's run queue, suspend it on one pending op, wake it
  * when the op completes, cancel it, join it, and keep its outcome until
- * someone takes it. */
+ * someone takes it. Nothing outside this file touches a task's fields.
+ *
+ * A task's thread carries its task in the thread's extra space, so
+ * task_current(L) is one load. A user coroutine's extra space names the
+ * task that resumed it only while that resume runs (task_lend), so no
+ * coroutine ever keeps a pointer to a task that may be gone. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "errors.h"
+#include "signals.h"
+#include "task.h"
 
 #define TASK_MT "engine.task"
+
+enum task_state {
+  TASK_NEW,      /* spawned, not yet resumed */
+  TASK_READY,    /* in the run queue with resume values pushed */
+  TASK_RUNNING,  /* currently executing Lua code */
+  TASK_WAITING,  /* suspended on an op */
+  TASK_DONE,     /* returned; its results stay on its thread's stack */
+  TASK_FAILED,   /* raised; traceback and error stay on its thread's stack */
+  TASK_CANCELED, /* raised the cancel it was handed */
+};
+
+/* Cancellation is delivered once per request, so a cancelled task can still
+ * wait while it cleans up; an interrupt (SIGINT/SIGTERM, os.exit) is a
+ * request of its own that reaches each task once. */
+enum task_cancel {
+  CANCEL_NONE,
+  CANCEL_PENDING,      /* requested; raised at the next wait or resume */
+  CANCEL_DELIVERED,
+  INTERRUPT_PENDING,
+  INTERRUPT_DELIVERED,
+};
 
 struct join_op {
   op base;
@@ -17,6 +46,27 @@ struct join_op {
   struct join_op *prev, *next;
   bool has_timer;
   uv_timer_t timer;
+};
+
+/* A task lives inside its Lua handle userdata. While it has not finished,
+ * the handle is anchored in the registry (ref) so Lua cannot collect it;
+ * afterwards the handle lives as long as Lua code holds it. */
+struct task {
+  engine *eng;
+  lua_State *thread;
+  int ref;
+  long id;
+  enum task_state state;
+  enum task_cancel cancel;
+  op *op;
+  int nresume;  /* values pushed on thread for the next resume */
+  int nresults; /* results kept on a finished thread's stack */
+  bool observed;      /* someone has taken its outcome */
+  bool watched;       /* a front end hears of its end */
+  bool in_unobserved; /* linked in engine.unobserved */
+  struct join_op *waiters;
+  task *ready_next;
+  task *live_prev, *live_next; /* in engine.live, later engine.unobserved */
 };
 
 static void runner_cb(uv_idle_t *idle);
@@ -49,28 +99,65 @@ static void live_unlink(task **head, task *t) {
   t->live_prev = t->live_next = NULL;
 }
 
+static task **extra(lua_State *L) {
+  return (task **)lua_getextraspace(L);
+}
+
 task *task_current(lua_State *L) {
-  task *t = *(task **)lua_getextraspace(L);
+  task *t = *extra(L);
   return (t && t->thread == L) ? t : NULL;
 }
 
-/* The task a thread belongs to: its own, or for a coroutine the task that
- * last resumed it (see nested waits below). */
-static task *task_owner(lua_State *L) {
-  task *t = *(task **)lua_getextraspace(L);
+task *task_owner(lua_State *L) {
+  task *t = *extra(L);
   return (t && t->state == TASK_RUNNING) ? t : NULL;
 }
 
-task *task_check(lua_State *L, int idx) {
+void task_lend(lua_State *co, task *owner) {
+  *extra(co) = owner;
+}
+
+engine *task_engine(const task *t) { return t->eng; }
+long task_id(const task *t) { return t->id; }
+
+bool task_finished(const task *t) {
+  return t->state >= TASK_DONE;
+}
+
+bool task_failed(const task *t) { return t->state == TASK_FAILED; }
+bool task_canceled(const task *t) { return t->state == TASK_CANCELED; }
+bool task_was_canceled(const task *t) { return t->cancel != CANCEL_NONE; }
+void task_watch(task *t) { t->watched = true; }
+
+static task *check_handle(lua_State *L, int idx) {
   return (task *)luaL_checkudata(L, idx, TASK_MT);
 }
 
+void task_push_handle(lua_State *L, task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+}
+
 static void push_cancel_error(lua_State *L, engine *e) {
-  if (e->interrupt_signal)
+  if (e->stop == STOP_SIGNAL)
     error_push(L, "canceled", "interrupted by %s",
                e->interrupt_signal == SIGINT ? "SIGINT" : "SIGTERM");
+  else if (e->stop == STOP_EXIT)
+    error_push(L, "canceled", "the flow called os.exit(%d)", e->exit_code);
   else
     error_push(L, "canceled", "task canceled");
+}
+
+/* Takes a pending cancel: true when one was pending (now delivered). */
+static bool take_cancel(task *t) {
+  if (t->cancel == CANCEL_PENDING) {
+    t->cancel = CANCEL_DELIVERED;
+    return true;
+  }
+  if (t->cancel == INTERRUPT_PENDING) {
+    t->cancel = INTERRUPT_DELIVERED;
+    return true;
+  }
+  return false;
 }
 
 /* Checks that the running code may suspend, and delivers a pending
@@ -78,16 +165,15 @@ static void push_cancel_error(lua_State *L, engine *e) {
 task *task_require_waitable(lua_State *L, const char *what) {
   task *t = task_owner(L);
   if (!t)
-    luaL_error(L, "%s must be called from a flow task (or a coroutine "
-                  "resumed by one), not from a coroutine resumed outside "
-                  "the engine", what);
+    luaL_error(L, "%s must be called from a flow task or a coroutine it "
+                  "resumes (not from a __close or __gc handler, or a "
+                  "coroutine being closed)", what);
   if (!lua_isyieldable(L))
     luaL_error(L, "%s cannot wait here: it was called from a metamethod, a "
                   "C callback (table.sort, string.gsub) or a require'd "
                   "module's top level; call it from the flow body instead",
                what);
-  if (t->cancel_requested) {
-    t->cancel_requested = false;
+  if (take_cancel(t)) {
     push_cancel_error(L, t->eng);
     lua_error(L);
   }
@@ -114,59 +200,54 @@ int task_wait_op(lua_State *L, task *t, op *o) {
   return task_yield(L, t, o, wait_continue);
 }
 
-/* Nested waits: a coroutine that a task resumes (coroutine.resume and
- * wrap, as replaced in lua/flow.lua) can call waiting functions too. The op
- * is armed for the task; the coroutine yields the marker below to the
- * resume that runs it, which then suspends the task with await_nested and,
- * once woken, resumes the coroutine with the op's values. */
-static const char nested_marker = 'n';
+/* Nested waits: a coroutine that a task resumes (coroutine.resume and wrap,
+ * corolib.c) can call waiting functions too. The op is armed for the task;
+ * the coroutine yields the marker below to the resume that runs it, which
+ * passes the wait up (task_pass_wait) until the task's own thread
+ * suspends. Once woken, each resume hands the op's values back down. While
+ * it waits, a coroutine is parked: the marker stays on its stack, so no
+ * one else can resume it. */
+static const char wait_marker = 'w';
+
+static int suspend(lua_State *L, task *t, lua_KContext ctx, lua_KFunction k) {
+  if (L == t->thread) {
+    t->state = TASK_WAITING;
+    return lua_yieldk(L, 0, ctx, k);
+  }
+  lua_pushlightuserdata(L, (void *)&wait_marker);
+  return lua_yieldk(L, 1, ctx, k);
+}
 
 int task_yield(lua_State *L, task *t, op *o, lua_KFunction k) {
   o->owner = t;
   t->op = o;
-  if (L == t->thread) {
-    t->state = TASK_WAITING;
-    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), k);
-  }
-  int base = lua_gettop(L);
-  lua_pushlightuserdata(L, (void *)&nested_marker);
-  return lua_yieldk(L, 1, (lua_KContext)base, k);
+  return suspend(L, t, (lua_KContext)lua_gettop(L), k);
 }
 
-static int pass_values(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  return lua_gettop(L) - (int)ctx;
+bool task_is_parked(lua_State *co) {
+  return lua_status(co) == LUA_YIELD && lua_gettop(co) > 0 &&
+         lua_touserdata(co, -1) == (void *)&wait_marker;
 }
 
-/* core.await_nested(): called by coroutine.resume when the coroutine it
- * ran yielded the marker; returns the op's ok flag and values. */
-int task_await_nested(lua_State *L) {
+/* co (just resumed by L) yielded the marker: suspend L in turn. Returns
+ * only when L cannot suspend (a C boundary lies between it and its task):
+ * then the wait is released, co is unparked and 2 values (false and the
+ * error) are pushed on L for co. */
+int task_pass_wait(lua_State *L, lua_State *co, lua_KContext ctx,
+                   lua_KFunction k) {
   task *t = task_owner(L);
-  if (!t || !t->op) return luaL_error(L, "await_nested: no wait in progress");
-  if (!lua_isyieldable(L)) { /* a C boundary between the wait and its task */
+  if (t && t->op && lua_isyieldable(L)) return suspend(L, t, ctx, k);
+  lua_pop(co, 1); /* the marker */
+  if (t && t->op) {
     op *o = t->op;
     t->op = NULL;
     o->cancel(o);
-    return luaL_error(L, "cannot wait inside a coroutine resumed from a "
-                         "metamethod or a C callback (table.sort, "
-                         "string.gsub); wait in the flow body instead");
   }
-  int base = lua_gettop(L);
-  if (L == t->thread) {
-    t->state = TASK_WAITING;
-    return lua_yieldk(L, 0, (lua_KContext)base, pass_values);
-  }
-  lua_pushlightuserdata(L, (void *)&nested_marker); /* still deeper: pass up */
-  return lua_yieldk(L, 1, (lua_KContext)base, pass_values);
-}
-
-/* core.adopt(co): co now belongs to the running task; pushes the marker. */
-int task_adopt(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co != NULL, 1, "coroutine");
-  *(task **)lua_getextraspace(co) = task_owner(L);
-  lua_pushlightuserdata(L, (void *)&nested_marker);
-  return 1;
+  lua_pushboolean(L, 0);
+  lua_pushliteral(L, "cannot wait inside a coroutine resumed from a "
+                     "metamethod or a C callback (table.sort, "
+                     "string.gsub); wait in the flow body instead");
+  return 2;
 }
 
 lua_State *task_wake_begin(task *t) {
@@ -179,6 +260,8 @@ void task_wake(task *t, int nvalues) {
   t->state = TASK_READY;
   enqueue(t);
 }
+
+/* --- join ---------------------------------------------------------------- */
 
 static void join_free(struct join_op *j) {
   free(j);
@@ -221,10 +304,6 @@ static void join_timeout_cb(uv_timer_t *timer) {
   join_complete(timer->data, false);
 }
 
-static bool finished(const task *t) {
-  return t->state == TASK_DONE || t->state == TASK_FAILED;
-}
-
 static int join_yield(lua_State *L, task *target, double timeout,
                       lua_KFunction k) {
   task *self = task_require_waitable(L, "task:wait");
@@ -255,18 +334,20 @@ static double opt_seconds(lua_State *L, int idx, const char *what) {
   return s;
 }
 
-/* core.join(handle[, timeout]): true once the task has finished, false when
- * the timeout passed first. Does not take the outcome. */
-int task_join(lua_State *L) {
-  task *target = task_check(L, 1);
+/* join(handle[, timeout]): true once the task has finished, false when the
+ * timeout passed first. Does not take the outcome. */
+static int join(lua_State *L) {
+  task *target = check_handle(L, 1);
   double timeout = opt_seconds(L, 2, "task:join");
   lua_settop(L, 2);
-  if (finished(target)) {
+  if (task_finished(target)) {
     lua_pushboolean(L, 1);
     return 1;
   }
   return join_yield(L, target, timeout, wait_continue);
 }
+
+/* --- outcomes ------------------------------------------------------------ */
 
 static void observe(task *t) {
   t->observed = true;
@@ -278,12 +359,22 @@ static void observe(task *t) {
   }
 }
 
+/* A failed task's thread holds [traceback, error]. */
+void task_push_error(lua_State *L, task *t) {
+  lua_pushvalue(t->thread, 2);
+  lua_xmove(t->thread, L, 1);
+}
+
+const char *task_traceback(task *t) {
+  return task_finished(t) && t->state != TASK_DONE ? lua_tostring(t->thread, 1)
+                                                   : NULL;
+}
+
 int task_push_outcome(lua_State *L, task *t) {
   lua_State *T = t->thread;
   observe(t);
-  if (t->state == TASK_FAILED) {
-    lua_pushvalue(T, -1);
-    lua_xmove(T, L, 1);
+  if (t->state != TASK_DONE) {
+    task_push_error(L, t);
     return lua_error(L);
   }
   int top = lua_gettop(T);
@@ -298,50 +389,48 @@ int task_push_outcome(lua_State *L, task *t) {
 static int wait_after_join(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   resumed_values(L, (int)ctx);
-  return task_push_outcome(L, task_check(L, 1));
+  return task_push_outcome(L, check_handle(L, 1));
 }
 
 /* handle:wait(): the task's results, or its error re-raised. */
 static int handle_wait(lua_State *L) {
-  task *t = task_check(L, 1);
+  task *t = check_handle(L, 1);
   lua_settop(L, 1);
-  if (finished(t)) return task_push_outcome(L, t);
+  if (task_finished(t)) return task_push_outcome(L, t);
   return join_yield(L, t, -1, wait_after_join);
 }
 
 static int handle_cancel(lua_State *L) {
-  task_cancel(task_check(L, 1));
+  task_cancel(check_handle(L, 1));
   return 0;
 }
 
 static const char *state_name(const task *t) {
   switch (t->state) {
-  case TASK_NEW:
-  case TASK_READY:
-  case TASK_RUNNING:
-  case TASK_WAITING:
-    return "running";
   case TASK_DONE:
     return "done";
   case TASK_FAILED:
-    return t->canceled ? "canceled" : "failed";
+    return "failed";
+  case TASK_CANCELED:
+    return "canceled";
+  default:
+    return "running";
   }
-  return "?";
 }
 
 static int handle_status(lua_State *L) {
-  lua_pushstring(L, state_name(task_check(L, 1)));
+  lua_pushstring(L, state_name(check_handle(L, 1)));
   return 1;
 }
 
 static int handle_tostring(lua_State *L) {
-  task *t = task_check(L, 1);
+  task *t = check_handle(L, 1);
   lua_pushfstring(L, "task %d (%s)", (int)t->id, state_name(t));
   return 1;
 }
 
 static int handle_index(lua_State *L) {
-  task *t = task_check(L, 1);
+  task *t = check_handle(L, 1);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "id") == 0) {
     lua_pushinteger(L, t->id);
@@ -353,22 +442,19 @@ static int handle_index(lua_State *L) {
   return 1;
 }
 
-void task_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"wait", handle_wait},
-                                     {"cancel", handle_cancel},
-                                     {"status", handle_status},
-                                     {NULL, NULL}};
-  luaL_newmetatable(L, TASK_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "methods");
-  lua_pushcfunction(L, handle_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, handle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "task");
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
+/* The handle is collected only after the task finished (a live task is
+ * anchored): its thread forgets the task and its kept outcome, so a thread
+ * that outlives its handle (coroutine.running() kept it) reads as dead. */
+static int handle_gc(lua_State *L) {
+  task *t = check_handle(L, 1);
+  if (!t->thread) return 0;
+  *extra(t->thread) = NULL;
+  if (task_finished(t)) lua_settop(t->thread, 0);
+  t->thread = NULL;
+  return 0;
 }
+
+/* --- spawning, running, finishing ---------------------------------------- */
 
 /* Spawns fn(args...) from the top nargs + 1 values of L; pushes the handle.
  * The task starts from the run queue, never from inside this call. */
@@ -377,6 +463,7 @@ task *task_spawn(engine *e, lua_State *L, int nargs) {
   luaL_checktype(L, fn, LUA_TFUNCTION);
   task *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
+  t->ref = LUA_NOREF;
   luaL_setmetatable(L, TASK_MT);
   lua_State *T = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
@@ -384,13 +471,14 @@ task *task_spawn(engine *e, lua_State *L, int nargs) {
   t->thread = T;
   t->id = ++e->next_task_id;
   t->state = TASK_NEW;
-  *(task **)lua_getextraspace(T) = t;
+  *extra(T) = t;
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_insert(L, fn);      /* handle below fn and args */
+  lua_insert(L, fn); /* handle below fn and args */
   lua_xmove(L, T, nargs + 1);
   live_link(&e->live, t);
   e->live_count++;
+  if (e->hooks.task_spawned) e->hooks.task_spawned(e->hooks.data, task_owner(L), t);
   enqueue(t);
   return t;
 }
@@ -402,39 +490,96 @@ static void finish(task *t) {
   bool waited = t->waiters != NULL;
   while (t->waiters) join_complete(t->waiters, true);
   if (t == e->main_task) {
-    if (t->state == TASK_FAILED) task_cancel_all(e);
+    if (t->state != TASK_DONE) task_cancel_all(e);
     return; /* engine_run holds the main handle and takes its outcome */
   }
-  bool report = t->report && e->repl;
-  bool foreground = repl_is_foreground(e, t);
-  if (report) {
-    t->observed = true; /* the REPL shows its outcome */
-    lua_rawgeti(e->L, LUA_REGISTRYINDEX, t->ref);
+  bool tell = t->watched && e->hooks.task_finished;
+  if (tell) {
+    t->observed = true; /* the front end shows its outcome */
+    task_push_handle(e->L, t);
   }
-  if (t->state == TASK_FAILED && !t->canceled && !t->observed && !waited) {
+  if (t->state == TASK_FAILED && !t->observed && !waited) {
     live_link(&e->unobserved, t); /* stays anchored until taken or reported */
     t->in_unobserved = true;
   } else {
     luaL_unref(e->L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
   }
-  if (report) repl_report(e);
-  if (foreground) repl_chunk_done(e);
+  if (tell) {
+    e->hooks.task_finished(e->hooks.data, e->L, t);
+    lua_pop(e->L, 1);
+  }
 }
 
-/* After an error the thread is dead: record a traceback under the error so
- * a later report can name where the task failed, then reset the thread so
- * pending to-be-closed variables run. */
-static void fail(task *t) {
+/* The one way a task fails: the error is on top of its thread. A thread
+ * that died (dead = true) first gets a traceback of where it failed, then
+ * its pending to-be-closed variables run (an error they raise replaces the
+ * first, as in stock Lua). The thread keeps [traceback, error]. */
+static void task_fail(task *t, bool dead) {
   lua_State *T = t->thread, *L = t->eng->L;
-  luaL_traceback(L, T, NULL, 0);
-  lua_resetthread(T); /* leaves the error object on top */
-  lua_xmove(L, T, 1);
-  lua_insert(T, -2);
+  if (dead) {
+    luaL_traceback(L, T, NULL, 0);
+    lua_resetthread(T); /* leaves the error object on top */
+  } else {
+    lua_pushliteral(L, "");
+  }
+  lua_xmove(T, L, 1);
+  lua_settop(T, 0);
+  lua_xmove(L, T, 2);
   t->nresults = 1;
-  t->state = TASK_FAILED;
-  t->canceled = error_is_kind(T, -1, "canceled");
+  t->state = error_is_kind(T, 2, "canceled") ? TASK_CANCELED : TASK_FAILED;
   finish(t);
+}
+
+static void fail_with(task *t, bool canceled, const char *message) {
+  lua_State *T = t->thread;
+  lua_settop(T, 0);
+  if (canceled)
+    push_cancel_error(T, t->eng);
+  else
+    lua_pushstring(T, message);
+  task_fail(t, false);
+}
+
+/* os.exit from a task that could suspend: it did, on this op, which the
+ * run queue recognises. */
+static void exit_cancel(op *o) { (void)o; }
+static op exit_op = {exit_cancel, NULL};
+
+static void exit_finish(task *t) {
+  engine *e = t->eng;
+  t->op = NULL;
+  /* As lua_close does for the main thread: close its pending <close>
+   * variables, ignoring their errors. */
+  if (e->exit_close) lua_resetthread(t->thread);
+  lua_settop(t->thread, 0);
+  t->nresults = 0;
+  t->state = TASK_DONE;
+  finish(t);
+  task_cancel_all(e);
+}
+
+/* Where the task cannot stop at once (a C boundary: metamethod, sort
+ * comparator, require), every task, this one included, is cancelled. */
+static int exit_blocked(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  engine *e = engine_from(L);
+  task_cancel_all(e);
+  error_push(L, "canceled", "the flow called os.exit(%d)", e->exit_code);
+  return lua_error(L);
+}
+
+int task_exit(lua_State *L, int code, bool close) {
+  engine *e = engine_from(L);
+  if (e->stop != STOP_EXIT) {
+    e->stop = STOP_EXIT;
+    e->exit_code = code;
+    e->exit_close = close;
+  }
+  task *t = task_owner(L);
+  if (!t || !lua_isyieldable(L)) return exit_blocked(L, LUA_OK, 0);
+  t->op = &exit_op;
+  return suspend(L, t, 0, exit_blocked);
 }
 
 static void resume(task *t) {
@@ -442,22 +587,13 @@ static void resume(task *t) {
   int nargs;
   if (t->state == TASK_NEW) {
     nargs = lua_gettop(T) - 1;
-    if (t->cancel_requested) {
-      t->cancel_requested = false;
-      lua_settop(T, 0);
-      push_cancel_error(T, t->eng);
-      t->nresults = 1;
-      t->state = TASK_FAILED;
-      t->canceled = true;
-      lua_pushliteral(T, "");
-      lua_insert(T, -2);
-      finish(t);
+    if (take_cancel(t)) {
+      fail_with(t, true, NULL);
       return;
     }
   } else {
     nargs = t->nresume;
-    if (t->cancel_requested) { /* cancelled after its op completed */
-      t->cancel_requested = false;
+    if (take_cancel(t)) { /* cancelled after its op completed */
       lua_pop(T, nargs);
       lua_pushboolean(T, 0);
       push_cancel_error(T, t->eng);
@@ -470,22 +606,20 @@ static void resume(task *t) {
   int status = lua_resume(T, t->eng->L, nargs, &nres);
   signals_set_running(NULL);
   if (status == LUA_YIELD) {
-    if (t->op && t->state == TASK_WAITING) return; /* suspended in a wait */
-    lua_pop(T, nres);
-    lua_resetthread(T);
-    lua_settop(T, 0);
-    lua_pushliteral(T, "");
-    lua_pushliteral(T, "coroutine.yield was called outside a coroutine "
-                       "(flow tasks wait with flow.sleep, task:wait, ...)");
-    t->nresults = 1;
-    t->state = TASK_FAILED;
-    finish(t);
+    if (t->op == &exit_op) {
+      exit_finish(t);
+    } else if (!t->op || t->state != TASK_WAITING) {
+      /* cannot happen: coroutine.yield refuses at task level */
+      lua_pop(T, nres);
+      lua_resetthread(T);
+      fail_with(t, false, "attempt to yield from outside a coroutine");
+    }
   } else if (status == LUA_OK) {
     t->nresults = nres;
     t->state = TASK_DONE;
     finish(t);
   } else {
-    fail(t);
+    task_fail(t, true);
   }
 }
 
@@ -504,23 +638,25 @@ static void runner_cb(uv_idle_t *idle) {
   if (!e->ready_head) uv_idle_stop(&e->runner);
 }
 
+/* --- cancellation -------------------------------------------------------- */
+
 /* One interrupt cancels each task once, whether the signal hook caught the
  * task running Lua code or the loop found it waiting. */
 bool task_take_interrupt(task *t) {
-  if (t->interrupted) return false;
-  t->interrupted = true;
+  if (t->cancel >= INTERRUPT_PENDING) return false;
+  t->cancel = INTERRUPT_PENDING;
   return true;
 }
 
 void task_cancel(task *t) {
-  if (finished(t) || (t->eng->interrupt_signal && !task_take_interrupt(t)))
-    return;
-  t->ever_canceled = true;
-  switch (t->state) {
-  case TASK_DONE:
-  case TASK_FAILED:
-    return;
-  case TASK_WAITING: {
+  if (task_finished(t)) return;
+  if (t->eng->stop != STOP_NONE) {
+    if (!task_take_interrupt(t)) return;
+  } else {
+    t->cancel = CANCEL_PENDING;
+  }
+  if (t->state == TASK_WAITING) {
+    take_cancel(t);
     op *o = t->op;
     t->op = NULL;
     o->cancel(o);
@@ -528,18 +664,30 @@ void task_cancel(task *t) {
     lua_pushboolean(T, 0);
     push_cancel_error(T, t->eng);
     task_wake(t, 2);
-    return;
-  }
-  case TASK_NEW:
-  case TASK_READY:
-  case TASK_RUNNING:
-    t->cancel_requested = true;
-    return;
   }
 }
 
 void task_cancel_all(engine *e) {
-  for (task *t = e->live; t; t = t->live_next) task_cancel(t);
+  task *next;
+  for (task *t = e->live; t; t = next) {
+    next = t->live_next;
+    task_cancel(t);
+  }
+}
+
+/* Called from the interrupt hook while t runs Lua code: raises the cancel
+ * there, unless a front end keeps this task running. */
+void task_raise_interrupt(lua_State *L, int signal) {
+  task *t = task_current(L);
+  if (!t) t = task_owner(L);
+  if (!t) return;
+  engine *e = t->eng;
+  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return;
+  if (!task_take_interrupt(t)) return;
+  t->cancel = INTERRUPT_DELIVERED;
+  error_push(L, "canceled", "interrupted by %s",
+             signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  lua_error(L);
 }
 
 /* At shutdown: release the ops of tasks that can never finish (they wait
@@ -560,9 +708,10 @@ int task_report_unobserved(engine *e) {
   while (e->unobserved) {
     task *t = e->unobserved;
     lua_State *T = t->thread;
-    const char *msg = luaL_tolstring(T, -1, NULL);
+    const char *msg = error_describe(T, 2);
+    const char *trace = task_traceback(t);
     log_msg(e, LOG_ERROR, "task %ld failed and nobody waited for it: %s%s%s",
-            t->id, msg, *lua_tostring(T, -3) ? "\n" : "", lua_tostring(T, -3));
+            t->id, msg, trace && *trace ? "\n" : "", trace ? trace : "");
     lua_pop(T, 1);
     observe(t);
     n++;
@@ -577,4 +726,65 @@ long task_live_count(engine *e) {
 void task_runner_init(engine *e) {
   uv_idle_init(&e->loop, &e->runner);
   e->runner.data = e;
+}
+
+/* --- Lua functions ------------------------------------------------------- */
+
+static int spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  task_spawn(engine_from(L), L, lua_gettop(L) - 1);
+  return 1;
+}
+
+/* current(): the running task's id and whether it was ever cancelled. */
+static int current(lua_State *L) {
+  task *t = task_owner(L);
+  if (!t) return 0;
+  lua_pushinteger(L, t->id);
+  lua_pushboolean(L, task_was_canceled(t));
+  return 2;
+}
+
+static void count_active(uv_handle_t *h, void *arg) {
+  engine *e = ((void **)arg)[0];
+  if (uv_is_active(h) && h != (uv_handle_t *)&e->runner)
+    ++*(long *)((void **)arg)[1];
+}
+
+/* stats(): live tasks and active libuv handles, for leak checks. */
+static int stats(lua_State *L) {
+  engine *e = engine_from(L);
+  long handles = 0;
+  void *arg[2] = {e, &handles};
+  uv_walk(&e->loop, count_active, arg);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, task_live_count(e));
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, handles);
+  lua_setfield(L, -2, "handles");
+  return 1;
+}
+
+void task_register(lua_State *L) {
+  static const luaL_Reg methods[] = {{"wait", handle_wait},
+                                     {"cancel", handle_cancel},
+                                     {"status", handle_status},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, TASK_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, handle_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, handle_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "task");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  static const luaL_Reg fns[] = {{"spawn", spawn},     {"join", join},
+                                 {"current", current}, {"stats", stats},
+                                 {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
 }

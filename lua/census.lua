@@ -3,7 +3,9 @@
 -- turn a run's status into a result or an error, and the log lines a person
 -- reads. The pure rules (URL grammar, redaction, status classes, backoff,
 -- dates) live in engine/rules.c.
-local core = require "engine.core"
+local timer = require "engine.c.timer"
+local errors = require "engine.c.error"
+local rules = require "engine.c.rules"
 local http = require "engine.http"
 local json = require "engine.json"
 local log = require "engine.log"
@@ -24,9 +26,9 @@ local private = setmetatable({}, {__mode = "k"})
 local function raise(kind, fields, fmt, ...)
   local args = table.pack(...)
   for i = 1, args.n do
-    if type(args[i]) == "string" then args[i] = core.redact(args[i]) end
+    if type(args[i]) == "string" then args[i] = rules.redact(args[i]) end
   end
-  error(core.error(kind, string.format(fmt, table.unpack(args, 1, args.n)), fields), 0)
+  error(errors.error(kind, string.format(fmt, table.unpack(args, 1, args.n)), fields), 0)
 end
 
 local function invalid(fmt, ...) raise("invalid_argument", nil, fmt, ...) end
@@ -118,7 +120,7 @@ end
 local function excerpt(body)
   local text = (body or ""):gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")
   if #text > 120 then text = text:sub(1, 117) .. "..." end
-  return core.redact(text)
+  return rules.redact(text)
 end
 
 local function decode(body)
@@ -138,24 +140,24 @@ local function attempt(conn, method, path, query, what)
     body = method == "POST" and "" or nil,
   })
   if not ok then
-    if core.is_error(res, "canceled") or not core.is_error(res) then error(res, 0) end
-    local e = core.error(res.kind, string.format("%s: %s", what, res.message))
+    if errors.is_error(res, "canceled") or not errors.is_error(res) then error(res, 0) end
+    local e = errors.error(res.kind, string.format("%s: %s", what, res.message))
     return "retry", e
   end
   local status, body = res.status, decode(res.body)
-  local server_time = core.parse_time(res.headers.date)
+  local server_time = rules.parse_time(res.headers.date)
   local fields = {http_status = status}
   local detail = body and type(body.message) == "string" and body.message or excerpt(res.body)
   if status >= 200 and status < 300 then
     if not body then
-      return "retry", core.error("bad_response", core.redact(string.format(
+      return "retry", errors.error("bad_response", rules.redact(string.format(
         "%s: Census answered HTTP %d with a body that is not JSON: %q", what, status, excerpt(res.body))), fields)
     end
-    return "ok", {body = body, server_skew = server_time and server_time - core.wallclock()}
+    return "ok", {body = body, server_skew = server_time and server_time - rules.wallclock()}
   end
   if status == 429 or status >= 500 then
-    fields.retry_after = core.retry_after(res.headers["retry-after"])
-    return "retry", core.error("http", core.redact(string.format(
+    fields.retry_after = rules.retry_after(res.headers["retry-after"])
+    return "retry", errors.error("http", rules.redact(string.format(
       "%s: Census answered HTTP %d: %s", what, status, detail)), fields)
   end
   local kind, hint = "http", ""
@@ -167,7 +169,7 @@ local function attempt(conn, method, path, query, what)
     kind = "not_found"
     hint = "; check the id and the region (us or eu)"
   end
-  return "fail", core.error(kind, core.redact(string.format(
+  return "fail", errors.error(kind, rules.redact(string.format(
     "%s: Census answered HTTP %d: %s%s", what, status, detail, hint)), fields)
 end
 
@@ -175,9 +177,9 @@ end
 -- its Retry-After; raises err (with the attempts made) when waiting would
 -- pass budget_end.
 local function retry_wait(conn, n, err, budget_end)
-  local wait = core.backoff(n, conn.retry_delay, 2, 90, 0.2)
+  local wait = rules.backoff(n, conn.retry_delay, 2, 90, 0.2)
   if err.retry_after and err.retry_after > wait then wait = err.retry_after end
-  if core.now() + wait > budget_end then
+  if timer.now() + wait > budget_end then
     err.attempts = n
     error(err, 0)
   end
@@ -188,7 +190,7 @@ end
 -- bodies, with backoff and jitter, honouring Retry-After, within a budget
 -- that never passes `deadline` (a flow.now() value).
 local function request(conn, method, path, query, what, check, deadline)
-  local budget_end = core.now() + conn.retry_budget
+  local budget_end = timer.now() + conn.retry_budget
   if deadline and deadline < budget_end then budget_end = deadline end
   local n = 0
   while true do
@@ -197,13 +199,13 @@ local function request(conn, method, path, query, what, check, deadline)
     if outcome == "ok" then
       local problem = check and check(v.body)
       if not problem then return v.body, v end
-      outcome, v = "retry", core.error("bad_response", core.redact(string.format(
+      outcome, v = "retry", errors.error("bad_response", rules.redact(string.format(
         "%s: %s", what, problem)))
     end
     if outcome == "fail" then error(v, 0) end
     local wait = retry_wait(conn, n, v, budget_end)
     log.warn("census: %s, retrying in %.1f s (attempt %d)", v.message, wait, n + 1)
-    core.sleep(wait)
+    timer.sleep(wait)
   end
 end
 
@@ -238,7 +240,7 @@ local function trigger_spec(spec)
       "from the sync's configuration page in Census, or pass {sync_id = N} with CENSUS_API_KEY set")
   end
   if type(spec) == "string" then
-    local t = core.parse_trigger(spec)
+    local t = rules.parse_trigger(spec)
     if not t then
       invalid("census.trigger: invalid trigger URL %q: paste it directly from the sync's " ..
         "configuration page in Census; it must look like " .. TRIGGER_FORM .. " and is case-sensitive", spec)
@@ -269,7 +271,7 @@ local function run_created_since(conn, sync_id, since)
     "?per_page=1&order=desc", "sync " .. sync_id .. ": looking for the run of a lost trigger", has_data)
   local latest = body.data[1]
   if type(latest) ~= "table" then return nil end
-  local created = core.parse_time(latest.created_at)
+  local created = rules.parse_time(latest.created_at)
   if not created then return nil end
   -- Compare on the server's clock (from its Date header) with 2 s of slack
   -- for the header's one-second resolution.
@@ -282,11 +284,11 @@ function census.trigger(spec)
   local conn, id = t.conn, t.sync_id
   local query = t.force_full_sync ~= nil and ("?force_full_sync=" .. tostring(t.force_full_sync)) or nil
   local what = "sync " .. id .. ": trigger"
-  local budget_end = core.now() + conn.retry_budget
+  local budget_end = timer.now() + conn.retry_budget
   local n = 0
   while true do
     n = n + 1
-    local sent_at = core.wallclock()
+    local sent_at = rules.wallclock()
     local outcome, v = attempt(conn, "POST", "/syncs/" .. id .. "/trigger", query, what)
     if outcome == "ok" then
       local run_id = type(v.body.data) == "table" and math.tointeger(v.body.data.sync_run_id)
@@ -295,7 +297,7 @@ function census.trigger(spec)
           t.force_full_sync and " (full sync)" or "")
         return new_run(conn, id, run_id)
       end
-      outcome, v = "retry", core.error("bad_response", core.redact(string.format(
+      outcome, v = "retry", errors.error("bad_response", rules.redact(string.format(
         "%s: the answer has no data.sync_run_id: %s", what, excerpt(json.encode(v.body)))))
     end
     if outcome == "fail" then
@@ -315,7 +317,7 @@ function census.trigger(spec)
     v.sync_id = id
     local wait = retry_wait(conn, n, v, budget_end)
     log.warn("census: %s; no run was started, triggering again in %.1f s", v.message, wait)
-    core.sleep(wait)
+    timer.sleep(wait)
   end
 end
 
@@ -390,7 +392,7 @@ local function finish(conn, data, sync_id, run_id, started)
   local result = strip_nulls(data)
   result.sync_id = math.tointeger(result.sync_id) or sync_id
   result.sync_run_id = run_id
-  result.elapsed = core.now() - started
+  result.elapsed = timer.now() - started
   result.url = history_url(conn, result.sync_id or "?")
   return result
 end
@@ -411,7 +413,7 @@ function census.wait(run, opts)
     {sync_id = sync_id, sync_run_id = run_id, url = sync_id and history_url(conn, sync_id)})
   local ok, result = pcall(wait_loop, run_id, sync_id, opts, timeout, poll, conn, entry)
   local data = ok and result or (type(result) == "table" and result.result) or {}
-  report.finish(entry, ok and result.status or (core.is_error(result) and result.kind or "failed"), {
+  report.finish(entry, ok and result.status or (errors.is_error(result) and result.kind or "failed"), {
     records_processed = data.records_processed, records_updated = data.records_updated,
     records_failed = data.records_failed, url = data.url or entry.url,
     error = not ok and (tostring(result):gsub("\n.*", "")) or nil})
@@ -421,7 +423,7 @@ end
 
 function wait_loop(run_id, sync_id, opts, timeout, poll, conn, entry)
   local what = describe(sync_id, run_id)
-  local started = core.now()
+  local started = timer.now()
   local deadline = started + timeout
   log.info("census: %s: waiting, polling every %g s", what, poll)
   local last
@@ -437,7 +439,7 @@ function wait_loop(run_id, sync_id, opts, timeout, poll, conn, entry)
         data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")
       last = data.status
     end
-    local class = core.run_status(data.status)
+    local class = rules.run_status(data.status)
     local function fail(kind, fmt, ...)
       local result = finish(conn, data, sync_id, run_id, started)
       raise(kind, {sync_id = sync_id, sync_run_id = run_id, result = result,
@@ -475,7 +477,7 @@ function wait_loop(run_id, sync_id, opts, timeout, poll, conn, entry)
       end
       return result
     end
-    local now = core.now()
+    local now = timer.now()
     if now >= deadline then
       if opts.cancel_on_timeout then
         log.warn("census: %s: timed out after %g s; cancelling the run", what, timeout)
@@ -486,7 +488,7 @@ function wait_loop(run_id, sync_id, opts, timeout, poll, conn, entry)
         "%s: still %s after the %g s timeout%s (%s)", what, data.status, timeout,
         opts.cancel_on_timeout and "; cancelled it" or "", history_url(conn, sync_id))
     end
-    core.sleep(math.min(poll, deadline - now))
+    timer.sleep(math.min(poll, deadline - now))
   end
 end
 
@@ -591,7 +593,7 @@ function Task:__tostring()
   local d = private[self] or {}
   local id = d.sync_id
   if not id and type(d.api_trigger) == "string" then
-    local t = core.parse_trigger(d.api_trigger)
+    local t = rules.parse_trigger(d.api_trigger)
     id = t and t.sync_id
   end
   return id and ("census task (sync " .. id .. ")") or "census task"

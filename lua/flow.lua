@@ -1,7 +1,12 @@
--- lua/flow.lua: the flow module. Task primitives and child processes come
--- from the C core; parallel, timeout, retry, named steps and the checks on
--- a command's outcome are policy written on top of them.
-local core = require "engine.core"
+-- lua/flow.lua: the flow module. Task primitives, timers and child
+-- processes come from the C modules; parallel, timeout, retry, named steps
+-- and the checks on a command's outcome are policy written on top of them.
+local tasks = require "engine.c.task"
+local timer = require "engine.c.timer"
+local errors = require "engine.c.error"
+local exec = require "engine.c.exec"
+local rules = require "engine.c.rules"
+local options = require "engine.c.options"
 local log = require "engine.log"
 local report = require "engine.report"
 
@@ -11,20 +16,21 @@ local flow = {}
 function flow.spawn(fn, ...)
   if type(fn) ~= "function" then error("flow.spawn: expected a function", 2) end
   local step = report.current_step()
-  if step == nil then return core.spawn(fn, ...) end
-  return core.spawn(function(...)
+  if step == nil then return tasks.spawn(fn, ...) end
+  return tasks.spawn(function(...)
     report.set_step(step)
     return fn(...)
   end, ...)
 end
 
-flow.sleep = core.sleep
-flow.now = core.now
-flow.error = core.error
-flow.is_error = core.is_error
+flow.sleep = timer.sleep
+flow.now = timer.now
+flow.error = errors.error
+flow.is_error = errors.is_error
 
+-- The first line of an error value, as lua prints it (never raises).
 local function message_of(err)
-  return (tostring(err):gsub("\n.*", ""))
+  return (errors.describe(err):gsub("\n.*", ""))
 end
 
 local function check_seconds(what, value)
@@ -36,7 +42,7 @@ end
 
 -- True once the running task has been asked to stop, delivered or not.
 local function was_canceled()
-  local _, canceled = core.current()
+  local _, canceled = tasks.current()
   return canceled
 end
 
@@ -44,7 +50,7 @@ end
 -- is cancelled, so the original error is re-raised afterwards.
 local function cancel_and_join(handles)
   for _, h in ipairs(handles) do h:cancel() end
-  for _, h in ipairs(handles) do pcall(core.join, h) end
+  for _, h in ipairs(handles) do pcall(tasks.join, h) end
 end
 
 function flow.timeout(seconds, fn, ...)
@@ -53,14 +59,14 @@ function flow.timeout(seconds, fn, ...)
     error("flow.timeout: expected a function as the second argument", 2)
   end
   local child = flow.spawn(fn, ...)
-  local ok, finished = pcall(core.join, child, seconds)
+  local ok, finished = pcall(tasks.join, child, seconds)
   if not ok then
     cancel_and_join({child})
     error(finished, 0)
   end
   if not finished then
     cancel_and_join({child})
-    error(core.error("timeout", string.format("timed out after %g s", seconds),
+    error(errors.error("timeout", string.format("timed out after %g s", seconds),
       {seconds = seconds}), 2)
   end
   return child:wait()
@@ -101,7 +107,7 @@ function flow.parallel(fns, opts)
   local workers = {}
   for w = 1, math.min(limit, n) do workers[w] = flow.spawn(worker) end
   for w = 1, #workers do
-    local ok, err = pcall(core.join, workers[w])
+    local ok, err = pcall(tasks.join, workers[w])
     if not ok then
       cancel_and_join(workers)
       error(err, 0)
@@ -113,7 +119,7 @@ function flow.parallel(fns, opts)
     for _, f in ipairs(failures) do
       parts[#parts + 1] = string.format("[%d] %s", f.index, f.message)
     end
-    error(core.error("parallel", string.format("%d of %d tasks failed: %s",
+    error(errors.error("parallel", string.format("%d of %d tasks failed: %s",
       #failures, n, table.concat(parts, "; ")), {errors = failures}), 2)
   end
   return results
@@ -136,19 +142,19 @@ function flow.exec(spec)
     for k, v in pairs(spec) do named[k] = v end
     spec = named
   end
-  local res = core.exec(spec)
+  local res = exec.run(spec)
   local fields = {code = res.code, signal = res.signal, stdout = res.stdout,
     stderr = res.stderr, command = res.command}
   if res.timed_out then
-    error(core.error("timeout", string.format("%s: timed out after %g s and was stopped",
+    error(errors.error("timeout", string.format("%s: timed out after %g s and was stopped",
       res.command, spec.timeout), fields), 2)
   end
   if spec.check ~= false and (res.code ~= 0 or res.signal) then
     local why = res.signal and ("was killed by signal " .. res.signal)
       or ("exited with code " .. res.code)
     local hint = last_line(res.stderr) or last_line(res.stdout)
-    error(core.error("exec", string.format("%s %s%s", res.command, why,
-      hint and (": " .. core.redact(hint)) or ""), fields), 2)
+    error(errors.error("exec", string.format("%s %s%s", res.command, why,
+      hint and (": " .. rules.redact(hint)) or ""), fields), 2)
   end
   return res
 end
@@ -160,29 +166,6 @@ function flow.sh(script, opts)
   local spec = {"/bin/sh", "-c", script}
   for k, v in pairs(opts or {}) do spec[k] = v end
   return flow.exec(spec)
-end
-
--- Coroutines inside tasks may wait too: a waiting call made in a coroutine
--- yields a marker to the resume below, which suspends the task until the
--- wait is over and passes its outcome back in (see engine/task.c).
-do
-  local resume, create = coroutine.resume, coroutine.create
-  function coroutine.resume(co, ...)
-    local marker = core.adopt(co)
-    local r = table.pack(resume(co, ...))
-    while r[1] and r.n == 2 and r[2] == marker do
-      r = table.pack(resume(co, core.await_nested()))
-    end
-    return table.unpack(r, 1, r.n)
-  end
-  function coroutine.wrap(fn)
-    local co = create(fn)
-    return function(...)
-      local r = table.pack(coroutine.resume(co, ...))
-      if not r[1] then error(r[2], 0) end
-      return table.unpack(r, 2, r.n)
-    end
-  end
 end
 
 -- flow.step(name, fn, ...): runs fn(...) as a named step of the run: its
@@ -205,25 +188,19 @@ function flow.step(name, fn, ...)
     return table.unpack(r, 2, r.n)
   end
   local err = r[2]
-  local status = core.is_error(err, "canceled") and "canceled" or "failed"
+  local status = errors.is_error(err, "canceled") and "canceled" or "failed"
   report.finish(entry, status, {error = message_of(err)})
   log.error("step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
   error(err, 0)
 end
 
-local retry_options = {attempts = true, delay = true, backoff = true,
-  max_delay = true, jitter = true, retry_if = true}
+local RETRY_OPTIONS = {"attempts", "delay", "backoff", "max_delay", "jitter", "retry_if"}
 
 function flow.retry(opts, fn, ...)
   if type(opts) ~= "table" then
     error("flow.retry: expected an options table, then a function", 2)
   end
-  for k in pairs(opts) do
-    if not retry_options[k] then
-      error(string.format("flow.retry: unknown option '%s' (expected attempts, " ..
-        "delay, backoff, max_delay, jitter, retry_if)", tostring(k)), 2)
-    end
-  end
+  options.check_options("flow.retry", opts, RETRY_OPTIONS)
   if type(fn) ~= "function" then error("flow.retry: expected a function", 2) end
   local o = {
     attempts = opts.attempts or 3, delay = opts.delay or 1,
@@ -253,17 +230,17 @@ function flow.retry(opts, fn, ...)
     local r = table.pack(pcall(fn, ...))
     if r[1] then return table.unpack(r, 2, r.n) end
     local err = r[2]
-    local give_up = attempt >= o.attempts or core.is_error(err, "canceled")
+    local give_up = attempt >= o.attempts or errors.is_error(err, "canceled")
       or (o.retry_if and not o.retry_if(err))
     if give_up then
-      if not core.is_error(err) then
-        err = core.error("error", message_of(err), {cause = err})
+      if not errors.is_error(err) then
+        err = errors.error("error", message_of(err), {cause = err})
         err.where = ""
       end
       err.attempts = attempt
       error(err, 0)
     end
-    core.sleep(core.backoff(attempt, o.delay, o.backoff, o.max_delay, o.jitter))
+    timer.sleep(rules.backoff(attempt, o.delay, o.backoff, o.max_delay, o.jitter))
   end
 end
 

@@ -73,12 +73,13 @@ function help.text(topic)
     return table.concat(lines, "\n")
   end
   for name, fns in pairs(help.functions) do
-    if topic == name or topic == _G[name] then
+    local module = require("engine." .. name)
+    if topic == name or topic == module then
       for _, fname in ipairs(sorted_keys(fns)) do lines[#lines + 1] = "  " .. fns[fname] end
       return table.concat(lines, "\n")
     end
     for fname, line in pairs(fns) do
-      if _G[name] and topic == _G[name][fname] then return line end
+      if topic == module[fname] then return line end
     end
   end
   return "no help for " .. tostring(topic) .. "; help() lists the modules"

@@ -1,10 +1,10 @@
 -- lua/http.lua: the http module. Transfers run in the C core; these are the
 -- shorthands around http.request.
-local core = require "engine.core"
+local c = require "engine.c.http"
 
 local http = {}
 
-http.request = core.http_request
+http.request = c.request
 
 local function with(opts, fields)
   local req = {}
@@ -17,11 +17,11 @@ local function with(opts, fields)
 end
 
 function http.get(url, opts)
-  return core.http_request(with(opts, {method = "GET", url = url}))
+  return c.request(with(opts, {method = "GET", url = url}))
 end
 
 function http.post(url, body, opts)
-  return core.http_request(with(opts, {method = "POST", url = url, body = body}))
+  return c.request(with(opts, {method = "POST", url = url, body = body}))
 end
 
 return http

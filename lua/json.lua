@@ -2,7 +2,7 @@
 -- sentinel and integral numbers decoded as Lua integers (cjson reads every
 -- number as a float, which would print ids as 1234.0).
 local cjson = require("cjson").new()
-local core = require "engine.core"
+local errors = require "engine.c.error"
 
 cjson.encode_number_precision(14) -- the most lua-cjson 2.1 allows
 cjson.decode_max_depth(200)
@@ -30,7 +30,7 @@ function json.decode(text)
   end
   local ok, value = pcall(cjson.decode, text)
   if not ok then
-    error(core.error("json", "invalid JSON: " .. tostring(value)), 2)
+    error(errors.error("json", "invalid JSON: " .. tostring(value)), 2)
   end
   if type(value) == "number" then return math.tointeger(value) or value end
   return integers(value)

@@ -2,9 +2,12 @@
 -- lines into chunks (expressions print their values, unfinished statements
 -- continue), running a chunk as the foreground task, printing values
 -- readably, completing names, and reporting background tasks.
-local core = require "engine.core"
+local errors = require "engine.c.error"
 
 local repl = {}
+
+-- The flow's print, which the REPL guards so output lands above the prompt.
+local function print(...) return repl.globals.print(...) end
 local pending -- lines of an unfinished chunk, or nil
 
 local function incomplete(err)
@@ -46,7 +49,7 @@ end
 local function show(v, depth, seen)
   local t = type(v)
   if t == "string" then return (string.format("%q", v):gsub("\\\n", "\\n")) end
-  if v == (json and json.null) then return "json.null" end
+  if v == require("engine.json").null then return "json.null" end
   if t ~= "table" then return tostring(v) end
   local mt = getmetatable(v)
   if mt and mt.__tostring then return tostring(v) end
@@ -91,18 +94,18 @@ local function trim_traceback(tb)
 end
 
 local function on_error(err)
-  if core.is_error(err, "canceled") then return err end
+  if errors.is_error(err, "canceled") then return err end
   return setmetatable({err = err, trace = trim_traceback(debug.traceback("", 2))}, {
-    __tostring = function(self) return tostring(self.err) .. self.trace end})
+    __tostring = function(self) return errors.describe(self.err) .. self.trace end})
 end
 
 -- Runs a chunk as the foreground task; prints its values or its error.
 function repl.eval(fn)
   local r = table.pack(xpcall(fn, on_error))
-  if core.repl_quitting() then return end
+  if repl.quitting() then return end
   if r[1] then
     if r.n > 1 then print(show_all(r, 2)) end
-  elseif core.is_error(r[2], "canceled") then
+  elseif errors.is_error(r[2], "canceled") then
     io.stderr:write("interrupted\n")
   else
     io.stderr:write(tostring(r[2]), "\n")
@@ -118,13 +121,13 @@ end
 -- results stay available through the handle).
 function repl.report(handle)
   local r = table.pack(pcall(handle.wait, handle))
-  if core.repl_quitting() then return end
+  if repl.quitting() then return end
   if r[1] then
     print(string.format("[task %d] done%s", handle.id, r.n > 1 and (": " .. short(show_all(r, 2))) or ""))
-  elseif core.is_error(r[2], "canceled") then
+  elseif errors.is_error(r[2], "canceled") then
     print(string.format("[task %d] canceled", handle.id))
   else
-    print(string.format("[task %d] failed: %s", handle.id, short(tostring(r[2]))))
+    print(string.format("[task %d] failed: %s", handle.id, short(errors.describe(r[2]))))
   end
 end
 
@@ -143,9 +146,10 @@ end
 -- Completions for the word being typed: globals, or fields after . and :.
 function repl.complete(word)
   local path, sep, partial = word:match("^(.-)([.:])([%w_]*)$")
-  local scope, prefix = _G, ""
+  -- the flow's globals (repl.globals, set by engine/repl.c), not the
+  -- engine's private environment
+  local scope, prefix = repl.globals, ""
   if path then
-    scope = _G
     for name in path:gmatch("[^.:]+") do
       if not is_identifier(name) then return {} end
       local ok, next_scope = pcall(function() return scope[name] end)

@@ -2,9 +2,10 @@
 -- (flow.step) and every Census sync wait is an entry: name, outcome,
 -- duration, record counts, link. The live progress view and the end-of-run
 -- summary (text on stderr, JSON with --summary-json) render from it.
-local core = require "engine.core"
+local timer = require "engine.c.timer"
+local rules = require "engine.c.rules"
 
-local report = {entries = {}, started = core.now(), started_at = core.wallclock()}
+local report = {entries = {}, started = timer.now(), started_at = rules.wallclock()}
 local running = 0     -- entries still running
 local first_running = 1 -- no entry before this index is running
 
@@ -21,8 +22,8 @@ function report.set_step(name)
 end
 
 function report.start(kind, name, fields)
-  local e = {kind = kind, name = name, status = "running", started = core.now(),
-             started_at = core.wallclock()}
+  local e = {kind = kind, name = name, status = "running", started = timer.now(),
+             started_at = rules.wallclock()}
   for k, v in pairs(fields or {}) do e[k] = v end
   report.entries[#report.entries + 1] = e
   running = running + 1
@@ -32,7 +33,7 @@ end
 function report.finish(e, status, fields)
   if e.status == "running" then running = running - 1 end
   e.status = status
-  e.duration = core.now() - e.started
+  e.duration = timer.now() - e.started
   for k, v in pairs(fields or {}) do e[k] = v end
 end
 
@@ -53,7 +54,7 @@ local OK = {ok = true, completed = true, skipped = true}
 -- it shows, never at all of them.
 function report.progress_lines(width, max)
   local lines, entries = {}, report.entries
-  local now = core.now()
+  local now = timer.now()
   while entries[first_running] and entries[first_running].status ~= "running" do
     first_running = first_running + 1
   end
@@ -86,7 +87,7 @@ function report.summary_text(exit_code)
     if not OK[e.status] then failed = failed + 1 end
   end
   local out = {string.format("summary: %d step(s) and sync(s), %d failed, %s, exit %d",
-    #report.entries, failed, seconds(core.now() - report.started), exit_code)}
+    #report.entries, failed, seconds(timer.now() - report.started), exit_code)}
   out[#out + 1] = string.format("  %-24s %-10s %9s %10s %9s %7s", "STEP / SYNC", "OUTCOME",
     "DURATION", "PROCESSED", "UPDATED", "FAILED")
   for _, e in ipairs(report.entries) do
@@ -120,7 +121,7 @@ function report.summary_json(exit_code, interrupted)
   local doc = json.encode({
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
-    started_at = iso(report.started_at), duration = core.now() - report.started,
+    started_at = iso(report.started_at), duration = timer.now() - report.started,
   })
   -- lua-cjson 2.1 writes an empty table as {}: splice the list in by hand
   local parts = {}
@@ -135,7 +136,7 @@ function report.finish_run(exit_code, interrupted, json_path)
   local text = report.summary_text(exit_code)
   if text then io.stderr:write(text, "\n") end
   if json_path then
-    local tmp = string.format("%s.tmp%d", json_path, math.floor(core.wallclock() * 1e6) % 1000000000)
+    local tmp = string.format("%s.tmp%d", json_path, math.floor(rules.wallclock() * 1e6) % 1000000000)
     local f, err = io.open(tmp, "w")
     if not f then
       io.stderr:write("engine: cannot write the summary: ", err, "\n")

@@ -17,6 +17,16 @@ endfunction()
 unit_test(text engine/text.c)
 unit_test(rules engine/rules.c engine/text.c)
 
+# Unit tests of the runtime: linked with the (sanitized) core.
+function(core_test name)
+  add_executable(test_${name} tests/unit/test_${name}.c)
+  target_compile_options(test_${name} PRIVATE ${WARNING_FLAGS} ${SANITIZER_FLAGS})
+  target_link_options(test_${name} PRIVATE ${SANITIZER_FLAGS})
+  target_link_libraries(test_${name} PRIVATE ${UNIT_CORE})
+  add_test(NAME unit:${name} COMMAND test_${name})
+  set_tests_properties(unit:${name} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}")
+endfunction()
+
 set(SANITIZER_ENV
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1"
     "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1")

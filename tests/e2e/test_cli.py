@@ -109,7 +109,7 @@ class Cli(unittest.TestCase):
     def test_raw_coroutine_yield_is_an_error(self):
         r = run(["-e", "coroutine.yield()"])
         self.assertEqual(r.rc, 1)
-        self.assertIn("coroutine.yield was called outside a coroutine", r.stderr)
+        self.assertIn("attempt to yield from outside a coroutine", r.stderr)
 
     def test_main_waits_for_spawned_tasks(self):
         r = run_flow("flow.spawn(function() flow.sleep(0.05) print('late') end)\nprint('early')")

@@ -53,7 +53,7 @@ class Docs(unittest.TestCase):
     def test_every_error_kind_is_in_the_table(self):
         code = "".join(read(p) for p in glob.glob(os.path.join(ROOT, "lua", "*.lua")))
         code += "".join(read(p) for p in glob.glob(os.path.join(ROOT, "engine", "*.c")))
-        kinds = set(re.findall(r'core\.error\("(\w+)"', code))
+        kinds = set(re.findall(r'errors\.error\("(\w+)"', code))
         kinds |= set(re.findall(r'raise\("(\w+)"', code))
         kinds |= set(re.findall(r'error_push\([A-Za-z]+, "(\w+)"', code))
         kinds |= {"invalid_argument", "failed", "skipped", "canceled", "unknown_status", "threshold",

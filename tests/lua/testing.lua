@@ -2,7 +2,7 @@
 -- Each test runs as its own task; after it, no task or libuv handle it
 -- started may be left behind. run() prints "N passed, N failed" and exits
 -- non-zero on any failure.
-local core = require "engine.core"
+local tasks = require "engine.c.task"
 
 local testing = {}
 local tests = {}
@@ -41,7 +41,7 @@ end
 function testing.run()
   local only = arg and arg[1]
   local passed, failed = 0, 0
-  local base = core.stats()
+  local base = tasks.stats()
   local selected = {}
   for _, t in ipairs(tests) do
     if not only or t.name == only then selected[#selected + 1] = t end
@@ -54,7 +54,7 @@ function testing.run()
     local h = flow.spawn(t.fn)
     local ok, err = pcall(h.wait, h)
     flow.sleep(0) -- let cancelled children finish
-    local after = core.stats()
+    local after = tasks.stats()
     if ok and (after.tasks ~= base.tasks or after.handles ~= base.handles) then
       ok, err = false, string.format("left %d task(s) and %d handle(s) behind",
         after.tasks - base.tasks, after.handles - base.handles)
