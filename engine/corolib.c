@@ -148,8 +148,10 @@ static int co_wrap(lua_State *L) {
 }
 
 static int co_yield(lua_State *L) {
-  if (task_current(L))
-    return luaL_error(L, "attempt to yield from outside a coroutine");
+  if (task_current(L)) { /* as lua_yield says it: no position */
+    lua_pushliteral(L, "attempt to yield from outside a coroutine");
+    return lua_error(L);
+  }
   return lua_yield(L, lua_gettop(L));
 }
 

@@ -57,6 +57,8 @@ def run(args, stdin=None, env=None, timeout=60):
     """Runs the engine with args; returns a Result."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    for name in [k for k, v in full_env.items() if v is None]:
+        del full_env[name]  # None: unset
     start = time.monotonic()
     proc = subprocess.Popen([ENGINE] + list(args), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
