@@ -31,6 +31,9 @@ set(SANITIZER_ENV
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1"
     "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1")
 
+core_test(task)
+core_test(errors)
+
 # The names in t.test("name", ...) lines of a Lua test file.
 function(lua_test_names file out)
   file(STRINGS ${file} lines REGEX "^t\\.test\\(\"[^\"]+\"")

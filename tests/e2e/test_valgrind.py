@@ -62,6 +62,28 @@ class Valgrind(ServerTestCase):
                                    "flow.spawn(flow.sleep, 5)\nflow.sleep(0.1)\nerror('fail')")
         self.assertEqual(rc, 1, err)
 
+    def test_os_exit(self):
+        rc, out, err = self.run_flow(
+            "local base = ...\nflow.spawn(http.get, base .. '/slow/5')\n"
+            "flow.spawn(flow.sh, 'sleep 30')\nflow.step('s', flow.sleep, 0.01)\n"
+            "local co = coroutine.wrap(function() flow.sleep(0.1) os.exit(4, true) end)\n"
+            "local c <close> = setmetatable({}, {__close = function() print('closed') end})\n"
+            "co()")
+        self.assertEqual((rc, out), (4, "closed\n"), err)
+
+    def test_coroutines(self):
+        rc, out, err = self.run_flow(
+            "local co\nlocal h = flow.spawn(function()\n"
+            "  co = coroutine.create(function()\n"
+            "    local x <close> = setmetatable({}, {__close = function() flow.sleep(0.01) end})\n"
+            "    coroutine.yield(1) end)\n"
+            "  coroutine.resume(co) end)\nh:wait() h = nil collectgarbage()\n"
+            "print(coroutine.close(co) == false)\n"
+            "local parked = coroutine.create(function() flow.sleep(0.05) end)\n"
+            "local w = flow.spawn(coroutine.resume, parked)\nflow.sleep(0.01)\n"
+            "print(coroutine.resume(parked)) w:wait()")
+        self.assertEqual((rc, out), (0, "true\nfalse\tcannot resume non-suspended coroutine\n"), err)
+
     def check(self, err):
         self.assertNotRegex(err, r"==\d+== (Invalid|Conditional|.*definitely lost|.*indirectly lost)")
 

@@ -1,0 +1,149 @@
+/* test_task.c: unit tests for the scheduler (task.c) through its C API:
+ * spawning, outcomes, the traceback accessor, cancellation delivered once,
+ * interrupts, os.exit's stop state, and which thread belongs to which
+ * task. Each case runs a real engine (loop and Lua state) to completion. */
+#include <lauxlib.h>
+
+#include "check.h"
+#include "errors.h"
+#include "task.h"
+
+/* Spawns the Lua function `code` (a chunk returning a function) on a fresh
+ * engine as a task (not the main task) and runs the loop until it drains. */
+static task *run_task(engine *e, const char *code) {
+  CHECK(engine_init(e, LOG_QUIET, true) == 0);
+  lua_State *L = e->L;
+  CHECK(luaL_dostring(L, code) == LUA_OK);
+  task *t = task_spawn(e, L, 0);
+  lua_setglobal(L, "handle"); /* keeps it */
+  CHECK(!task_finished(t));
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  return t;
+}
+
+static void test_done(void) {
+  engine e;
+  task *t = run_task(&e, "return function() flow.sleep(0) return 1, 'two' end");
+  CHECK(task_finished(t) && !task_failed(t) && !task_canceled(t));
+  CHECK(task_traceback(t) == NULL);
+  CHECK(task_engine(t) == &e);
+  lua_State *L = e.L;
+  lua_settop(L, 0);
+  CHECK(task_push_outcome(L, t) == 2);
+  CHECK(lua_tointeger(L, 1) == 1);
+  CHECK_STR(lua_tostring(L, 2), "two");
+  CHECK(task_live_count(&e) == 0);
+  CHECK(task_current(L) == NULL && task_owner(L) == NULL); /* the host is no task */
+  engine_shutdown(&e);
+}
+
+static void test_failed(void) {
+  engine e;
+  task *t = run_task(&e, "return function() local function inner() error('boom') end inner() end");
+  CHECK(task_failed(t) && !task_canceled(t));
+  CHECK(task_traceback(t) && strstr(task_traceback(t), "in local 'inner'"));
+  lua_State *L = e.L;
+  task_push_error(L, t);
+  CHECK(strstr(error_describe(L, -1), "boom") != NULL);
+  CHECK(task_report_unobserved(&e) == 1); /* nobody took it */
+  CHECK(task_report_unobserved(&e) == 0);
+  engine_shutdown(&e);
+}
+
+static void test_cancel_is_delivered_once(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  lua_State *L = e.L;
+  CHECK(luaL_dostring(L, "return function()\n"
+                         "  local ok, err = pcall(flow.sleep, 10)\n"
+                         "  flow.sleep(0) -- a second wait is not cancelled\n"
+                         "  cleaned = flow.is_error(err, 'canceled')\n"
+                         "  error(err, 0)\n"
+                         "end") == LUA_OK);
+  task *t = task_spawn(&e, L, 0);
+  lua_setglobal(L, "handle");
+  uv_run(&e.loop, UV_RUN_NOWAIT); /* it starts and waits */
+  CHECK(!task_finished(t) && !task_was_canceled(t));
+  task_cancel(t);
+  CHECK(task_was_canceled(t));
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  CHECK(task_canceled(t) && !task_failed(t));
+  lua_getglobal(L, "cleaned");
+  CHECK(lua_toboolean(L, -1));
+  task_cancel(t); /* a finished task: nothing happens */
+  CHECK(task_report_unobserved(&e) == 0); /* a cancel is not a failure */
+  engine_shutdown(&e);
+}
+
+static void test_cancel_before_start_and_interrupts(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  lua_State *L = e.L;
+  CHECK(luaL_dostring(L, "return function() ran = true end") == LUA_OK);
+  task *t = task_spawn(&e, L, 0);
+  lua_setglobal(L, "handle");
+  task_cancel(t);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  CHECK(task_canceled(t));
+  lua_getglobal(L, "ran");
+  CHECK(lua_isnil(L, -1));
+  /* an interrupt reaches each task once */
+  CHECK(luaL_dostring(L, "return function() pcall(flow.sleep, 10) flow.sleep(0.01) end") == LUA_OK);
+  task *u = task_spawn(&e, L, 0);
+  lua_setglobal(L, "handle2");
+  uv_run(&e.loop, UV_RUN_NOWAIT);
+  e.stop = STOP_SIGNAL;
+  e.interrupt_signal = 2;
+  task_cancel_all(&e);
+  CHECK(!task_take_interrupt(u)); /* already taken */
+  task_cancel_all(&e);           /* a second round does not cancel the cleanup */
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  CHECK(task_finished(u) && !task_failed(u) && !task_canceled(u));
+  engine_shutdown(&e);
+}
+
+static void test_threads_and_owners(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  lua_State *L = e.L;
+  CHECK(luaL_dostring(L, "return function()\n"
+                         "  local co = coroutine.create(function() flow.sleep(0.01) return 'in co' end)\n"
+                         "  parked = co\n"
+                         "  return coroutine.resume(co)\n"
+                         "end") == LUA_OK);
+  task *t = task_spawn(&e, L, 0);
+  lua_setglobal(L, "handle");
+  uv_run(&e.loop, UV_RUN_NOWAIT);
+  lua_getglobal(L, "parked");
+  lua_State *co = lua_tothread(L, -1);
+  CHECK(task_is_parked(co));
+  CHECK(task_current(co) == NULL && task_owner(co) == NULL); /* not lent while parked */
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  CHECK(!task_is_parked(co) && task_finished(t) && !task_failed(t));
+  engine_shutdown(&e);
+}
+
+static void test_exit(void) {
+  engine e;
+  task *t = run_task(&e, "return function()\n"
+                         "  flow.spawn(flow.sleep, 10)\n"
+                         "  local x <close> = setmetatable({}, {__close = function() closed = true end})\n"
+                         "  os.exit(3, true)\n"
+                         "end");
+  CHECK(e.stop == STOP_EXIT && e.exit_code == 3 && e.exit_close);
+  CHECK(task_finished(t) && !task_failed(t));
+  CHECK(task_live_count(&e) == 0); /* the sleeping task was cancelled */
+  lua_getglobal(e.L, "closed");
+  CHECK(lua_toboolean(e.L, -1));
+  engine_shutdown(&e);
+}
+
+int main(void) {
+  test_done();
+  test_failed();
+  test_cancel_is_delivered_once();
+  test_cancel_before_start_and_interrupts();
+  test_threads_and_owners();
+  test_exit();
+  return check_done();
+}
