@@ -82,18 +82,6 @@ char *secret_redact(const char *text, char *out, size_t outsz) {
   return out;
 }
 
-enum run_status run_status_class(const char *s) {
-  static const char *const waiting[] = {"queued", "working", "preparing",
-                                        "new", "retrying"};
-  if (!s) return RUN_UNKNOWN;
-  for (size_t i = 0; i < sizeof waiting / sizeof *waiting; i++)
-    if (strcmp(s, waiting[i]) == 0) return RUN_WAITING;
-  if (strcmp(s, "completed") == 0) return RUN_COMPLETED;
-  if (strcmp(s, "failed") == 0) return RUN_FAILED;
-  if (strcmp(s, "skipped") == 0) return RUN_SKIPPED;
-  return RUN_UNKNOWN;
-}
-
 double backoff_delay(int attempt, double base, double factor, double max_delay,
                      double jitter, double u01) {
   if (attempt < 1) attempt = 1;

@@ -1,6 +1,6 @@
 /* rules.h: pure decision functions with no Lua or libuv dependency, unit
  * tested on their own: the Census trigger-URL grammar, secret redaction,
- * sync-run status classes, retry backoff, Retry-After and timestamps. */
+ * retry backoff, Retry-After and timestamps. */
 #ifndef ENGINE_RULES_H
 #define ENGINE_RULES_H
 
@@ -22,15 +22,6 @@ bool trigger_url_parse(const char *url, trigger_url *out);
 /* Copies text into out with URL credentials and every "secret-token:..."
  * replaced by "***". Always NUL-terminates. */
 char *secret_redact(const char *text, char *out, size_t outsz);
-
-enum run_status {
-  RUN_WAITING,
-  RUN_COMPLETED,
-  RUN_FAILED,
-  RUN_SKIPPED,
-  RUN_UNKNOWN
-};
-enum run_status run_status_class(const char *status);
 
 /* Delay before retry number `attempt` (1-based): base * factor^(attempt-1)
  * capped at max_delay, then scaled by a factor in [1-jitter, 1+jitter]

@@ -43,14 +43,6 @@ static int redact(lua_State *L) {
   return 1;
 }
 
-static int run_status(lua_State *L) {
-  static const char *const names[] = {"waiting", "completed", "failed",
-                                      "skipped", "unknown"};
-  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
-  lua_pushstring(L, names[run_status_class(s)]);
-  return 1;
-}
-
 /* backoff(attempt, delay, factor, max_delay, jitter[, u01]) -> seconds */
 static int backoff(lua_State *L) {
   double u = luaL_optnumber(L, 6, (double)rand() / ((double)RAND_MAX + 1.0));
@@ -86,7 +78,6 @@ static int wallclock_lua(lua_State *L) {
 void rules_register(lua_State *L) {
   static const luaL_Reg fns[] = {{"parse_trigger", parse_trigger},
                                  {"redact", redact},
-                                 {"run_status", run_status},
                                  {"backoff", backoff},
                                  {"retry_after", retry_after},
                                  {"parse_time", parse_time},

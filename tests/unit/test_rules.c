@@ -1,5 +1,5 @@
-/* test_rules.c: unit tests for the trigger-URL grammar, redaction, status
- * classes, backoff, Retry-After and timestamp parsing. */
+/* test_rules.c: unit tests for the trigger-URL grammar, redaction,
+ * backoff, Retry-After and timestamp parsing. */
 #include <math.h>
 
 #include "check.h"
@@ -56,17 +56,6 @@ static void test_redact(void) {
   CHECK(strstr(secret_redact("secret-token:abcdefghijklmnop", out, 16), "abc") == NULL);
 }
 
-static void test_status(void) {
-  const char *waiting[] = {"queued", "working", "preparing", "new", "retrying"};
-  for (int i = 0; i < 5; i++) CHECK(run_status_class(waiting[i]) == RUN_WAITING);
-  CHECK(run_status_class("completed") == RUN_COMPLETED);
-  CHECK(run_status_class("failed") == RUN_FAILED);
-  CHECK(run_status_class("skipped") == RUN_SKIPPED);
-  CHECK(run_status_class("Completed") == RUN_UNKNOWN);
-  CHECK(run_status_class("success") == RUN_UNKNOWN);
-  CHECK(run_status_class("") == RUN_UNKNOWN);
-  CHECK(run_status_class(NULL) == RUN_UNKNOWN);
-}
 
 static void test_backoff(void) {
   CHECK(backoff_delay(1, 1, 2, 90, 0, 0.5) == 1);
@@ -106,7 +95,6 @@ static void test_retry_after_and_time(void) {
 int main(void) {
   test_trigger_url();
   test_redact();
-  test_status();
   test_backoff();
   test_retry_after_and_time();
   return check_done();

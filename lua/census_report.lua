@@ -1,0 +1,82 @@
+-- lua/census_report.lua: what a person and the run report see of Census
+-- work. It observes the protocol's events (lua/census.lua) and turns them
+-- into log lines and report entries (the progress view and the summary);
+-- the protocol never calls it.
+local errors = require "engine.c.error"
+local json = require "engine.json"
+local log = require "engine.log"
+local report = require "engine.report"
+local events = require "engine.events"
+
+local entry_of = setmetatable({}, {__mode = "k"}) -- wait -> report entry
+local last_status = setmetatable({}, {__mode = "k"})
+
+local function records_summary(d)
+  return string.format("%s processed, %s updated, %s failed",
+    tostring(d.records_processed or 0), tostring(d.records_updated or 0), tostring(d.records_failed or 0))
+end
+
+events.on("census.triggered", function(sync_id, run_id, full)
+  log.info("census: sync %d triggered: run %d%s", sync_id, run_id, full and " (full sync)" or "")
+end)
+
+events.on("census.adopted", function(_, run_id, why)
+  log.warn("census: %s; adopting run %d, which Census created after the trigger was sent", why, run_id)
+end)
+
+-- Each distinct warning once per process: 500 parallel waits share it.
+local warned = {}
+events.on("census.warning", function(line)
+  if not warned[line] then
+    warned[line] = true
+    log.warn("%s", line)
+  end
+end)
+
+events.on("census.wait_started", function(w)
+  entry_of[w] = report.start("sync", w.sync_id and ("sync " .. w.sync_id) or ("run " .. w.sync_run_id),
+    {sync_id = w.sync_id, sync_run_id = w.sync_run_id, url = w.url})
+  log.info("census: %s: waiting, polling every %g s", w.what, w.poll)
+end)
+
+events.on("census.status", function(w, data)
+  local entry = entry_of[w]
+  entry.run_status = data.status
+  entry.records_processed = math.tointeger(data.records_processed) or entry.records_processed
+  if data.status ~= last_status[w] then
+    log.info("census: %s: %s%s", w.what, data.status,
+      data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")
+    last_status[w] = data.status
+  end
+end)
+
+events.on("census.timed_out", function(w, timeout)
+  log.warn("census: %s: timed out after %g s; cancelling the run", w.what, timeout)
+end)
+
+events.on("census.cancel_failed", function(_, err)
+  log.error("census: %s", errors.describe(err))
+end)
+
+events.on("census.cancel_requested", function(what)
+  log.info("census: %s: cancel requested", what)
+end)
+
+events.on("census.wait_ended", function(w, ok, result)
+  local entry = entry_of[w]
+  if ok then
+    log.info("census: %s %s: %s in %.1f s (%s)", w.what, result.status, records_summary(result),
+      result.elapsed, result.url)
+    local failed = math.tointeger(result.records_failed) or 0
+    if failed > 0 then
+      log.warn("census: %s completed with %d failed records (%s)", w.what, failed, result.url)
+    end
+  end
+  local data = ok and result or (type(result) == "table" and result.result) or {}
+  report.finish(entry, ok and result.status or (errors.is_error(result) and result.kind or "failed"), {
+    records_processed = data.records_processed, records_updated = data.records_updated,
+    records_failed = data.records_failed, url = data.url or entry.url,
+    error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})
+end)
+
+return {}

@@ -1,0 +1,216 @@
+-- lua/census_transport.lua: how the engine talks to Census. Connections
+-- (token, base URL, API version, timeouts), one Bearer-auth request
+-- classified as ok / retry / fail, and the one retry loop (backoff with
+-- jitter, Retry-After, a time budget) with a hook that lets the trigger
+-- look for a run its lost answer may have started before it sends again.
+-- Tokens never leave this layer in text: every message is redacted.
+local timer = require "engine.c.timer"
+local errors = require "engine.c.error"
+local rules = require "engine.c.rules"
+local options = require "engine.c.options"
+local http = require "engine.http"
+local json = require "engine.json"
+local log = require "engine.log"
+
+local transport = {}
+
+local HOSTS = {us = "https://app.getcensus.com", eu = "https://app-eu.getcensus.com"}
+transport.CONNECTION_OPTIONS = {"token", "region", "api_version"}
+
+-- Raises an error object; the arguments (never the fixed text) are redacted.
+function transport.raise(kind, fields, fmt, ...)
+  local args = table.pack(...)
+  for i = 1, args.n do
+    if type(args[i]) == "string" then args[i] = rules.redact(args[i]) end
+  end
+  error(errors.error(kind, string.format(fmt, table.unpack(args, 1, args.n)), fields), 0)
+end
+
+function transport.invalid(fmt, ...) transport.raise("invalid_argument", nil, fmt, ...) end
+local invalid = transport.invalid
+
+-- An environment variable, with empty meaning unset.
+function transport.env(name)
+  local v = os.getenv(name)
+  if v ~= "" then return v end
+end
+local env = transport.env
+
+function transport.env_seconds(name)
+  local v = env(name)
+  if v == nil then return nil end
+  local n = tonumber(v)
+  if not n or n < 0 or n ~= n then
+    invalid("%s must be a number of seconds, got %q", name, v)
+  end
+  return n
+end
+local env_seconds = transport.env_seconds
+
+-- opts or {}, after checking every key is one of the names (the lists).
+function transport.check_options(what, opts, ...)
+  local names = {}
+  for _, list in ipairs{...} do
+    for _, name in ipairs(list) do names[#names + 1] = name end
+  end
+  table.sort(names)
+  local ok, err = pcall(options.check_options, what, opts, names)
+  if not ok then invalid("%s", err) end
+  return err
+end
+
+-- Where and how to reach Census: token, base URL, API version.
+function transport.connection(opts, token)
+  token = token or opts.token or env("CENSUS_API_KEY")
+  if type(token) ~= "string" or token == "" then
+    invalid("census: no API token: pass token = ... or set CENSUS_API_KEY " ..
+      "(a workspace key for API v1, a personal access token for v2)")
+  end
+  if token:find("[%c ]") then invalid("census: the API token contains spaces or control characters") end
+  local region = opts.region or "us"
+  if not HOSTS[region] then invalid("census: region must be \"us\" or \"eu\", got %s", tostring(region)) end
+  local given = opts.api_version or env("CENSUS_API_VERSION") or 1
+  local version = math.tointeger(tonumber(given))
+  if version ~= 1 and version ~= 2 then
+    invalid("census: api_version (or CENSUS_API_VERSION) must be 1 or 2, got %s", tostring(given))
+  end
+  local base = env("CENSUS_BASE_URL")
+  if base then
+    if not base:match("^https?://[%w%.%-]+$") and not base:match("^https?://[%w%.%-]+:%d+$")
+      and not base:match("^https?://%[[%x:]+%]:%d+$") then
+      invalid("CENSUS_BASE_URL must be scheme://host[:port] with no path, got %q", base)
+    end
+  else
+    base = HOSTS[region]
+  end
+  return {
+    token = token, base = base, version = version,
+    request_timeout = env_seconds("CENSUS_REQUEST_TIMEOUT") or 30,
+    retry_delay = env_seconds("CENSUS_RETRY_DELAY") or 1,
+    retry_budget = env_seconds("CENSUS_RETRY_BUDGET") or 300,
+  }
+end
+
+function transport.history_url(conn, sync_id)
+  return string.format("%s/syncs/%s/sync-history", conn.base, sync_id)
+end
+
+-- JSON null -> nil, recursively, so results read naturally.
+function transport.strip_nulls(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if x == json.null then v[k] = nil else transport.strip_nulls(x) end
+    end
+  end
+  return v
+end
+
+function transport.excerpt(body)
+  local text = (body or ""):gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")
+  if #text > 120 then text = text:sub(1, 117) .. "..." end
+  return rules.redact(text)
+end
+
+local excerpt = transport.excerpt
+
+local function decode(body)
+  local ok, v = pcall(json.decode, body or "")
+  if ok and type(v) == "table" then return v end
+  return nil
+end
+
+-- One request, classified: returns "ok", payload | "retry", err | "fail", err.
+-- A retryable outcome of a POST means its effect is unknown (except 429).
+local function attempt(conn, method, path, query, what)
+  local url = conn.base .. "/api/v" .. conn.version .. path .. (query or "")
+  local ok, res = pcall(http.request, {
+    method = method, url = url, timeout = conn.request_timeout,
+    headers = {Authorization = "Bearer " .. conn.token, Accept = "application/json",
+               ["Content-Type"] = method == "POST" and "application/json" or nil},
+    body = method == "POST" and "" or nil,
+  })
+  if not ok then
+    if errors.is_error(res, "canceled") or not errors.is_error(res) then error(res, 0) end
+    local e = errors.error(res.kind, string.format("%s: %s", what, res.message))
+    return "retry", e
+  end
+  local status, body = res.status, decode(res.body)
+  local server_time = rules.parse_time(res.headers.date)
+  local fields = {http_status = status}
+  local detail = body and type(body.message) == "string" and body.message or excerpt(res.body)
+  if status >= 200 and status < 300 then
+    if not body then
+      return "retry", errors.error("bad_response", rules.redact(string.format(
+        "%s: Census answered HTTP %d with a body that is not JSON: %q", what, status, excerpt(res.body))), fields)
+    end
+    return "ok", {body = body, server_skew = server_time and server_time - rules.wallclock()}
+  end
+  if status == 429 or status >= 500 then
+    fields.retry_after = rules.retry_after(res.headers["retry-after"])
+    return "retry", errors.error("http", rules.redact(string.format(
+      "%s: Census answered HTTP %d: %s", what, status, detail)), fields)
+  end
+  local kind, hint = "http", ""
+  if status == 401 or status == 403 then
+    kind = "auth"
+    hint = conn.version == 2 and "; API v2 takes a personal access token"
+      or "; check CENSUS_API_KEY or the token in the trigger URL and its workspace"
+  elseif status == 404 then
+    kind = "not_found"
+    hint = "; check the id and the region (us or eu)"
+  end
+  return "fail", errors.error(kind, rules.redact(string.format(
+    "%s: Census answered HTTP %d: %s%s", what, status, detail, hint)), fields)
+end
+
+-- The wait before retry `n + 1` after `err`: backoff with jitter, at least
+-- its Retry-After; raises err (with the attempts made) when waiting would
+-- pass budget_end.
+function transport.retry_wait(conn, n, err, budget_end)
+  local wait = rules.backoff(n, conn.retry_delay, 2, 90, 0.2)
+  if err.retry_after and err.retry_after > wait then wait = err.retry_after end
+  if timer.now() + wait > budget_end then
+    err.attempts = n
+    error(err, 0)
+  end
+  return wait
+end
+
+-- The one retry loop. Retries network errors, 5xx, 429 and bad answers with
+-- backoff and jitter, honouring Retry-After, within the connection's budget
+-- (never past req.deadline, a flow.now() value). req: method, path, query,
+-- what (for messages), check(body) -> problem | nil, and for requests that
+-- must not simply be sent again, unknown(err, sent_at) -> value | nil: called
+-- before a retry whose effect is unknown (not after a 429); a value ends the
+-- loop with it. Returns body, meta (server_skew) or raises an error object.
+function transport.request(conn, req)
+  local budget_end = timer.now() + conn.retry_budget
+  if req.deadline and req.deadline < budget_end then budget_end = req.deadline end
+  local n = 0
+  while true do
+    n = n + 1
+    local sent_at = rules.wallclock()
+    local outcome, v = attempt(conn, req.method, req.path, req.query, req.what)
+    if outcome == "ok" then
+      local problem = req.check and req.check(v.body)
+      if not problem then return v.body, v end
+      outcome, v = "retry", errors.error("bad_response", rules.redact(string.format(
+        "%s: %s", req.what, problem)))
+    end
+    for k, x in pairs(req.fields or {}) do v[k] = x end
+    if outcome == "fail" then error(v, 0) end
+    if req.unknown and v.http_status ~= 429 then
+      local value = req.unknown(v, sent_at)
+      if value ~= nil then return value end
+    end
+    local wait = transport.retry_wait(conn, n, v, budget_end)
+    if req.unknown then
+      log.warn("census: %s; no run was started, triggering again in %.1f s", v.message, wait)
+    else
+      log.warn("census: %s, retrying in %.1f s (attempt %d)", v.message, wait, n + 1)
+    end
+    timer.sleep(wait)
+  end
+end
+
+return transport
