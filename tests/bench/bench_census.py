@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench_census.py: N syncs waited on in parallel through the Census
 simulator; prints the engine's wall time and peak memory. Not a test: run
-it by hand, e.g.  python3 tests/bench_census.py 500 build/engine"""
+it by hand, e.g.  python3 tests/bench/bench_census.py 500 build/engine"""
 import os
 import resource
 import subprocess
@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from census_sim import DEFAULT_TOKEN, CensusSim  # noqa: E402
 
 FLOW = """

@@ -62,6 +62,17 @@ class Docs(unittest.TestCase):
         for kind in kinds:
             self.assertIn("`%s`" % kind, table, "error kind %s is not documented" % kind)
 
+    def test_internals_names_every_source_file(self):
+        internals = read("docs", "internals.md")
+        files = glob.glob(os.path.join(ROOT, "engine", "*.[ch]")) + glob.glob(os.path.join(ROOT, "lua", "*.lua"))
+        files += glob.glob(os.path.join(ROOT, "tools", "*.c"))
+        self.assertGreater(len(files), 30)
+        for path in files:
+            name = os.path.relpath(path, ROOT)
+            self.assertIn("`%s`" % name, internals, "%s is not in docs/internals.md" % name)
+        for module in re.findall(r'"(engine\.c\.\w+)"', read("engine", "engine.c")):
+            self.assertIn(module, internals)
+
     def test_readme_starts_with_the_two_commands(self):
         lines = read("README.md").splitlines()
         self.assertEqual(lines[0], "# engine")
@@ -69,7 +80,8 @@ class Docs(unittest.TestCase):
         self.assertTrue(lines[3].startswith("./dev demo "))
         self.assertTrue(lines[4].startswith("./dev test "))
         self.assertEqual(lines[5], "```")
-        for doc in ["docs/api.md", "docs/census.md", "docs/cli.md", "docs/repl.md", "docs/coming-from.md"]:
+        for doc in ["docs/api.md", "docs/census.md", "docs/cli.md", "docs/repl.md", "docs/coming-from.md",
+                    "docs/internals.md"]:
             self.assertIn(doc, read("README.md"))
 
     @unittest.skipUnless(shutil.which("groff"), "needs groff")
