@@ -341,12 +341,12 @@ static void parse_command(lua_State *L, command_spec *spec) {
  * -> {code, signal, stdout, stderr, timed_out, command}. `check` is the Lua
  * wrapper's business. */
 static int exec_run(lua_State *L) {
-  engine *e = engine_from(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   command_spec spec;
   parse_command(L, &spec);
   task *t = task_require_waitable(L, "flow.exec");
+  engine *e = task_engine(t);
   /* built last: its strings are anchored until the spawn */
   char **env = spec.env_index ? build_env(L, spec.env_index) : NULL;
   char **args = spec.args;

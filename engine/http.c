@@ -391,12 +391,12 @@ static int request_gc_guard(lua_State *L) {
 /* request{method=, url=, headers=, body=, timeout=, follow_redirects=}
  * -> {status=, headers=, body=} */
 static int http_request(lua_State *L) {
-  engine *e = engine_from(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   request_spec spec;
   parse_request(L, &spec);
   task *t = task_require_waitable(L, "http.request");
+  engine *e = task_engine(t);
   if (!glue_get(e)) return luaL_error(L, "http.request: cannot initialise libcurl");
   const char *url = spec.url, *method = spec.method, *body = spec.body;
   size_t body_len = spec.body_len;

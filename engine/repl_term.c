@@ -27,7 +27,6 @@
 #define HISTORY_PATH_MAX 1024
 
 typedef struct {
-  struct repl *r;
   EditLine *el;
   History *hist;
   char history[HISTORY_PATH_MAX];
@@ -323,7 +322,6 @@ static int start(struct repl *repl) {
   term *r = calloc(1, sizeof *r);
   if (!r) return -1;
   repl->in = r;
-  r->r = repl;
   r->wake_pipe[0] = r->wake_pipe[1] = -1;
   setlocale(LC_CTYPE, "");
   r->saved_ok = tcgetattr(STDIN_FILENO, &r->saved) == 0;
