@@ -8,15 +8,23 @@
 #include "errors.h"
 #include "task.h"
 
-/* Spawns the Lua function `code` (a chunk returning a function) on a fresh
- * engine as a task (not the main task) and runs the loop until it drains. */
-static task *run_task(engine *e, const char *code) {
-  CHECK(engine_init(e, LOG_QUIET, true) == 0);
+/* Spawns the function that `code` returns as a task (not the main task),
+ * keeping its handle in a global. */
+static task *spawn(engine *e, const char *code) {
   lua_State *L = e->L;
   CHECK(luaL_dostring(L, code) == LUA_OK);
   task *t = task_spawn(e, L, 0);
-  lua_setglobal(L, "handle"); /* keeps it */
+  lua_pushfstring(L, "handle%d", (int)task_id(t));
+  lua_insert(L, -2);
+  lua_settable(L, LUA_REGISTRYINDEX); /* keeps it */
   CHECK(!task_finished(t));
+  return t;
+}
+
+/* spawn on a fresh engine, then run the loop until it drains. */
+static task *run_task(engine *e, const char *code) {
+  CHECK(engine_init(e, LOG_QUIET, true) == 0);
+  task *t = spawn(e, code);
   uv_run(&e->loop, UV_RUN_DEFAULT);
   return t;
 }
@@ -54,14 +62,12 @@ static void test_cancel_is_delivered_once(void) {
   engine e;
   CHECK(engine_init(&e, LOG_QUIET, true) == 0);
   lua_State *L = e.L;
-  CHECK(luaL_dostring(L, "return function()\n"
+  task *t = spawn(&e, "return function()\n"
                          "  local ok, err = pcall(flow.sleep, 10)\n"
                          "  flow.sleep(0) -- a second wait is not cancelled\n"
                          "  cleaned = flow.is_error(err, 'canceled')\n"
                          "  error(err, 0)\n"
-                         "end") == LUA_OK);
-  task *t = task_spawn(&e, L, 0);
-  lua_setglobal(L, "handle");
+                         "end");
   uv_run(&e.loop, UV_RUN_NOWAIT); /* it starts and waits */
   CHECK(!task_finished(t) && !task_was_canceled(t));
   task_cancel(t);
@@ -79,18 +85,14 @@ static void test_cancel_before_start_and_interrupts(void) {
   engine e;
   CHECK(engine_init(&e, LOG_QUIET, true) == 0);
   lua_State *L = e.L;
-  CHECK(luaL_dostring(L, "return function() ran = true end") == LUA_OK);
-  task *t = task_spawn(&e, L, 0);
-  lua_setglobal(L, "handle");
+  task *t = spawn(&e, "return function() ran = true end");
   task_cancel(t);
   uv_run(&e.loop, UV_RUN_DEFAULT);
   CHECK(task_canceled(t));
   lua_getglobal(L, "ran");
   CHECK(lua_isnil(L, -1));
   /* an interrupt reaches each task once */
-  CHECK(luaL_dostring(L, "return function() pcall(flow.sleep, 10) flow.sleep(0.01) end") == LUA_OK);
-  task *u = task_spawn(&e, L, 0);
-  lua_setglobal(L, "handle2");
+  task *u = spawn(&e, "return function() pcall(flow.sleep, 10) flow.sleep(0.01) end");
   uv_run(&e.loop, UV_RUN_NOWAIT);
   e.stop = STOP_SIGNAL;
   e.interrupt_signal = 2;
@@ -106,13 +108,11 @@ static void test_threads_and_owners(void) {
   engine e;
   CHECK(engine_init(&e, LOG_QUIET, true) == 0);
   lua_State *L = e.L;
-  CHECK(luaL_dostring(L, "return function()\n"
+  task *t = spawn(&e, "return function()\n"
                          "  local co = coroutine.create(function() flow.sleep(0.01) return 'in co' end)\n"
                          "  parked = co\n"
                          "  return coroutine.resume(co)\n"
-                         "end") == LUA_OK);
-  task *t = task_spawn(&e, L, 0);
-  lua_setglobal(L, "handle");
+                         "end");
   uv_run(&e.loop, UV_RUN_NOWAIT);
   lua_getglobal(L, "parked");
   lua_State *co = lua_tothread(L, -1);
