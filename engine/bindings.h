@@ -14,6 +14,8 @@ void http_register(lua_State *L);    /* http.c: request */
 void http_shutdown(engine *e);
 void exec_register(lua_State *L);    /* exec.c: run */
 void rules_register(lua_State *L);   /* rules_lua.c: the pure rules */
+void sqlite_register(lua_State *L);  /* sqlite.c: open, db:run, db:rows, db:exec */
+void files_register(lua_State *L);   /* files.c: mkdirs, lock, write_file, ... */
 void corolib_open(lua_State *L);     /* corolib.c: the coroutine library */
 void osexit_open(lua_State *L);      /* engine.c: os.exit */
 

@@ -67,7 +67,8 @@ static const struct {
     {"engine.c.task", task_register},   {"engine.c.timer", timer_register},
     {"engine.c.error", error_register}, {"engine.c.http", http_register},
     {"engine.c.exec", exec_register},   {"engine.c.rules", rules_register},
-    {"engine.c.options", options_register},
+    {"engine.c.options", options_register}, {"engine.c.sqlite", sqlite_register},
+    {"engine.c.files", files_register},
 };
 
 static int open_c_module(lua_State *L) {
@@ -221,30 +222,31 @@ static void report_failure(engine *e, task *t) {
   lua_pop(L, 2);
 }
 
-/* The summary of steps and syncs, when the run had any (or a JSON summary
- * was asked for); false when the JSON file could not be written. */
-static bool finish_report(engine *e, int rc) {
+/* The run's end (lua/run.lua): the journal's record, then the summary of
+ * steps and syncs; false when the JSON summary could not be written. */
+static bool finish_run(engine *e, int rc) {
   lua_State *L = e->L;
-  if (e->no_summary) return true;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  bool loaded = lua_getfield(L, -1, "engine.report") == LUA_TTABLE;
-  lua_pop(L, 2);
-  if (!loaded && !e->summary_path) return true;
   lua_pushcfunction(L, private_require);
-  lua_pushliteral(L, "engine.report");
+  lua_pushliteral(L, "engine.run");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
     return false;
   }
-  lua_getfield(L, -1, "finish_run");
+  lua_getfield(L, -1, "finish");
   lua_pushinteger(L, rc);
-  lua_pushboolean(L, e->stop != STOP_NONE);
+  if (e->stop == STOP_SIGNAL)
+    lua_pushliteral(L, "signal");
+  else if (e->stop == STOP_EXIT)
+    lua_pushliteral(L, "exit");
+  else
+    lua_pushnil(L);
   if (e->summary_path)
     lua_pushstring(L, e->summary_path);
   else
     lua_pushnil(L);
-  bool ok = lua_pcall(L, 3, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_pushboolean(L, !e->no_summary);
+  bool ok = lua_pcall(L, 4, 1, 0) == LUA_OK && lua_toboolean(L, -1);
   if (!ok && lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
   lua_pop(L, 2);
@@ -277,7 +279,7 @@ int engine_run(engine *e, int nargs) {
   if (e->stop == STOP_EXIT) rc = e->exit_code;
   luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
   output_close(e);
-  if (!finish_report(e, rc) && rc == 0) rc = 1;
+  if (!finish_run(e, rc) && rc == 0) rc = 1;
   return rc;
 }
 

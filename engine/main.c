@@ -16,6 +16,7 @@
 
 static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
+    "       engine [--state DIR] runs [--json] [--limit N] [--prune] [ID]\n"
     "\n"
     "Runs a Lua 5.4 flow script. ARGS reach the script as `arg` and `...`.\n"
     "With no flow and a terminal, starts the interactive prompt (REPL).\n"
@@ -28,6 +29,11 @@ static const char usage[] =
     "  -W             turn Lua warnings on\n"
     "  -               read the flow from standard input\n"
     "  --summary-json FILE  also write the run summary as JSON to FILE\n"
+    "  --state DIR    keep the journal (run history, durable runs) in DIR\n"
+    "  --no-state     keep no journal (the REPL keeps none unless --state)\n"
+    "  --resume[=ID]  continue the latest failed run of this flow and arguments\n"
+    "                 (or run ID): what completed in it is not run again\n"
+    "  --allow-overlap  run even while another engine runs this flow\n"
     "  --progress=auto|always|never  live progress lines on stderr (auto: on a\n"
     "                 terminal, and not at the REPL)\n"
     "  -q, --quiet    log warnings and errors only\n"
@@ -43,6 +49,9 @@ static const char usage[] =
     "environment:\n"
     "  LUA_INIT                Lua code (or @FILE) run before the flow;\n"
     "                          LUA_INIT_5_4 is taken first when set\n"
+    "  ENGINE_STATE_DIR        the state directory (default:\n"
+    "                          $XDG_STATE_HOME/engine, ~/.local/state/engine)\n"
+    "  ENGINE_STATE_KEEP_DAYS  days of run history kept (90)\n"
     "  CENSUS_API_KEY          Census token when a flow gives none\n"
     "  CENSUS_API_VERSION      1 (default) or 2\n"
     "  CENSUS_BASE_URL         scheme://host[:port] for every Census request\n"
@@ -51,6 +60,7 @@ static const char usage[] =
     "  CENSUS_REQUEST_TIMEOUT  seconds per Census request (30)\n"
     "  CENSUS_RETRY_DELAY      first retry delay in seconds (1)\n"
     "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
+    "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
     "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  connections per host (default: no cap)\n"
     "\n"
@@ -59,7 +69,9 @@ static const char usage[] =
     "  1    the flow raised an error, or a task failed that nobody waited for\n"
     "  2    usage error (unknown option, missing file)\n"
     "  130  interrupted by SIGINT (Ctrl-C); a second Ctrl-C exits at once\n"
-    "  143  interrupted by SIGTERM\n";
+    "  143  interrupted by SIGTERM\n"
+    "  75   this flow is already running with these arguments (see --allow-overlap)\n"
+    "  N    the flow called os.exit(N)\n";
 
 #define MAX_CHUNKS 64 /* -e and -l options */
 
@@ -77,7 +89,12 @@ typedef struct {
   const char *script; /* NULL: none; "-": stdin */
   int script_index;   /* in argv */
   bool interactive;   /* start the REPL after the chunks */
+  bool runs;          /* engine runs ...: the history */
   const char *summary_path;
+  const char *state;  /* --state DIR */
+  bool no_state;      /* --no-state */
+  const char *resume; /* --resume: "" for the latest run, or a run id */
+  bool allow_overlap;
   const char *progress;
   enum log_level level;
 } options;
@@ -121,6 +138,19 @@ static int parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--summary-json") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a FILE after it", a);
       o->summary_path = argv[++i];
+    } else if (strcmp(a, "--state") == 0) {
+      if (i + 1 >= argc) return usage_error("%s needs a DIR after it", a);
+      o->state = argv[++i];
+    } else if (strcmp(a, "--no-state") == 0) {
+      o->no_state = true;
+    } else if (strcmp(a, "--resume") == 0) {
+      o->resume = "";
+    } else if (strncmp(a, "--resume=", 9) == 0) {
+      o->resume = a + 9;
+      if (!*o->resume || strspn(o->resume, "0123456789") != strlen(o->resume))
+        return usage_error("%s: the run id is a number (see engine runs)", a);
+    } else if (strcmp(a, "--allow-overlap") == 0) {
+      o->allow_overlap = true;
     } else if (strcmp(a, "-i") == 0) {
       o->interactive = true;
     } else if (strcmp(a, "-E") == 0) {
@@ -138,7 +168,10 @@ static int parse(int argc, char **argv, options *o) {
       return usage_error("unknown option '%s'", a);
     }
   }
-  if (i < argc) {
+  if (i < argc && strcmp(argv[i], "runs") == 0 && o->nchunks == 0 && !o->interactive) {
+    o->runs = true; /* a flow file named runs runs as ./runs */
+    o->script_index = i;
+  } else if (i < argc) {
     o->script = argv[i];
     o->script_index = i;
   } else if (o->nchunks == 0 && !o->interactive) {
@@ -149,6 +182,8 @@ static int parse(int argc, char **argv, options *o) {
       o->script_index = argc;
     }
   }
+  if (o->state && o->no_state) return usage_error("%s", "--state and --no-state exclude each other");
+  if (o->resume && !o->script) return usage_error("%s", "--resume needs a FLOW.lua file");
   return -1;
 }
 
@@ -268,6 +303,61 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
   return -1;
 }
 
+/* The run's start (lua/run.lua): journal, lock, --resume. Returns -1 to
+ * go on, or an exit code after printing why not. */
+static int begin_run(lua_State *L, const options *o, int argc, char **argv) {
+  bool file = o->script && strcmp(o->script, "-") != 0;
+  engine_require(L, "engine.run");
+  lua_getfield(L, -1, "begin");
+  lua_createtable(L, 0, 8);
+  if (o->state) {
+    lua_pushstring(L, o->state);
+    lua_setfield(L, -2, "state");
+  }
+  /* the REPL keeps no state unless asked */
+  lua_pushboolean(L, o->no_state || (o->interactive && !o->state));
+  lua_setfield(L, -2, "no_state");
+  if (file) {
+    lua_pushstring(L, o->script);
+    lua_setfield(L, -2, "flow");
+  }
+  lua_pushstring(L, o->script ? (file ? o->script : "(stdin)") : "(command line)");
+  lua_setfield(L, -2, "label");
+  lua_createtable(L, argc, 0);
+  for (int i = o->script_index + 1; o->script && i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - o->script_index);
+  }
+  lua_setfield(L, -2, "args");
+  if (o->resume && *o->resume)
+    lua_pushinteger(L, strtoll(o->resume, NULL, 10));
+  else
+    lua_pushboolean(L, o->resume != NULL);
+  lua_setfield(L, -2, "resume");
+  lua_pushboolean(L, o->allow_overlap);
+  lua_setfield(L, -2, "allow_overlap");
+  int rc = -1;
+  if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
+    fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
+    rc = 1;
+  } else if (!lua_toboolean(L, -3)) {
+    fprintf(stderr, "engine: %s\n", lua_tostring(L, -2));
+    rc = (int)lua_tointeger(L, -1);
+  }
+  lua_settop(L, 0);
+  return rc;
+}
+
+/* engine [--state DIR] runs ...: lua/history.lua as the main task. */
+static int run_history(lua_State *L) {
+  engine_require(L, "engine.history");
+  lua_getfield(L, -1, "main");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_call(L, 2, 0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   options o = {.level = LOG_INFO, .progress = "auto"};
   int rc = parse(argc, argv, &o);
@@ -279,14 +369,31 @@ int main(int argc, char **argv) {
     engine_shutdown(&e);
     return 1;
   }
-  e.summary_path = o.summary_path;
-  if (!o.interactive && progress_start(&e, o.progress) != 0) {
-    fprintf(stderr, "engine: cannot start the progress view\n");
-  }
   lua_State *L = e.L;
+  if (o.runs) {
+    lua_createtable(L, argc, 0);
+    for (int i = o.script_index + 1; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i - o.script_index);
+    }
+    if (o.state)
+      lua_pushstring(L, o.state);
+    else
+      lua_pushnil(L);
+    lua_pushcclosure(L, run_history, 2);
+    rc = engine_run(&e, 0);
+    engine_shutdown(&e);
+    return rc;
+  }
+  e.summary_path = o.summary_path;
   if (o.warnings) lua_warning(L, "@on", 0);
-  set_arg_table(L, argc, argv, o.script ? o.script_index : argc);
-  rc = load_chunks(L, &o, argc, argv);
+  rc = begin_run(L, &o, argc, argv);
+  if (rc < 0 && !o.interactive && progress_start(&e, o.progress) != 0)
+    fprintf(stderr, "engine: cannot start the progress view\n");
+  if (rc < 0) {
+    set_arg_table(L, argc, argv, o.script ? o.script_index : argc);
+    rc = load_chunks(L, &o, argc, argv);
+  }
   if (rc < 0) {
     if (o.interactive) {
       lua_pushcfunction(L, repl_start);

@@ -9,6 +9,7 @@ local errors = require "engine.c.error"
 local rules = require "engine.c.rules"
 local json = require "engine.json"
 local events = require "engine.events"
+local journal = require "engine.journal"
 local transport = require "engine.census_transport"
 require "engine.census_report" -- subscribes to the events below
 
@@ -35,7 +36,13 @@ local STATUS = {
 
 -- Connections and task defaults hold tokens: they live here, keyed weakly by
 -- the objects users see, so printing a run or a task never shows a token.
+-- Runs this engine started (or adopted) also keep their journal row and,
+-- under --resume, the result recorded for them.
 local private = setmetatable({}, {__mode = "k"})
+local started_here = setmetatable({}, {__mode = "k"}) -- run -> {row =, recorded =}
+
+-- How long stopping may spend cancelling runs in Census, in total.
+local CANCEL_ON_STOP_BUDGET = 5
 
 local function has_data(body)
   if type(body.data) ~= "table" then
@@ -59,7 +66,7 @@ local function sync_id_of(v, what)
   return id
 end
 
-local TRIGGER_OPTIONS = {"sync_id", "force_full_sync"}
+local TRIGGER_OPTIONS = {"sync_id", "force_full_sync", "force"}
 
 -- The sync, the connection and the force_full_sync flag a trigger means.
 local function trigger_spec(spec)
@@ -80,16 +87,22 @@ local function trigger_spec(spec)
     invalid("census.trigger: expected a trigger URL or {sync_id = N, ...}, got a %s", type(spec))
   end
   check_options("census.trigger", spec, CONNECTION_OPTIONS, TRIGGER_OPTIONS)
-  if spec.force_full_sync ~= nil and type(spec.force_full_sync) ~= "boolean" then
-    invalid("census.trigger: force_full_sync must be true or false")
+  for _, k in ipairs{"force_full_sync", "force"} do
+    if spec[k] ~= nil and type(spec[k]) ~= "boolean" then
+      invalid("census.trigger: %s must be true or false", k)
+    end
   end
-  return {sync_id = sync_id_of(spec.sync_id, "census.trigger"),
+  return {sync_id = sync_id_of(spec.sync_id, "census.trigger"), force = spec.force,
           force_full_sync = spec.force_full_sync, conn = connection(spec)}
 end
 
-local function new_run(conn, sync_id, run_id)
+-- A run this engine started or adopted: its run id is durable in the
+-- journal (row) before anyone can wait on it.
+local function new_run(conn, sync_id, run_id, row, occurrence)
   local run = {sync_id = sync_id, sync_run_id = run_id}
   private[run] = conn
+  started_here[run] = {row = journal.run_started(row, sync_id, occurrence, run_id,
+    history_url(conn, sync_id))}
   return run
 end
 
@@ -114,9 +127,58 @@ local function has_run_id(body)
   end
 end
 
+-- Runs of this sync that earlier engine runs started and the journal does
+-- not know to be over: one still in flight is adopted instead of
+-- triggering again; the others are settled. An intent without a run id
+-- (the engine died between the POST and its answer) goes through the
+-- lost-trigger search.
+local function adopt_earlier(conn, id, occurrence)
+  for _, row in ipairs(journal.open_syncs(id)) do
+    local data
+    if row.sync_run_id then
+      local ok, body = pcall(request, conn, {method = "GET", path = "/sync_runs/" .. row.sync_run_id,
+        what = "sync " .. id .. " run " .. row.sync_run_id, check = has_run_status})
+      if ok then
+        data = body.data
+      elseif errors.is_error(body, "not_found") then
+        journal.settle(row.id, "gone", "Census no longer knows this run")
+      else
+        error(body, 0)
+      end
+    elseif row.sent_at then
+      data = run_created_since(conn, id, row.sent_at)
+      if not data then journal.settle(row.id, "lost", "the trigger started no run") end
+    end
+    if data then
+      local run_id = math.tointeger(data.id) or row.sync_run_id
+      if STATUS[data.status] == "waiting" and data.canceled ~= true then
+        journal.settle(row.id, "adopted", string.format("adopted by engine run %d", journal.run_id()))
+        events.emit("census.adopted_earlier", id, run_id, row.run)
+        return new_run(conn, id, run_id, nil, occurrence)
+      end
+      journal.settle(row.id, data.canceled == true and "canceled" or tostring(data.status))
+    end
+  end
+end
+
 function census.trigger(spec)
   local t = trigger_spec(spec)
   local conn, id = t.conn, t.sync_id
+  local occurrence = journal.sync_occurrence(id)
+  local recorded = journal.recorded_sync(id, occurrence)
+  if recorded then -- --resume: it completed in the run being resumed
+    local run = {sync_id = id, sync_run_id = recorded.sync_run_id}
+    private[run] = conn
+    started_here[run] = {recorded = recorded, occurrence = occurrence}
+    events.emit("census.recorded", id, recorded.sync_run_id, journal.resumed())
+    return run
+  end
+  if not t.force then
+    local adopted = adopt_earlier(conn, id, occurrence)
+    if adopted then return adopted end
+  end
+  -- Write before acting: the intent is durable before the POST.
+  local row = journal.intent(id, occurrence)
   -- A trigger whose outcome is unknown may have started a run: adopt it
   -- rather than trigger twice (429 means it was refused: send again).
   local adopted
@@ -125,7 +187,7 @@ function census.trigger(spec)
     local run_id = run and math.tointeger(run.id)
     if run_id then
       events.emit("census.adopted", id, run_id, err.message)
-      adopted = new_run(conn, id, run_id)
+      adopted = new_run(conn, id, run_id, row, occurrence)
       return adopted
     end
   end
@@ -135,12 +197,13 @@ function census.trigger(spec)
     fields = {sync_id = id}})
   if adopted then return adopted end
   local run_id = math.tointeger(body.data.sync_run_id)
+  local run = new_run(conn, id, run_id, row, occurrence)
   events.emit("census.triggered", id, run_id, t.force_full_sync)
-  return new_run(conn, id, run_id)
+  return run
 end
 
 local WAIT_OPTIONS = {"poll", "timeout", "cancel_on_timeout", "max_records_failed",
-  "max_failed_ratio", "allow_skipped"}
+  "max_failed_ratio", "allow_skipped", "cancel_on_stop"}
 
 local function warn_once(fmt, ...)
   events.emit("census.warning", string.format(fmt, ...))
@@ -170,6 +233,11 @@ local function check_wait_options(opts)
   local timeout = opts.timeout or 86400
   if type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 then
     invalid("census.wait: timeout must be a number of seconds > 0, got %s", tostring(opts.timeout))
+  end
+  for _, k in ipairs{"cancel_on_timeout", "allow_skipped", "cancel_on_stop"} do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      invalid("census.wait: %s must be true or false, got %s", k, tostring(opts[k]))
+    end
   end
   for _, k in ipairs{"max_records_failed", "max_failed_ratio"} do
     if opts[k] ~= nil and (type(opts[k]) ~= "number" or opts[k] < 0) then
@@ -209,17 +277,57 @@ end
 
 local wait_loop
 
+-- Whether stopping (Ctrl-C, SIGTERM, handle:cancel(), flow.timeout,
+-- os.exit) cancels this wait's run in Census, and if not, why.
+local function cancel_on_stop(opts)
+  if opts.cancel_on_stop == false then return false, "cancel_on_stop = false" end
+  if transport.env("CENSUS_CANCEL_ON_STOP") == "0" then return false, "CENSUS_CANCEL_ON_STOP=0" end
+  return true
+end
+
+-- The wait was stopped: cancel the run in Census (bounded), and say so on
+-- the error, which the summary shows.
+local function stop_run(conn, w, err, opts)
+  local yes, why = cancel_on_stop(opts)
+  if yes then
+    local c = {}
+    for k, v in pairs(conn) do c[k] = v end
+    c.request_timeout = math.min(conn.request_timeout, CANCEL_ON_STOP_BUDGET)
+    c.retry_budget = CANCEL_ON_STOP_BUDGET
+    local ok, cancel_err = pcall(request, c, {method = "POST", what = w.what .. ": cancel",
+      path = "/sync_runs/" .. w.sync_run_id .. "/cancel", deadline = timer.now() + CANCEL_ON_STOP_BUDGET})
+    if ok then
+      err.census = "cancelled in Census"
+      w.final = true
+    else
+      why = errors.describe(cancel_err):gsub("\n.*", "")
+    end
+  end
+  err.census = err.census or ("left running in Census: " .. why)
+  events.emit("census.stopped", w, err.census)
+end
+
 function census.wait(run, opts)
   local run_id, sync_id = run_of(run, "census.wait")
   opts = opts or {}
   local timeout = check_wait_options(opts)
   local poll = poll_interval(opts)
   local conn = private[run] or connection(opts)
+  local here = started_here[run] or {}
   -- The wait as observers see it: they may keep their own state in it.
   local w = {sync_id = sync_id, sync_run_id = run_id, what = describe(sync_id, run_id), poll = poll,
-             url = sync_id and history_url(conn, sync_id)}
+             url = sync_id and history_url(conn, sync_id), journal_id = here.row,
+             recorded = here.recorded ~= nil}
   events.emit("census.wait_started", w)
-  local ok, result = pcall(wait_loop, w, opts, timeout, conn)
+  local ok, result
+  if here.recorded then
+    ok, result, w.final = true, here.recorded, true
+  else
+    ok, result = pcall(wait_loop, w, opts, timeout, conn)
+    if not ok and errors.is_error(result, "canceled") and started_here[run] then
+      stop_run(conn, w, result, opts)
+    end
+  end
   events.emit("census.wait_ended", w, ok, result)
   if not ok then error(result, 0) end
   return result
@@ -244,6 +352,7 @@ function wait_loop(w, opts, timeout, conn)
         error_code = result.error_code, error_message = result.error_message,
         error_detail = result.error_detail}, "%s " .. fmt .. " (%s)", what, ...)
     end
+    if meaning ~= "waiting" or data.canceled == true then w.final = true end
     if data.canceled == true then
       fail("canceled", "was canceled in Census", history_url(conn, sync_id))
     elseif meaning == "failed" then

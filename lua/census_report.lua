@@ -20,6 +20,26 @@ events.on("census.triggered", function(sync_id, run_id, full)
   log.info("census: sync %d triggered: run %d%s", sync_id, run_id, full and " (full sync)" or "")
 end)
 
+events.on("census.adopted_earlier", function(sync_id, run_id, engine_run)
+  log.warn("census: sync %d: run %d, started by engine run %d, is still in flight; " ..
+    "adopting it instead of triggering again", sync_id, run_id, engine_run)
+end)
+
+events.on("census.recorded", function(sync_id, run_id, engine_run)
+  log.info("census: sync %d: run %s completed in engine run %d; not triggered again (--resume)",
+    sync_id, tostring(run_id), engine_run)
+end)
+
+events.on("census.stopped", function(w, what)
+  local entry = entry_of[w]
+  entry.detail = what
+  if what == "cancelled in Census" then
+    log.warn("census: %s: stopped; cancelled in Census", w.what)
+  else
+    log.warn("census: %s: stopped; %s", w.what, what)
+  end
+end)
+
 events.on("census.adopted", function(_, run_id, why)
   log.warn("census: %s; adopting run %d, which Census created after the trigger was sent", why, run_id)
 end)
@@ -64,7 +84,7 @@ end)
 
 events.on("census.wait_ended", function(w, ok, result)
   local entry = entry_of[w]
-  if ok then
+  if ok and not w.recorded then
     log.info("census: %s %s: %s in %.1f s (%s)", w.what, result.status, records_summary(result),
       result.elapsed, result.url)
     local failed = math.tointeger(result.records_failed) or 0
@@ -75,7 +95,8 @@ events.on("census.wait_ended", function(w, ok, result)
   local data = ok and result or (type(result) == "table" and result.result) or {}
   report.finish(entry, ok and result.status or (errors.is_error(result) and result.kind or "failed"), {
     records_processed = data.records_processed, records_updated = data.records_updated,
-    records_failed = data.records_failed, url = data.url or entry.url,
+    records_failed = data.records_failed, records_invalid = data.records_invalid,
+    url = data.url or entry.url, ok = ok,
     error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})
 end)
 

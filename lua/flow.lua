@@ -9,6 +9,7 @@ local rules = require "engine.c.rules"
 local options = require "engine.c.options"
 local log = require "engine.log"
 local report = require "engine.report"
+local journal = require "engine.journal"
 
 local flow = {}
 
@@ -176,14 +177,25 @@ function flow.step(name, fn, ...)
     error("flow.step: expected a name, then a function", 2)
   end
   if type(fn) ~= "function" then error("flow.step: expected a function after the name", 2) end
+  -- --resume: a step that completed in the resumed run (same name, same
+  -- occurrence) returns what it returned then, without running again.
+  local occurrence, recorded, why_not = journal.step_occurrence(name)
+  if why_not then log.warn("--resume: %s", why_not) end
+  if recorded then
+    local entry = report.start("step", name, {occurrence = occurrence})
+    report.finish(entry, "ok", {detail = "recorded", results = recorded})
+    log.info("step %s: done in engine run %d; not run again (--resume)", name, journal.resumed())
+    return table.unpack(recorded, 1, recorded.n)
+  end
   local parent = report.current_step()
-  local entry = report.start("step", name)
+  local entry = report.start("step", name, {occurrence = occurrence})
   report.set_step(name)
   log.info("step %s: started", name)
   local r = table.pack(pcall(fn, ...))
   report.set_step(parent)
   if r[1] then
-    report.finish(entry, "ok")
+    local results = table.pack(table.unpack(r, 2, r.n))
+    report.finish(entry, "ok", {results = results})
     log.info("step %s: done in %.1f s", name, entry.duration)
     return table.unpack(r, 2, r.n)
   end

@@ -4,6 +4,8 @@
 -- summary (text on stderr, JSON with --summary-json) render from it.
 local timer = require "engine.c.timer"
 local rules = require "engine.c.rules"
+local files = require "engine.c.files"
+local events = require "engine.events"
 
 local report = {entries = {}, started = timer.now(), started_at = rules.wallclock()}
 local running = 0     -- entries still running
@@ -27,14 +29,18 @@ function report.start(kind, name, fields)
   for k, v in pairs(fields or {}) do e[k] = v end
   report.entries[#report.entries + 1] = e
   running = running + 1
+  events.emit("report.started", e)
   return e
 end
 
+-- fields.ok: whether the entry succeeded (a step: its status is "ok").
 function report.finish(e, status, fields)
   if e.status == "running" then running = running - 1 end
   e.status = status
   e.duration = timer.now() - e.started
   for k, v in pairs(fields or {}) do e[k] = v end
+  if e.ok == nil then e.ok = status == "ok" end
+  events.emit("report.finished", e)
 end
 
 local function seconds(s)
@@ -46,8 +52,6 @@ end
 local function count(v)
   return v and tostring(math.tointeger(v) or v) or "-"
 end
-
-local OK = {ok = true, completed = true, skipped = true}
 
 -- One line per running entry, for the live progress view: at most `max`
 -- lines and the number of running entries. A tick looks only at the entries
@@ -79,24 +83,41 @@ local function settle(interrupted)
   end
 end
 
+-- Steps and syncs, each counted with how many failed.
+local function counts()
+  local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}}
+  for _, e in ipairs(report.entries) do
+    local k = c[e.kind]
+    k.total = k.total + 1
+    if not e.ok then k.failed = k.failed + 1 end
+  end
+  return c
+end
+
+local function plural(n, word)
+  return string.format("%d %s%s", n, word, n == 1 and "" or "s")
+end
+
+local function outcome(e)
+  return e.detail and string.format("%s (%s)", e.status, e.detail) or e.status
+end
+
 -- The end-of-run table (after settle); nil when the run had no steps or syncs.
 function report.summary_text(exit_code)
   if #report.entries == 0 then return nil end
-  local failed = 0
-  for _, e in ipairs(report.entries) do
-    if not OK[e.status] then failed = failed + 1 end
-  end
-  local out = {string.format("summary: %d step(s) and sync(s), %d failed, %s, exit %d",
-    #report.entries, failed, seconds(timer.now() - report.started), exit_code)}
+  local c = counts()
+  local out = {string.format("summary: %s (%d failed), %s (%d failed), %s, exit %d",
+    plural(c.step.total, "step"), c.step.failed, plural(c.sync.total, "sync"), c.sync.failed,
+    seconds(timer.now() - report.started), exit_code)}
   out[#out + 1] = string.format("  %-24s %-10s %9s %10s %9s %7s", "STEP / SYNC", "OUTCOME",
     "DURATION", "PROCESSED", "UPDATED", "FAILED")
   for _, e in ipairs(report.entries) do
     local records = e.kind == "sync" and string.format("%10s %9s %7s", count(e.records_processed),
       count(e.records_updated), count(e.records_failed)) or string.format("%10s %9s %7s", "", "", "")
-    out[#out + 1] = (string.format("  %-24s %-10s %9s %s", e.name:sub(1, 24), e.status,
+    out[#out + 1] = (string.format("  %-24s %-10s %9s %s", e.name:sub(1, 24), outcome(e),
       seconds(e.duration), records):gsub("%s+$", ""))
-    if not OK[e.status] and e.error then out[#out + 1] = "      " .. e.error end
-    if e.kind == "sync" and not OK[e.status] and e.url then out[#out + 1] = "      " .. e.url end
+    if not e.ok and e.error then out[#out + 1] = "      " .. e.error end
+    if e.kind == "sync" and not e.ok and e.url then out[#out + 1] = "      " .. e.url end
   end
   return table.concat(out, "\n")
 end
@@ -111,17 +132,18 @@ function report.summary_json(exit_code, interrupted)
   local entries = {}
   for i, e in ipairs(report.entries) do
     entries[i] = {
-      kind = e.kind, name = e.name, status = e.status, ok = OK[e.status] == true,
+      kind = e.kind, name = e.name, status = e.status, ok = e.ok == true, detail = e.detail,
       started_at = iso(e.started_at), duration = e.duration,
       sync_id = e.sync_id, sync_run_id = e.sync_run_id, url = e.url,
       records_processed = e.records_processed, records_updated = e.records_updated,
-      records_failed = e.records_failed, error = e.error,
+      records_failed = e.records_failed, records_invalid = e.records_invalid, error = e.error,
     }
   end
   local doc = json.encode({
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
     started_at = iso(report.started_at), duration = timer.now() - report.started,
+    steps = counts().step, syncs = counts().sync,
   })
   -- lua-cjson 2.1 writes an empty table as {}: splice the list in by hand
   local parts = {}
@@ -129,25 +151,17 @@ function report.summary_json(exit_code, interrupted)
   return doc:sub(1, -2) .. ',"entries":[' .. table.concat(parts, ",") .. "]}"
 end
 
--- Called by the engine when the run ends: prints the summary and writes the
--- JSON file atomically (a temporary file renamed over the target).
+-- At the end of the run: prints the summary and writes the JSON file (see
+-- engine/files.c: atomic for a regular file, through a symlink, in place
+-- for a device). Returns false, after a one-line error, when it could not.
 function report.finish_run(exit_code, interrupted, json_path)
   settle(interrupted)
   local text = report.summary_text(exit_code)
   if text then io.stderr:write(text, "\n") end
   if json_path then
-    local tmp = string.format("%s.tmp%d", json_path, math.floor(rules.wallclock() * 1e6) % 1000000000)
-    local f, err = io.open(tmp, "w")
-    if not f then
-      io.stderr:write("engine: cannot write the summary: ", err, "\n")
-      return false
-    end
-    f:write(report.summary_json(exit_code, interrupted), "\n")
-    f:close()
-    local ok, rename_err = os.rename(tmp, json_path)
+    local ok, err = files.write_file(json_path, report.summary_json(exit_code, interrupted) .. "\n")
     if not ok then
-      os.remove(tmp)
-      io.stderr:write("engine: cannot write the summary: ", rename_err, "\n")
+      io.stderr:write("engine: cannot write the summary: ", err, "\n")
       return false
     end
   end

@@ -85,7 +85,8 @@ foreach(variant IN LISTS ENGINE_VARIANTS)
       set(id "${variant}:${module}:${slug}")
       add_test(NAME ${id} COMMAND $<TARGET_FILE:${variant}> -q ${file} ${name}
                WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-      set_tests_properties(${id} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}" TIMEOUT 120)
+      set_tests_properties(${id} PROPERTIES TIMEOUT 120 ENVIRONMENT
+        "${SANITIZER_ENV};ENGINE_STATE_DIR=${CMAKE_BINARY_DIR}/test-state/${id}")
     endforeach()
   endforeach()
   foreach(file IN LISTS E2E_TESTS)

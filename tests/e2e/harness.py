@@ -1,7 +1,9 @@
 """harness.py: shared pieces of the end-to-end tests: run the engine binary
 (ENGINE_BIN) on a flow, and a local HTTP test server on 127.0.0.1."""
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,13 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value"]
 # Every engine output is also kept here for the suite-wide secret scan.
 OUTPUT_DIR = os.environ.get("ENGINE_TEST_OUTPUT")
+# Each test process (one ctest case) keeps its engines' journal apart, so a
+# run left open by one test is never adopted by another's simulator.
+STATE_DIR = tempfile.mkdtemp(prefix="engine-state-")
+os.environ["ENGINE_STATE_DIR"] = STATE_DIR
+
+
+atexit.register(shutil.rmtree, STATE_DIR, True)
 
 
 def check_no_secrets(text):

@@ -87,7 +87,7 @@ class Flows(SimTestCase):
         dbt_done = r.stderr.index("step dbt: done")
         self.assertGreater(r.stderr.index("census: sync 101 triggered"), dbt_done)
         self.assertEqual(sorted(self.sim.triggers), [101, 102, 103, 104, 105])
-        self.assertIn("summary: 7 step(s) and sync(s), 0 failed", r.stderr)
+        self.assertIn("summary: 2 steps (0 failed), 5 syncs (0 failed)", r.stderr)
 
     def test_nightly_notifies_on_failure(self):
         hook = TestServer()

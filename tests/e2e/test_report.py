@@ -64,7 +64,7 @@ class Report(SimTestCase):
                                         "records_updated": 5, "records_failed": 0}]}
         r, doc = self.with_json(NIGHTLY)
         text = r.stderr[r.stderr.index("summary:"):]
-        self.assertIn("summary: 4 step(s) and sync(s), 0 failed", text)
+        self.assertIn("summary: 2 steps (0 failed), 2 syncs (0 failed)", text)
         self.assertRegex(text, r"\n  dbt +ok +\d+\.\d s\n")
         self.assertRegex(text, r"\n  sync 1 +completed +\d+\.\d s +5 +5 +0\n")
         self.assertEqual(doc["version"], 1)
@@ -89,7 +89,8 @@ class Report(SimTestCase):
                                         "records_updated": 7, "records_failed": 3}]}
         r, doc = self.with_json(NIGHTLY, rc=1)
         text = r.stderr[r.stderr.index("summary:"):]
-        self.assertIn("3 failed", text)
+        self.assertIn("summary: 2 steps (1 failed), 2 syncs (2 failed)", text)
+        self.assertEqual((doc["steps"], doc["syncs"]), ({"total": 2, "failed": 1}, {"total": 2, "failed": 2}))
         self.assertRegex(text, r"sync 1 +failed .*\n +.*failed: bad mapping.*\n +%s/syncs/1/sync-history"
                          % self.sim.url)
         self.assertRegex(text, r"sync 2 +threshold +\d+\.\d s +10 +7 +3")

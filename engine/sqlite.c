@@ -1,0 +1,217 @@
+/* sqlite.c: the SQLite binding behind the journal (lua/journal.lua holds
+ * the schema and every query). A database opens in WAL mode with a busy
+ * timeout, so several engines can share one file; statements are prepared
+ * once per connection and cached. Calls are synchronous and short: a
+ * commit in NORMAL mode writes to the WAL without an fsync (durable when
+ * the process dies), in durable mode (FULL) it also fsyncs (durable when
+ * the machine dies), which the journal asks for before it acts. */
+#include <stdbool.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <sqlite3.h>
+
+#include "bindings.h"
+
+#define DB_MT "engine.sqlite"
+#define BUSY_TIMEOUT_MS 5000
+
+typedef struct {
+  sqlite3 *db;
+  int cache_ref; /* SQL text -> statement (light userdata) */
+} database;
+
+static database *check_db(lua_State *L) {
+  database *d = luaL_checkudata(L, 1, DB_MT);
+  if (!d->db) luaL_error(L, "sqlite: the database is closed");
+  return d;
+}
+
+/* Raises "<message> (<file>)" for the connection's last error. */
+static int db_error(lua_State *L, sqlite3 *db) {
+  const char *file = sqlite3_db_filename(db, "main");
+  return luaL_error(L, "%s (%s)", sqlite3_errmsg(db), file && *file ? file : "memory");
+}
+
+static void finalize_all(lua_State *L, database *d) {
+  if (d->cache_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->cache_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    sqlite3_finalize(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
+  d->cache_ref = LUA_NOREF;
+}
+
+static int db_close(lua_State *L) {
+  database *d = luaL_checkudata(L, 1, DB_MT);
+  if (d->db) {
+    finalize_all(L, d);
+    sqlite3_close(d->db);
+    d->db = NULL;
+  }
+  return 0;
+}
+
+/* The cached statement for the SQL text at idx, reset and with the values
+ * from idx + 1 on bound to its parameters. */
+static sqlite3_stmt *prepare(lua_State *L, database *d, int idx) {
+  size_t len;
+  const char *sql = luaL_checklstring(L, idx, &len);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->cache_ref);
+  lua_pushvalue(L, idx);
+  sqlite3_stmt *st = NULL;
+  if (lua_rawget(L, -2) == LUA_TLIGHTUSERDATA) {
+    st = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+  } else {
+    lua_pop(L, 1);
+    if (sqlite3_prepare_v3(d->db, sql, (int)len + 1, SQLITE_PREPARE_PERSISTENT, &st,
+                           NULL) != SQLITE_OK) {
+      lua_pop(L, 1);
+      db_error(L, d->db);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, st);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  int n = sqlite3_bind_parameter_count(st);
+  for (int i = 1; i <= n; i++) {
+    int arg = idx + i;
+    switch (lua_type(L, arg)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+      sqlite3_bind_null(st, i);
+      break;
+    case LUA_TBOOLEAN:
+      sqlite3_bind_int(st, i, lua_toboolean(L, arg));
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, arg))
+        sqlite3_bind_int64(st, i, lua_tointeger(L, arg));
+      else
+        sqlite3_bind_double(st, i, lua_tonumber(L, arg));
+      break;
+    case LUA_TSTRING: {
+      size_t n_bytes;
+      const char *s = lua_tolstring(L, arg, &n_bytes);
+      sqlite3_bind_text(st, i, s, (int)n_bytes, SQLITE_TRANSIENT);
+      break;
+    }
+    default:
+      luaL_error(L, "sqlite: parameter %d is a %s (expected nil, boolean, number "
+                    "or string)", i, luaL_typename(L, arg));
+    }
+  }
+  return st;
+}
+
+static void push_column(lua_State *L, sqlite3_stmt *st, int col) {
+  switch (sqlite3_column_type(st, col)) {
+  case SQLITE_INTEGER:
+    lua_pushinteger(L, sqlite3_column_int64(st, col));
+    break;
+  case SQLITE_FLOAT:
+    lua_pushnumber(L, sqlite3_column_double(st, col));
+    break;
+  case SQLITE_NULL:
+    lua_pushnil(L);
+    break;
+  default:
+    lua_pushlstring(L, (const char *)sqlite3_column_text(st, col),
+                    (size_t)sqlite3_column_bytes(st, col));
+  }
+}
+
+/* db:run(sql, ...) -> changes, last insert rowid */
+static int db_run(lua_State *L) {
+  database *d = check_db(L);
+  sqlite3_stmt *st = prepare(L, d, 2);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return db_error(L, d->db);
+  lua_pushinteger(L, sqlite3_changes(d->db));
+  lua_pushinteger(L, sqlite3_last_insert_rowid(d->db));
+  return 2;
+}
+
+/* db:rows(sql, ...) -> {{column = value, ...}, ...} */
+static int db_rows(lua_State *L) {
+  database *d = check_db(L);
+  sqlite3_stmt *st = prepare(L, d, 2);
+  lua_newtable(L);
+  int rc, n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int cols = sqlite3_column_count(st);
+    lua_createtable(L, 0, cols);
+    for (int c = 0; c < cols; c++) {
+      push_column(L, st, c);
+      lua_setfield(L, -2, sqlite3_column_name(st, c));
+    }
+    lua_rawseti(L, -2, ++n);
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return db_error(L, d->db);
+  return 1;
+}
+
+/* db:exec(sql): several statements, no parameters (schema, BEGIN, ...). */
+static int db_exec(lua_State *L) {
+  database *d = check_db(L);
+  if (sqlite3_exec(d->db, luaL_checkstring(L, 2), NULL, NULL, NULL) != SQLITE_OK)
+    return db_error(L, d->db);
+  return 0;
+}
+
+/* open(path) -> db, or nil and a message. */
+static int db_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  database *d = lua_newuserdatauv(L, sizeof *d, 0);
+  d->db = NULL;
+  d->cache_ref = LUA_NOREF;
+  luaL_setmetatable(L, DB_MT);
+  int rc = sqlite3_open_v2(path, &d->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(d->db, BUSY_TIMEOUT_MS);
+    rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                      NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+    sqlite3_close(d->db);
+    d->db = NULL;
+    return 2;
+  }
+  lua_newtable(L);
+  d->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+void sqlite_register(lua_State *L) {
+  static const luaL_Reg methods[] = {{"run", db_run},     {"rows", db_rows},
+                                     {"exec", db_exec},   {"close", db_close},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, DB_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, db_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, db_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, db_open);
+  lua_setfield(L, -2, "open");
+}

@@ -1,0 +1,151 @@
+-- lua/history.lua: `engine runs`, the run history from the journal.
+--   engine [--state DIR] runs [--json] [--limit N]   recent flow runs
+--   engine [--state DIR] runs ID [--json]            one run's steps and syncs
+--   engine [--state DIR] runs --prune                delete old runs now
+local json = require "engine.json"
+local journal = require "engine.journal"
+local run = require "engine.run"
+
+local history = {}
+
+local USAGE = "usage: engine [--state DIR] runs [--json] [--limit N] [--prune] [ID]"
+
+local function fail(code, fmt, ...)
+  io.stderr:write("engine: ", string.format(fmt, ...), "\n")
+  os.exit(code)
+end
+
+local function iso(t)
+  if not t then return nil end
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor(t % 1 * 1000))
+end
+
+-- cjson writes an empty table as {}; lists in our documents are arrays.
+local function array(items, encode_item)
+  local parts = {}
+  for i, item in ipairs(items) do parts[i] = encode_item(item) end
+  return "[" .. table.concat(parts, ",") .. "]"
+end
+
+-- Missing values are JSON null, so every document has every field.
+local function nulls(t, names)
+  for _, k in ipairs(names) do
+    if t[k] == nil then t[k] = json.null end
+  end
+  return t
+end
+
+local function run_fields(r)
+  return nulls({id = r.id, flow = r.flow, started_at = iso(r.started_at), ended_at = iso(r.ended_at),
+                outcome = r.outcome, exit_code = r.exit_code, resumed_from = r.resumed_from,
+                pid = r.pid, host = r.host},
+               {"ended_at", "exit_code", "resumed_from"})
+end
+
+local function run_json(r)
+  local doc = json.encode(run_fields(r))
+  return doc:sub(1, -2) .. ',"arguments":' .. array(r.args, json.encode) .. "}"
+end
+
+local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error"}
+local SYNC_FIELDS = {"sync_id", "run_id", "status", "records_processed", "records_updated",
+  "records_failed", "records_invalid", "started_at", "ended_at", "link", "error"}
+
+local function entry_fields(e, names)
+  local out = {}
+  for _, k in ipairs(names) do out[k] = e[k] end
+  out.started_at, out.ended_at = iso(e.started_at), iso(e.ended_at)
+  return nulls(out, names)
+end
+
+local function show(v)
+  if v == nil then return "-" end
+  return tostring(v)
+end
+
+local function list(limit, as_json)
+  local rows = journal.runs(limit)
+  if as_json then
+    print(array(rows, run_json))
+    return
+  end
+  if #rows == 0 then
+    print("no runs recorded in " .. journal.path())
+    return
+  end
+  print(string.format("%-6s %-24s %-12s %-4s %-8s %s", "ID", "STARTED", "OUTCOME", "EXIT", "RESUMES", "FLOW"))
+  for _, r in ipairs(rows) do
+    local flow = r.flow
+    if #r.args > 0 then flow = flow .. " " .. table.concat(r.args, " ") end
+    print(string.format("%-6d %-24s %-12s %-4s %-8s %s", r.id, iso(r.started_at), r.outcome,
+      show(r.exit_code), show(r.resumed_from), flow))
+  end
+end
+
+local function one(id, as_json)
+  local r = journal.run(id)
+  if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
+  if as_json then
+    local doc = run_json(r)
+    doc = doc:sub(1, -2)
+      .. ',"steps":' .. array(r.steps, function(e) return json.encode(entry_fields(e, STEP_FIELDS)) end)
+      .. ',"syncs":' .. array(r.syncs, function(e) return json.encode(entry_fields(e, SYNC_FIELDS)) end) .. "}"
+    print(doc)
+    return
+  end
+  print(string.format("run %d: %s%s", r.id, r.flow, #r.args > 0 and (" " .. table.concat(r.args, " ")) or ""))
+  print(string.format("  started %s, ended %s, %s, exit %s%s", iso(r.started_at), show(iso(r.ended_at)),
+    r.outcome, show(r.exit_code), r.resumed_from and (", resumes run " .. r.resumed_from) or ""))
+  if #r.steps > 0 then
+    print(string.format("  %-28s %-10s %s", "STEP", "STATUS", "ERROR"))
+    for _, s in ipairs(r.steps) do
+      print((string.format("  %-28s %-10s %s", s.name .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
+        s.status, s.error or ""):gsub("%s+$", "")))
+    end
+  end
+  if #r.syncs > 0 then
+    print(string.format("  %-8s %-10s %-12s %10s %9s %7s %7s  %s", "SYNC", "RUN", "STATUS", "PROCESSED",
+      "UPDATED", "FAILED", "INVALID", "LINK"))
+    for _, s in ipairs(r.syncs) do
+      print((string.format("  %-8s %-10s %-12s %10s %9s %7s %7s  %s", show(s.sync_id), show(s.run_id), s.status,
+        show(s.records_processed), show(s.records_updated), show(s.records_failed), show(s.records_invalid),
+        s.link or ""):gsub("%s+$", "")))
+      if s.error then print("    " .. s.error) end
+    end
+  end
+end
+
+function history.main(args, state)
+  local as_json, limit, prune, id = false, 20, false, nil
+  local i = 1
+  while args[i] do
+    local a = args[i]
+    if a == "--json" then
+      as_json = true
+    elseif a == "--prune" then
+      prune = true
+    elseif a == "--limit" then
+      i = i + 1
+      limit = math.tointeger(tonumber(args[i]))
+      if not limit or limit < 1 then fail(2, "--limit needs a whole number >= 1 (%s)", USAGE) end
+    elseif a:match("^%d+$") and not id then
+      id = math.tointeger(tonumber(a))
+    else
+      fail(2, "runs: unexpected '%s' (%s)", a, USAGE)
+    end
+    i = i + 1
+  end
+  local ok, err = run.open_journal(state)
+  if not ok then fail(1, "%s", err) end
+  if prune then
+    local days, days_err = run.keep_days()
+    if not days then fail(2, "%s", days_err) end
+    print(string.format("pruned %d run(s) that started more than %g days ago", journal.prune(days), days))
+  elseif id then
+    one(id, as_json)
+  else
+    list(limit, as_json)
+  end
+end
+
+return history

@@ -1,0 +1,390 @@
+-- lua/journal.lua: the journal, the one storage interface for durable runs
+-- (docs/state.md has the schema). Today it is SQLite in WAL mode, one file
+-- in the state directory (engine/sqlite.c); a shared server store would
+-- implement these same functions. Without a state directory (--no-state,
+-- the REPL) every function is a cheap no-op and every lookup finds nothing.
+--
+-- Writes that must precede an action (a trigger's intent before the POST,
+-- the run id before the wait) are durable: they commit with an fsync. Other
+-- writes (status changes, results) commit without one: they survive the
+-- engine dying, if not the machine.
+local sqlite = require "engine.c.sqlite"
+local files = require "engine.c.files"
+local rules = require "engine.c.rules"
+local json = require "engine.json"
+
+local journal = {}
+
+local SCHEMA_VERSION = 1
+local SCHEMA = [[
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY, flow TEXT NOT NULL, args TEXT NOT NULL,
+  pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL,
+  ended_at REAL, outcome TEXT, exit_code INTEGER, resumed_from INTEGER);
+CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, args, id);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE TABLE IF NOT EXISTS steps (
+  id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  name TEXT NOT NULL, occurrence INTEGER NOT NULL, status TEXT NOT NULL,
+  started_at REAL NOT NULL, ended_at REAL, error TEXT, results TEXT);
+CREATE INDEX IF NOT EXISTS steps_by_run ON steps (run, name, occurrence);
+CREATE TABLE IF NOT EXISTS syncs (
+  id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  sync_id INTEGER NOT NULL, occurrence INTEGER NOT NULL, sent_at REAL,
+  sync_run_id INTEGER, status TEXT NOT NULL, final INTEGER NOT NULL DEFAULT 0,
+  records_processed INTEGER, records_updated INTEGER, records_failed INTEGER,
+  records_invalid INTEGER, started_at REAL NOT NULL, ended_at REAL, link TEXT,
+  error TEXT, result TEXT);
+CREATE INDEX IF NOT EXISTS syncs_by_run ON syncs (run, sync_id, occurrence);
+CREATE INDEX IF NOT EXISTS syncs_open ON syncs (sync_id) WHERE final = 0;
+CREATE TABLE IF NOT EXISTS statuses (
+  sync INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
+  at REAL NOT NULL, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS statuses_by_sync ON statuses (sync);
+]]
+
+local db          -- the open journal, or nil
+local path        -- its file
+local run_id      -- this engine's flow run
+local resumed     -- the run being resumed, or nil
+local occurrences = {steps = {}, syncs = {}}
+local write_failed = false
+
+local now = rules.wallclock
+
+-- The state directory: --state DIR, else $ENGINE_STATE_DIR, else
+-- $XDG_STATE_HOME/engine, else ~/.local/state/engine.
+function journal.state_dir(given)
+  if given and given ~= "" then return given end
+  local function env(name)
+    local v = os.getenv(name)
+    if v and v ~= "" then return v end
+  end
+  if env("ENGINE_STATE_DIR") then return env("ENGINE_STATE_DIR") end
+  if env("XDG_STATE_HOME") then return env("XDG_STATE_HOME") .. "/engine" end
+  if env("HOME") then return env("HOME") .. "/.local/state/engine" end
+  return nil
+end
+
+local function fail_open(message)
+  return nil, string.format("cannot use the journal %s: %s; fix or move it, or run with --no-state",
+    path, message)
+end
+
+-- Opens (creating) DIR/journal.db. Returns true, or nil and a one-line error.
+function journal.open(dir)
+  local ok, err = files.mkdirs(dir)
+  path = dir .. "/journal.db"
+  if not ok then return fail_open(err) end
+  local handle
+  handle, err = sqlite.open(path)
+  if not handle then return fail_open(err) end
+  ok, err = pcall(function()
+    handle:exec("PRAGMA foreign_keys = ON")
+    handle:exec("BEGIN IMMEDIATE")
+    handle:exec(SCHEMA)
+    local rows = handle:rows("SELECT value FROM meta WHERE key = 'schema_version'")
+    local version = rows[1] and tonumber(rows[1].value)
+    if not version then
+      handle:run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(SCHEMA_VERSION))
+    elseif version > SCHEMA_VERSION then
+      error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
+        version, SCHEMA_VERSION), 0)
+    end
+    handle:exec("COMMIT")
+  end)
+  if not ok then
+    pcall(handle.exec, handle, "ROLLBACK")
+    handle:close()
+    return fail_open((tostring(err):gsub(" %(" .. path:gsub("%p", "%%%0") .. "%)$", "")))
+  end
+  db = handle
+  return true
+end
+
+function journal.enabled() return db ~= nil end
+function journal.path() return path end
+function journal.run_id() return run_id end
+function journal.resumed() return resumed end
+
+-- Runs fn(db) in one short write transaction; durable: commit with fsync.
+-- Raises an error object of kind "journal" when it cannot write.
+local function write(durable, fn, ...)
+  if durable then db:exec("PRAGMA synchronous = FULL") end
+  local ok, a, b = pcall(function(...)
+    db:exec("BEGIN IMMEDIATE")
+    local x, y = fn(...)
+    db:exec("COMMIT")
+    return x, y
+  end, ...)
+  if durable then pcall(db.exec, db, "PRAGMA synchronous = NORMAL") end
+  if not ok then
+    pcall(db.exec, db, "ROLLBACK")
+    local errors = require "engine.c.error"
+    error(errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
+      {path = path}), 0)
+  end
+  return a, b
+end
+
+-- A write the run can go on without (status changes, results): a failure
+-- is logged once instead of raised.
+local function note(fn, ...)
+  local ok, err = pcall(write, false, fn, ...)
+  if not ok and not write_failed then
+    write_failed = true
+    require("engine.log").error("%s (the run goes on; later journal errors are not shown)",
+      tostring(err.message or err))
+  end
+end
+
+local function encode(v)
+  local ok, text = pcall(json.encode, v)
+  if ok then return text end
+end
+
+-- What a step returned ({n =, ...}) as JSON: {"n": n, "v": [values]}, nil
+-- as null. Values JSON cannot hold (functions, tasks) make it nil.
+local function encode_results(r)
+  local v = {}
+  for i = 1, r.n do
+    if r[i] == nil then v[i] = json.null else v[i] = r[i] end
+  end
+  return encode({n = r.n, v = v})
+end
+
+local function decode_results(text)
+  local ok, t = pcall(json.decode, text or "")
+  if not ok or type(t) ~= "table" or math.type(t.n) ~= "integer" or type(t.v) ~= "table" then return nil end
+  local out = {n = t.n}
+  for i = 1, t.n do
+    if t.v[i] ~= json.null then out[i] = t.v[i] end
+  end
+  return out
+end
+
+-- The run ------------------------------------------------------------------
+
+function journal.begin_run(flow, args, resume_from)
+  if not db then return end
+  local pid, host = files.whoami()
+  run_id = select(2, write(true, function()
+    return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from) VALUES (?, ?, ?, ?, ?, ?)",
+      flow, encode(args), pid, host, now(), resume_from)
+  end))
+  resumed = resume_from
+  return run_id
+end
+
+function journal.end_run(outcome, exit_code)
+  if not db or not run_id then return end
+  note(function()
+    db:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ? WHERE id = ?",
+      now(), outcome, exit_code, run_id)
+  end)
+end
+
+-- The latest run of flow with these arguments that did not succeed, or the
+-- run `id`; nil and a reason when there is none.
+function journal.resume_target(flow, args, id)
+  if not db then return nil, "--resume needs the journal (it cannot be used with --no-state)" end
+  local rows
+  if id then
+    rows = db:rows("SELECT * FROM runs WHERE id = ?", id)
+    if not rows[1] then return nil, string.format("there is no run %d in %s", id, path) end
+    if rows[1].flow ~= flow then
+      return nil, string.format("run %d ran %s, not %s", id, rows[1].flow, flow)
+    end
+    return rows[1]
+  end
+  rows = db:rows("SELECT * FROM runs WHERE flow = ? AND args = ? ORDER BY id DESC LIMIT 1",
+    flow, encode(args))
+  local last = rows[1]
+  if not last then return nil, "this flow never ran with these arguments" end
+  if last.outcome == "ok" then
+    return nil, string.format("its last run (%d) succeeded; nothing to resume", last.id)
+  end
+  return last
+end
+
+-- Steps --------------------------------------------------------------------
+
+local function next_occurrence(counts, key)
+  counts[key] = (counts[key] or 0) + 1
+  return counts[key]
+end
+
+-- Counts the step and returns its occurrence; when resuming, also the
+-- results the resumed run recorded for it (a table with n) if it completed
+-- there, else nil and a note for the log when the step cannot be matched.
+local resumed_steps -- names of the resumed run's steps, in start order
+function journal.step_occurrence(name)
+  local occurrence = next_occurrence(occurrences.steps, name)
+  occurrences.started = (occurrences.started or 0) + 1
+  if not db or not resumed then return occurrence end
+  local row = db:rows("SELECT status, results FROM steps WHERE run = ? AND name = ? AND occurrence = ?",
+    resumed, name, occurrence)[1]
+  if row and row.status == "ok" then
+    local results = decode_results(row.results)
+    if results then return occurrence, results end
+    return occurrence, nil, string.format("step %s completed in engine run %d but what it returned " ..
+      "could not be recorded (not JSON); running it again", name, resumed)
+  end
+  if not row then
+    resumed_steps = resumed_steps or db:rows("SELECT name FROM steps WHERE run = ? ORDER BY id", resumed)
+    local then_name = resumed_steps[occurrences.started] and resumed_steps[occurrences.started].name
+    if then_name and then_name ~= name then
+      return occurrence, nil, string.format("the flow changed since engine run %d: its step %d was %q, " ..
+        "now it is %q; running %q as a fresh step", resumed, occurrences.started, then_name, name, name)
+    end
+  end
+  return occurrence
+end
+
+function journal.step_started(name, occurrence)
+  if not db or not run_id then return end
+  local id
+  note(function()
+    id = select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at) VALUES (?, ?, ?, 'running', ?)",
+      run_id, name, occurrence, now()))
+  end)
+  return id
+end
+
+-- results: a table with n (what the step returned), kept when JSON can
+-- hold it so --resume can hand it back.
+function journal.step_finished(id, status, err, results)
+  if not db or not id then return end
+  note(function()
+    db:run("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
+      status, now(), err, results and encode_results(results), id)
+  end)
+end
+
+-- Syncs --------------------------------------------------------------------
+
+function journal.sync_occurrence(sync_id)
+  return next_occurrence(occurrences.syncs, sync_id)
+end
+
+-- When resuming: the result the resumed run recorded for this sync and
+-- occurrence if it completed, else nil.
+function journal.recorded_sync(sync_id, occurrence)
+  if not db or not resumed then return nil end
+  local rows = db:rows("SELECT status, result FROM syncs WHERE run = ? AND sync_id = ? AND occurrence = ? " ..
+    "AND status IN ('completed', 'skipped') AND final = 1 AND error IS NULL", resumed, sync_id, occurrence)
+  if rows[1] and rows[1].result then
+    local ok, result = pcall(json.decode, rows[1].result)
+    if ok and type(result) == "table" then return result end
+  end
+end
+
+-- Rows of earlier runs whose Census run of sync_id has not reached a final
+-- state, newest first: {id, run, sync_run_id (or nil: only the intent),
+-- sent_at}.
+function journal.open_syncs(sync_id)
+  if not db then return {} end
+  return db:rows("SELECT id, run, sync_run_id, sent_at FROM syncs WHERE sync_id = ? AND final = 0 " ..
+    "AND run != ? ORDER BY id DESC", sync_id, run_id or -1)
+end
+
+-- An earlier row is settled: its run reached `status`, or was adopted.
+function journal.settle(row_id, status, note_text)
+  if not db then return end
+  note(function()
+    db:run("UPDATE syncs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) WHERE id = ?",
+      status, note_text, now(), row_id)
+  end)
+end
+
+-- Before the POST: the intent, durable. Returns the row id.
+function journal.intent(sync_id, occurrence)
+  if not db or not run_id then return end
+  local t = now()
+  return select(2, write(true, function()
+    return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
+      "VALUES (?, ?, ?, ?, 'triggering', ?)", run_id, sync_id, occurrence, t, t)
+  end))
+end
+
+-- The run id, durable, before the wait starts. Without a row (adopted from
+-- an earlier run, or a run the flow named), one is made.
+function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
+  if not db or not run_id then return end
+  return write(true, function()
+    if row_id then
+      db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",
+        sync_run_id, link, row_id)
+      return row_id
+    end
+    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sync_run_id, status, started_at, link) " ..
+      "VALUES (?, ?, ?, ?, 'triggered', ?, ?)", run_id, sync_id, occurrence or 0, sync_run_id, now(), link))
+  end)
+end
+
+function journal.sync_status(row_id, status)
+  if not db or not row_id then return end
+  note(function()
+    db:run("UPDATE syncs SET status = ? WHERE id = ?", status, row_id)
+    db:run("INSERT INTO statuses (sync, at, status) VALUES (?, ?, ?)", row_id, now(), status)
+  end)
+end
+
+-- The wait ended. final: the Census run reached a final state (a wait that
+-- was interrupted and left the run going is not final).
+function journal.sync_finished(row_id, f)
+  if not db or not row_id then return end
+  note(function()
+    db:run("UPDATE syncs SET status = ?, final = ?, records_processed = ?, records_updated = ?, " ..
+      "records_failed = ?, records_invalid = ?, ended_at = ?, link = coalesce(?, link), error = ?, result = ? WHERE id = ?",
+      f.status, f.final and 1 or 0, f.records_processed, f.records_updated, f.records_failed,
+      f.records_invalid, now(), f.link, f.error, f.result and encode(f.result), row_id)
+  end)
+end
+
+-- History --------------------------------------------------------------------
+
+-- A run's outcome as shown: its own, "running" while its engine lives, or
+-- "crashed" when the engine died without ending it.
+local function shown_outcome(r, host)
+  if r.outcome then return r.outcome end
+  if r.host == host and files.alive(r.pid) then
+    return "running"
+  end
+  return "crashed"
+end
+
+function journal.runs(limit)
+  local _, host = files.whoami()
+  local rows = db:rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", limit)
+  for _, r in ipairs(rows) do
+    r.outcome = shown_outcome(r, host)
+    local ok, args = pcall(json.decode, r.args)
+    r.args = ok and args or {}
+  end
+  return rows
+end
+
+function journal.run(id)
+  local _, host = files.whoami()
+  local r = db:rows("SELECT * FROM runs WHERE id = ?", id)[1]
+  if not r then return nil end
+  r.outcome = shown_outcome(r, host)
+  local ok, args = pcall(json.decode, r.args)
+  r.args = ok and args or {}
+  r.steps = db:rows("SELECT name, occurrence, status, started_at, ended_at, error FROM steps WHERE run = ? ORDER BY id", id)
+  r.syncs = db:rows("SELECT sync_id, sync_run_id AS run_id, status, records_processed, records_updated, " ..
+    "records_failed, records_invalid, started_at, ended_at, link, error FROM syncs WHERE run = ? ORDER BY id", id)
+  return r
+end
+
+-- Deletes runs that started more than `days` days ago; returns how many.
+function journal.prune(days)
+  if not db then return 0 end
+  return (write(false, function()
+    return db:run("DELETE FROM runs WHERE started_at < ?", now() - days * 86400)
+  end))
+end
+
+return journal
