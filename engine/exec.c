@@ -1,14 +1,17 @@
 /* exec.c: child processes for tasks (flow.exec). The child runs in its own
- * process group through uv_spawn; its stdout and stderr stream to the log
+ * process group, under a supervisor (supervise.c) that stops the group if
+ * the engine dies; its stdout and stderr stream to the log
  * line by line, prefixed with the step name, and are captured up to a bound
  * (the tail is kept: that is where errors are). A timeout or a cancelled
  * task terminates the whole group (SIGTERM, then SIGKILL after a grace
  * period); the operation keeps its handles until the child is reaped. */
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -337,6 +340,37 @@ static void parse_command(lua_State *L, command_spec *spec) {
   }
 }
 
+/* Whether execvp would find cmd: a path (relative to cwd) that is
+ * executable, or a name on PATH. With a PATH of the child's own (env), the
+ * supervisor finds out instead. */
+static bool command_found(const char *cmd, const char *cwd, bool own_path) {
+  char path[PATH_MAX];
+  if (strchr(cmd, '/')) {
+    if (cmd[0] != '/' && cwd) {
+      snprintf(path, sizeof path, "%s/%s", cwd, cmd);
+      cmd = path;
+    }
+    return access(cmd, X_OK) == 0;
+  }
+  const char *dirs = getenv("PATH");
+  if (own_path || !dirs) return true;
+  while (*dirs) {
+    size_t n = strcspn(dirs, ":");
+    if (snprintf(path, sizeof path, "%.*s/%s", (int)n, n ? dirs : ".", cmd) < (int)sizeof path &&
+        access(path, X_OK) == 0)
+      return true;
+    dirs += n + (dirs[n] == ':');
+  }
+  return false;
+}
+
+static int cannot_run(lua_State *L, const char *cmd, int rc) {
+  error_push(L, "exec", "flow.exec: cannot run %s: %s%s", cmd, uv_strerror(rc),
+             rc == UV_ENOENT ? " (is it installed and on PATH?)" : "");
+  error_locate(L, -1);
+  return lua_error(L);
+}
+
 /* run{cmd, arg..., env=, cwd=, timeout=, stdin=, name=, max_output=}
  * -> {code, signal, stdout, stderr, timed_out, command}. `check` is the Lua
  * wrapper's business. */
@@ -347,6 +381,24 @@ static int exec_run(lua_State *L) {
   parse_command(L, &spec);
   task *t = task_require_waitable(L, "flow.exec");
   engine *e = task_engine(t);
+  bool own_path = false;
+  if (spec.env_index) {
+    own_path = lua_getfield(L, spec.env_index, "PATH") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  if (!command_found(spec.args[0], spec.cwd, own_path))
+    return cannot_run(L, spec.args[0], UV_ENOENT);
+  /* The child runs under `engine --supervise`, which leads its process
+   * group and stops the group if the engine dies (supervise.c). */
+  char self[PATH_MAX];
+  size_t self_len = sizeof self;
+  if (uv_exepath(self, &self_len) != 0) return luaL_error(L, "flow.exec: cannot find the engine binary");
+  size_t argc = 0;
+  while (spec.args[argc]) argc++;
+  char **supervised = lua_newuserdatauv(L, (argc + 3) * sizeof *supervised, 0);
+  supervised[0] = self;
+  supervised[1] = "--supervise";
+  memcpy(supervised + 2, spec.args, (argc + 1) * sizeof *supervised);
   /* built last: its strings are anchored until the spawn */
   char **env = spec.env_index ? build_env(L, spec.env_index) : NULL;
   char **args = spec.args;
@@ -404,7 +456,7 @@ static int exec_run(lua_State *L) {
   stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[2].data.stream = (uv_stream_t *)&x->err.pipe;
   uv_process_options_t options = {
-      .exit_cb = on_exit_cb, .file = args[0], .args = args, .env = env, .cwd = cwd,
+      .exit_cb = on_exit_cb, .file = self, .args = supervised, .env = env, .cwd = cwd,
       .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
       .stdio_count = 3, .stdio = stdio};
   int rc = uv_spawn(loop, &x->process, &options);
@@ -414,10 +466,7 @@ static int exec_run(lua_State *L) {
     x->orphaned = true;
     x->exited = true;
     release(x);
-    error_push(L, "exec", "flow.exec: cannot run %s: %s%s", args[0], uv_strerror(rc),
-               rc == UV_ENOENT ? " (is it installed and on PATH?)" : "");
-    error_locate(L, -1);
-    return lua_error(L);
+    return cannot_run(L, args[0], rc);
   }
   x->handles++;
   x->out.open = x->err.open = true;

@@ -15,4 +15,7 @@ void repl_free(engine *e);
  * it stops itself through output_close when the run's output ends */
 int progress_start(engine *e, const char *mode);
 
+/* supervise.c: engine --supervise CMD ARG... (see exec.c) */
+int supervise_main(int argc, char **argv);
+
 #endif

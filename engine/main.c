@@ -359,6 +359,8 @@ static int run_history(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "--supervise") == 0)
+    return supervise_main(argc - 2, argv + 2);
   options o = {.level = LOG_INFO, .progress = "auto"};
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;

@@ -29,7 +29,13 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 static void on_signal(int sig) {
   /* Repeatable (the REPL): every Ctrl-C is a fresh request that the front
    * end handles, never an exit at once. */
-  if (!(sig == SIGINT && repeatable) && signal_count++ > 0) _exit(128 + sig);
+  if (!(sig == SIGINT && repeatable) && signal_count++ > 0) {
+    static const char msg[] = "\nengine: second interrupt: exiting now; cleanups, "
+                              "Census cancels and the summary are skipped\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* exiting anyway */
+    }
+    _exit(128 + sig);
+  }
   caught_signal = sig;
   lua_State *L = running;
   if (L)
@@ -50,8 +56,8 @@ static void on_wakeup(uv_async_t *async) {
   e->stop = STOP_SIGNAL;
   e->interrupt_signal = sig;
   log_msg(e, LOG_WARN,
-          "interrupted by %s: cancelling %ld task(s); press Ctrl-C again to "
-          "exit at once",
+          "interrupted by %s: cancelling %ld task(s) and the Census runs they "
+          "wait on; press Ctrl-C again to exit at once, leaving them running",
           sig == SIGTERM ? "SIGTERM" : "SIGINT", task_live_count(e));
   task_cancel_all(e);
 }

@@ -21,7 +21,8 @@ SCENARIO fields (all optional):
              {"http": CODE, "body": TEXT, "retry_after": VALUE}, "lost" (the
              connection drops and no run starts), "lost_created" (a run
              starts, then the connection drops), "html", "malformed", "no_id",
-             {"slow": SECONDS}
+             {"slow": SECONDS}, {"created_slow": SECONDS} (a run starts, the
+             answer comes SECONDS later)
   get        behaviours of successive polls of the sync's runs before the
              steps apply: "ok", {"http": ...}, "html", "malformed", "no_data",
              "no_status", {"slow": SECONDS}
@@ -145,7 +146,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"status": "cancelled", "data": {}})
         return self.reply(404, {"status": 404})
 
-    do_GET = do_POST = handle_any
+    def handle_quietly(self):
+        try:
+            self.handle_any()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (killed on purpose by a test)
+
+    do_GET = do_POST = handle_quietly
 
     def do_CONNECT(self):
         # As an https_proxy it shows which real host a client would reach,
@@ -170,6 +177,10 @@ class Handler(BaseHTTPRequestHandler):
         if behaviour == "no_id":
             sim.new_run(sync_id, query)
             return self.reply(200, {"status": "success", "data": {}})
+        if isinstance(behaviour, dict) and "created_slow" in behaviour:
+            run = sim.new_run(sync_id, query)
+            time.sleep(behaviour["created_slow"])
+            return self.reply(200, {"status": "success", "data": {"sync_run_id": run["id"]}})
         if self.behave(behaviour):
             return
         run = sim.new_run(sync_id, query)

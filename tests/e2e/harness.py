@@ -202,6 +202,9 @@ class SimTestCase(unittest.TestCase):
 
     def setUp(self):
         self.sim.reset()
+        # a journal of its own: run ids restart with each reset
+        state = tempfile.mkdtemp(prefix="engine-state-", dir=STATE_DIR)
+        os.environ["ENGINE_STATE_DIR"] = state
 
     def sim_env(self, env=None):
         full = {"CENSUS_BASE_URL": self.sim.url, "CENSUS_API_KEY": self.token}
