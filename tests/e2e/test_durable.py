@@ -90,6 +90,8 @@ class Durable(SimTestCase):
         self.assertEqual(self.sim.triggers.get(1), 1, r)
         self.assertIn("started by engine run 1, is still in flight; adopting it", r.stderr)
         self.assertIn("done", r.stdout)
+        runs = json.loads(run(["--state", os.environ["ENGINE_STATE_DIR"], "runs", "--json"]).stdout)
+        self.assertEqual([x["outcome"] for x in runs], ["ok", "crashed"])
 
     def test_kill_before_the_trigger_answer_then_rerun_adopts_the_run(self):
         self.sim.syncs[1] = {"trigger": [{"created_slow": 30}], "steps": ["working", "completed"]}
@@ -397,6 +399,15 @@ class History(SimTestCase):
         self.assertEqual(len(runs), 6)
         for r in runs:
             self.assertEqual(len(json.loads(run(["runs", str(r["id"]), "--json"]).stdout)["steps"]), 20)
+
+    def test_the_repl_keeps_no_state_unless_asked(self):
+        r = run(["-i"], stdin="print(1 + 1)\n", env={"ENGINE_STATE_DIR": "/proc/no-such-dir"})
+        self.assertEqual((r.rc, r.stdout), (0, "2\n"), r)
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        r = run(["--state", state, "-i"], stdin="flow.step('at the prompt', function() end)\n")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.exists(os.path.join(state, "journal.db")))
 
     def test_corrupt_journal_is_one_line_and_no_state_works(self):
         state = os.environ["ENGINE_STATE_DIR"]

@@ -84,6 +84,26 @@ class Valgrind(ServerTestCase):
             "print(coroutine.resume(parked)) w:wait()")
         self.assertEqual((rc, out), (0, "true\nfalse\tcannot resume non-suspended coroutine\n"), err)
 
+    def test_journal_census_and_history(self):
+        from census_sim import DEFAULT_TOKEN, CensusSim
+        sim = CensusSim(scenarios={1: {"steps": ["working", "completed"]},
+                                   2: {"trigger": ["lost_created"], "steps": ["completed"]}}).start()
+        self.addCleanup(sim.stop)
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        env = dict(os.environ, CENSUS_BASE_URL=sim.url, CENSUS_API_KEY=DEFAULT_TOKEN, CENSUS_MIN_POLL="0.05",
+                   CENSUS_POLL="0.05", CENSUS_RETRY_DELAY="0.01", ENGINE_STATE_DIR=state)
+        flow = write_flow("flow.step('s', function() return 1 end)\n"
+                          "flow.parallel({function() return census.sync({sync_id = 1}) end,\n"
+                          "  function() return census.sync({sync_id = 2}) end})\n"
+                          "local h = flow.spawn(census.sync, {sync_id = 1})\nflow.sleep(0.02) h:cancel()\n"
+                          "pcall(h.wait, h)\nflow.step('fail', error, 'x')")
+        self.addCleanup(os.unlink, flow)
+        for args in [[flow], ["--resume", flow], ["runs"], ["runs", "1", "--json"]]:
+            p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
+            self.assertNotEqual(p.returncode, 99, p.stderr)
+            self.check(p.stderr)
+
     def check(self, err):
         self.assertNotRegex(err, r"==\d+== (Invalid|Conditional|.*definitely lost|.*indirectly lost)")
 
