@@ -82,15 +82,20 @@ function journal.open(dir)
   if not handle then return fail_open(err) end
   ok, err = pcall(function()
     handle:exec("PRAGMA foreign_keys = ON")
+    local function version()
+      local ok_meta, rows = pcall(handle.rows, handle, "SELECT value FROM meta WHERE key = 'schema_version'")
+      return ok_meta and rows[1] and tonumber(rows[1].value)
+    end
+    local v = version()
+    if v == SCHEMA_VERSION then return end -- the usual case: nothing to create
     handle:exec("BEGIN IMMEDIATE")
     handle:exec(SCHEMA)
-    local rows = handle:rows("SELECT value FROM meta WHERE key = 'schema_version'")
-    local version = rows[1] and tonumber(rows[1].value)
-    if not version then
+    v = version()
+    if not v then
       handle:run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(SCHEMA_VERSION))
-    elseif version > SCHEMA_VERSION then
+    elseif v > SCHEMA_VERSION then
       error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
-        version, SCHEMA_VERSION), 0)
+        v, SCHEMA_VERSION), 0)
     end
     handle:exec("COMMIT")
   end)
@@ -108,6 +113,8 @@ function journal.path() return path end
 function journal.run_id() return run_id end
 function journal.resumed() return resumed end
 
+local errors = require "engine.c.error"
+
 -- Runs fn(db) in one short write transaction; durable: commit with fsync.
 -- Raises an error object of kind "journal" when it cannot write.
 local function write(durable, fn, ...)
@@ -121,7 +128,6 @@ local function write(durable, fn, ...)
   if durable then pcall(db.exec, db, "PRAGMA synchronous = NORMAL") end
   if not ok then
     pcall(db.exec, db, "ROLLBACK")
-    local errors = require "engine.c.error"
     error(errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
       {path = path}), 0)
   end
@@ -169,7 +175,7 @@ end
 function journal.begin_run(flow, args, resume_from)
   if not db then return end
   local pid, host = files.whoami()
-  run_id = select(2, write(true, function()
+  run_id = select(2, write(false, function()
     return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from) VALUES (?, ?, ?, ?, ?, ?)",
       flow, encode(args), pid, host, now(), resume_from)
   end))
@@ -380,10 +386,17 @@ function journal.run(id)
 end
 
 -- Deletes runs that started more than `days` days ago; returns how many.
-function journal.prune(days)
+-- With `daily`, only when the last prune was a day ago or more.
+function journal.prune(days, daily)
   if not db then return 0 end
   return (write(false, function()
-    return db:run("DELETE FROM runs WHERE started_at < ?", now() - days * 86400)
+    local t = now()
+    if daily then
+      local last = db:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
+      if last and t - tonumber(last.value) < 86400 then return 0 end
+    end
+    db:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_at', ?)", tostring(t))
+    return db:run("DELETE FROM runs WHERE started_at < ?", t - days * 86400)
   end))
 end
 

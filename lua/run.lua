@@ -129,7 +129,7 @@ function run.begin(o)
         target.id, iso(target.started_at), target.outcome or "ended without a record: crashed or killed")
     end
   end
-  journal.prune(keep)
+  journal.prune(keep, true)
   journal.begin_run(flow, args, resume_from)
   subscribe()
   return true
