@@ -315,10 +315,12 @@ function journal.intent(sync_id, occurrence)
 end
 
 -- The run id, durable, before the wait starts. Without a row (adopted from
--- an earlier run, or a run the flow named), one is made.
+-- an earlier run, or a run the flow named), one is made. The run has
+-- started by now, so a failure to record it is logged, not raised: the
+-- wait goes on either way.
 function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
   if not db or not run_id then return end
-  return write(true, function()
+  local ok, id = pcall(write, true, function()
     if row_id then
       db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",
         sync_run_id, link, row_id)
@@ -327,6 +329,10 @@ function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
     return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sync_run_id, status, started_at, link) " ..
       "VALUES (?, ?, ?, ?, 'triggered', ?, ?)", run_id, sync_id, occurrence or 0, sync_run_id, now(), link))
   end)
+  if ok then return id end
+  require("engine.log").error("census: sync %s run %s: %s", tostring(sync_id), tostring(sync_run_id),
+    tostring(id.message or id))
+  return row_id
 end
 
 function journal.sync_status(row_id, status)
