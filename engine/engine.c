@@ -19,6 +19,7 @@
 #include "output.h"
 #include "signals.h"
 #include "task.h"
+#include "text.h"
 
 static const char engine_key = 'e';
 static const char private_env_key = 'p';
@@ -206,6 +207,11 @@ int engine_init(engine *e, enum log_level level, bool ignore_env) {
   return 0;
 }
 
+static void to_stderr(void *data, const char *bytes, size_t n) {
+  (void)data;
+  fwrite(bytes, 1, n, stderr);
+}
+
 static void report_failure(engine *e, task *t) {
   lua_State *L = e->L;
   if (task_canceled(t) && e->stop != STOP_NONE) {
@@ -215,10 +221,13 @@ static void report_failure(engine *e, task *t) {
     return;
   }
   task_push_error(L, t);
-  const char *msg = error_describe(L, -1);
+  size_t len;
+  error_describe(L, -1);
+  const char *msg = lua_tolstring(L, -1, &len);
   const char *trace = task_traceback(t);
-  fprintf(stderr, "engine: %s\n%s%s", msg, trace ? trace : "",
-          trace && *trace ? "\n" : "");
+  fputs("engine: ", stderr);
+  text_printable(msg, len, len, to_stderr, NULL);
+  fprintf(stderr, "\n%s%s", trace ? trace : "", trace && *trace ? "\n" : "");
   lua_pop(L, 2);
 }
 

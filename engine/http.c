@@ -19,6 +19,7 @@
 #define EASY_POOL_MAX 64            /* idle easy handles kept for reuse */
 #define DEFAULT_TIMEOUT 30.0        /* seconds per request */
 #define MAX_TIMEOUT 86400.0
+#define MIN_TIMEOUT 0.001           /* curl counts milliseconds: 0 would mean none */
 #define CONNECT_TIMEOUT_MAX 10.0    /* seconds, within the request's */
 #define MAX_REDIRECTS 10L
 #define MAX_BODY (256u * 1024u * 1024u)
@@ -55,6 +56,7 @@ typedef struct {
   struct curl_slist *req_headers;
   buffer body, headers;
   bool too_large;
+  bool headers_done; /* the blank line after the last response's headers */
   double timeout;
   char method[METHOD_MAX];
   char url[MESSAGE_URL_MAX]; /* redacted, for messages */
@@ -132,7 +134,13 @@ static void push_headers(lua_State *T, const buffer *b) {
 static void complete(http_op *h, CURLcode res) {
   task *t = h->base.owner;
   lua_State *T = task_wake_begin(t);
-  if (res == CURLE_OK) {
+  if (res == CURLE_OK && !h->headers_done) {
+    /* curl reports a reply that stopped inside its headers as complete */
+    lua_pushboolean(T, 0);
+    error_push(T, "network", "%s %s: the answer ended inside its headers", h->method, h->url);
+    lua_pushstring(T, h->url);
+    lua_setfield(T, -2, "url");
+  } else if (res == CURLE_OK) {
     long status = 0;
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushboolean(T, 1);
@@ -242,10 +250,24 @@ static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* ENGINE_HTTP_MAX_HOST_CONNECTIONS: 0 (no cap) when unset; -1 when it is
+ * not a whole number >= 1. */
+static long host_connection_cap(void) {
+  const char *cap = getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS");
+  if (!cap || !*cap) return 0;
+  char *end;
+  long n = strtol(cap, &end, 10);
+  return (*end || n < 1) ? -1 : n;
+}
+
 /* Created on the first request: curl_global_init loads OpenSSL's
  * configuration, which flows that make no HTTP request need not pay for. */
-static http_glue *glue_get(engine *e) {
+static http_glue *glue_get(lua_State *L, engine *e) {
   if (e->http) return e->http;
+  long cap = host_connection_cap();
+  if (cap < 0)
+    luaL_error(L, "ENGINE_HTTP_MAX_HOST_CONNECTIONS must be a whole number >= 1, got \"%s\"",
+               getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS"));
   if (curl_global_init(CURL_GLOBAL_DEFAULT)) return NULL;
   http_glue *g = calloc(1, sizeof *g);
   if (!g || !(g->multi = curl_multi_init())) {
@@ -256,9 +278,7 @@ static http_glue *glue_get(engine *e) {
   g->eng = e;
   /* Requests beyond the cap wait in curl's queue for a free connection;
    * HTTP/2 servers multiplex them over one connection anyway. */
-  const char *cap = getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS");
-  if (cap && *cap)
-    curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, strtol(cap, NULL, 10));
+  if (cap > 0) curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
@@ -298,7 +318,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   http_op *h = userp;
   size_t len = size * n;
-  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) h->headers.len = 0;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+    h->headers.len = 0;
+    h->headers_done = false;
+  }
+  if ((len == 2 && data[0] == '\r' && data[1] == '\n') || (len == 1 && data[0] == '\n'))
+    h->headers_done = true;
   if (h->headers.len + len > MAX_HEADER_BYTES) return 0;
   return buffer_append(&h->headers, data, len) ? len : 0;
 }
@@ -319,12 +344,17 @@ typedef struct {
 static void parse_request(lua_State *L, request_spec *spec) {
   options_check(L, 1, "http.request", request_fields, false);
   lua_getfield(L, 1, "url");
-  spec->url = lua_tostring(L, -1);
+  size_t url_len;
+  spec->url = lua_tolstring(L, -1, &url_len);
   if (lua_type(L, -1) != LUA_TSTRING || (strncmp(spec->url, "http://", 7) != 0 &&
                                          strncmp(spec->url, "https://", 8) != 0))
     luaL_error(L, "http.request: url must be a string starting with "
                   "http:// or https://");
-  lua_getfield(L, 1, "method");
+  if (strlen(spec->url) != url_len)
+    luaL_error(L, "http.request: url contains a NUL byte");
+  if (lua_getfield(L, 1, "method") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "http.request: method must be a string such as \"GET\", got a %s",
+               luaL_typename(L, -1));
   spec->method = luaL_optstring(L, -1, "GET");
   size_t mlen = strlen(spec->method);
   if (mlen == 0 || mlen >= METHOD_MAX ||
@@ -341,10 +371,16 @@ static void parse_request(lua_State *L, request_spec *spec) {
     spec->body = lua_tolstring(L, -1, &spec->body_len);
   }
   lua_getfield(L, 1, "timeout");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER)
+    luaL_error(L, "http.request: timeout must be a number of seconds, got a %s",
+               luaL_typename(L, -1));
   spec->timeout = luaL_optnumber(L, -1, DEFAULT_TIMEOUT);
-  if (!isfinite(spec->timeout) || spec->timeout <= 0 || spec->timeout > MAX_TIMEOUT)
-    luaL_error(L, "http.request: timeout must be seconds in (0, 86400]");
+  if (!isfinite(spec->timeout) || spec->timeout < MIN_TIMEOUT || spec->timeout > MAX_TIMEOUT)
+    luaL_error(L, "http.request: timeout must be seconds from 0.001 to 86400");
   lua_getfield(L, 1, "follow_redirects");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "http.request: follow_redirects must be true or false, got a %s",
+               luaL_typename(L, -1));
   spec->follow = lua_toboolean(L, -1);
 }
 
@@ -359,7 +395,14 @@ static void set_headers(lua_State *L, http_op *h) {
     while (lua_next(L, -2)) {
       if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
         luaL_error(L, "http.request: headers must map names to strings");
-      const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
+      size_t name_len, value_len;
+      const char *name = lua_tolstring(L, -2, &name_len);
+      lua_pushvalue(L, -1); /* a number value is written as text */
+      const char *value = lua_tolstring(L, -1, &value_len);
+      lua_pop(L, 1);
+      if (strlen(name) != name_len || strlen(value) != value_len)
+        luaL_error(L, "http.request: header '%s' contains a NUL byte",
+                   strlen(name) != name_len ? "?" : name);
       if (has_crlf(name) || has_crlf(value) || strchr(name, ':'))
         luaL_error(L, "http.request: header '%s' contains a line break or "
                       "colon", has_crlf(name) ? "?" : name);
@@ -397,7 +440,7 @@ static int http_request(lua_State *L) {
   parse_request(L, &spec);
   task *t = task_require_waitable(L, "http.request");
   engine *e = task_engine(t);
-  if (!glue_get(e)) return luaL_error(L, "http.request: cannot initialise libcurl");
+  if (!glue_get(L, e)) return luaL_error(L, "http.request: cannot initialise libcurl");
   const char *url = spec.url, *method = spec.method, *body = spec.body;
   size_t body_len = spec.body_len;
   double timeout = spec.timeout;

@@ -1,5 +1,6 @@
 /* log.c: timestamped log lines on stderr, filtered by the -q/-v level, and
- * the log.* bindings. */
+ * the log.* bindings. A line never carries control bytes (they are shown
+ * escaped) and is cut at LOG_MESSAGE_MAX bytes, with a marker. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,15 @@
 
 #include "engine.h"
 #include "output.h"
+#include "text.h"
+
+/* A log line keeps at most this many bytes of its message. */
+#define LOG_MESSAGE_MAX (8 * 1024)
+
+static void to_stderr(void *data, const char *bytes, size_t n) {
+  (void)data;
+  fwrite(bytes, 1, n, stderr);
+}
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -24,7 +34,7 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   output_begin(e);
   fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
           level_names[level]);
-  fwrite(msg, 1, len, stderr);
+  text_printable(msg, len, LOG_MESSAGE_MAX, to_stderr, NULL);
   fputc('\n', stderr);
   output_end(e);
 }

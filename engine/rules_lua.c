@@ -8,6 +8,7 @@
 
 #include "bindings.h"
 #include "rules.h"
+#include "text.h"
 
 static double wallclock(void) {
   struct timespec ts;
@@ -70,6 +71,22 @@ static int parse_time(lua_State *L) {
   return 1;
 }
 
+static void add_to_buffer(void *data, const char *bytes, size_t n) {
+  luaL_addlstring((luaL_Buffer *)data, bytes, n);
+}
+
+/* printable(text[, max]): control bytes shown as \xHH, cut at max bytes */
+static int printable(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  text_printable(s, len, max < 0 ? 0 : (size_t)max, add_to_buffer, &b);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int wallclock_lua(lua_State *L) {
   lua_pushnumber(L, wallclock());
   return 1;
@@ -82,6 +99,7 @@ void rules_register(lua_State *L) {
                                  {"retry_after", retry_after},
                                  {"parse_time", parse_time},
                                  {"wallclock", wallclock_lua},
+                                 {"printable", printable},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

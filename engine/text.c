@@ -1,4 +1,5 @@
 /* text.c: URL redaction and HTTP header-line parsing (see text.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "text.h"
@@ -53,4 +54,25 @@ bool header_next(const char **p, const char *end, header_line *out) {
     return true;
   }
   return false;
+}
+
+void text_printable(const char *text, size_t len, size_t max,
+                    void (*emit)(void *data, const char *bytes, size_t n),
+                    void *data) {
+  size_t shown = len < max ? len : max, run = 0;
+  for (size_t i = 0; i < shown; i++) {
+    unsigned char c = (unsigned char)text[i];
+    if ((c >= 0x20 && c != 0x7f) || c == '\n' || c == '\t') continue;
+    if (i > run) emit(data, text + run, i - run);
+    char esc[5];
+    snprintf(esc, sizeof esc, "\\x%02x", c);
+    emit(data, esc, 4);
+    run = i + 1;
+  }
+  if (shown > run) emit(data, text + run, shown - run);
+  if (len > shown) {
+    char tail[48];
+    int n = snprintf(tail, sizeof tail, " [... %zu bytes cut]", len - shown);
+    emit(data, tail, (size_t)n);
+  }
 }

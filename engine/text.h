@@ -1,5 +1,5 @@
 /* text.h: pure string helpers with no Lua or libuv dependency, unit-tested
- * on their own: URL redaction and HTTP header-line parsing. */
+ * on their own: URL redaction, HTTP header-line parsing, printable text. */
 #ifndef ENGINE_TEXT_H
 #define ENGINE_TEXT_H
 
@@ -21,5 +21,13 @@ typedef struct {
 /* Parses the next header line from [*p, end), advancing *p past it. Returns
  * false at the end; status lines and malformed lines are skipped. */
 bool header_next(const char **p, const char *end, header_line *out);
+
+/* Writes text[0..len) to emit(data, bytes, n) with every control byte but
+ * newline and tab (a NUL from a hostile answer, an escape sequence) shown
+ * as \xHH, and at most max input bytes; a longer text ends with
+ * " [... N bytes cut]". */
+void text_printable(const char *text, size_t len, size_t max,
+                    void (*emit)(void *data, const char *bytes, size_t n),
+                    void *data);
 
 #endif

@@ -18,7 +18,7 @@ local census = {}
 local raise, invalid = transport.raise, transport.invalid
 local connection, request = transport.connection, transport.request
 local check_options, env_seconds = transport.check_options, transport.env_seconds
-local history_url, strip_nulls, excerpt = transport.history_url, transport.strip_nulls, transport.excerpt
+local history_url, strip_nulls, show = transport.history_url, transport.strip_nulls, transport.show
 local CONNECTION_OPTIONS = transport.CONNECTION_OPTIONS
 
 local TRIGGER_FORM = "https://bearer:secret-token:<token>@app.getcensus.com" ..
@@ -46,15 +46,31 @@ local CANCEL_ON_STOP_BUDGET = 5
 
 local function has_data(body)
   if type(body.data) ~= "table" then
-    return "the answer has no data object: " .. excerpt(json.encode(body))
+    return "the answer has no data object: " .. show(body)
   end
 end
+
+-- Counts Census reports: null, or a whole number >= 0. Anything else (a
+-- fraction, a negative number, 1e400, NaN) is a bad answer, never 0.
+local COUNTS = {"records_processed", "records_updated", "records_failed", "records_invalid",
+  "source_record_count", "source_record_updates", "source_record_deletes", "source_record_invalids"}
 
 local function has_run_status(body)
   local problem = has_data(body)
   if problem then return problem end
-  if type(body.data.status) ~= "string" then
-    return "the sync run has no status: " .. excerpt(json.encode(body))
+  local d = body.data
+  if type(d.status) ~= "string" then
+    return "the sync run has no status: " .. show(body)
+  end
+  if d.canceled ~= nil and d.canceled ~= json.null and type(d.canceled) ~= "boolean" then
+    return string.format("the sync run's canceled is %s, not true or false: %s", show(d.canceled), show(body))
+  end
+  for _, k in ipairs(COUNTS) do
+    local v = d[k]
+    if v ~= nil and v ~= json.null and not (math.type(v) == "integer" and v >= 0) then
+      return string.format("the sync run's %s is %s, not a whole number >= 0: %s",
+        k, show(v), show(body))
+    end
   end
 end
 
@@ -121,9 +137,14 @@ local function run_created_since(conn, sync_id, since)
   if created >= since + skew - 2 then return latest end
 end
 
+-- A run id: a whole JSON number > 0 (not a string, a fraction, 1e400).
+local function run_id_of(v)
+  if math.type(v) == "integer" and v > 0 then return v end
+end
+
 local function has_run_id(body)
-  if type(body.data) ~= "table" or not math.tointeger(body.data.sync_run_id) then
-    return "the answer has no data.sync_run_id: " .. excerpt(json.encode(body))
+  if type(body.data) ~= "table" or not run_id_of(body.data.sync_run_id) then
+    return "the answer has no usable data.sync_run_id: " .. show(body)
   end
 end
 
@@ -150,7 +171,7 @@ local function adopt_earlier(conn, id, occurrence)
       if not data then journal.settle(row.id, "lost", "the trigger started no run") end
     end
     if data then
-      local run_id = math.tointeger(data.id) or row.sync_run_id
+      local run_id = run_id_of(data.id) or row.sync_run_id
       if STATUS[data.status] == "waiting" and data.canceled ~= true then
         journal.settle(row.id, "adopted", string.format("adopted by engine run %d", journal.run_id()))
         events.emit("census.adopted_earlier", id, run_id, row.run)
@@ -184,7 +205,7 @@ function census.trigger(spec)
   local adopted
   local function adopt(err, sent_at)
     local run = run_created_since(conn, id, sent_at)
-    local run_id = run and math.tointeger(run.id)
+    local run_id = run and run_id_of(run.id)
     if run_id then
       events.emit("census.adopted", id, run_id, err.message)
       adopted = new_run(conn, id, run_id, row, occurrence)
@@ -196,7 +217,7 @@ function census.trigger(spec)
     what = "sync " .. id .. ": trigger", check = has_run_id, unknown = adopt,
     fields = {sync_id = id}})
   if adopted then return adopted end
-  local run_id = math.tointeger(body.data.sync_run_id)
+  local run_id = body.data.sync_run_id
   local run = new_run(conn, id, run_id, row, occurrence)
   events.emit("census.triggered", id, run_id, t.force_full_sync)
   return run
@@ -240,7 +261,8 @@ local function check_wait_options(opts)
     end
   end
   for _, k in ipairs{"max_records_failed", "max_failed_ratio"} do
-    if opts[k] ~= nil and (type(opts[k]) ~= "number" or opts[k] < 0) then
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge) then
       invalid("census.wait: %s must be a number >= 0, got %s", k, tostring(opts[k]))
     end
   end

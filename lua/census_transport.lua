@@ -17,11 +17,12 @@ local transport = {}
 local HOSTS = {us = "https://app.getcensus.com", eu = "https://app-eu.getcensus.com"}
 transport.CONNECTION_OPTIONS = {"token", "region", "api_version"}
 
--- Raises an error object; the arguments (never the fixed text) are redacted.
+-- Raises an error object; the arguments (never the fixed text) are made
+-- printable (a NUL from an answer shows as \x00) and redacted.
 function transport.raise(kind, fields, fmt, ...)
   local args = table.pack(...)
   for i = 1, args.n do
-    if type(args[i]) == "string" then args[i] = rules.redact(args[i]) end
+    if type(args[i]) == "string" then args[i] = rules.redact(rules.printable(args[i])) end
   end
   error(errors.error(kind, string.format(fmt, table.unpack(args, 1, args.n)), fields), 0)
 end
@@ -83,9 +84,13 @@ function transport.connection(opts, token)
   else
     base = HOSTS[region]
   end
+  local request_timeout = env_seconds("CENSUS_REQUEST_TIMEOUT") or 30
+  if request_timeout < 0.001 then
+    invalid("CENSUS_REQUEST_TIMEOUT must be at least 0.001 seconds, got %q", env("CENSUS_REQUEST_TIMEOUT"))
+  end
   return {
     token = token, base = base, version = version,
-    request_timeout = env_seconds("CENSUS_REQUEST_TIMEOUT") or 30,
+    request_timeout = request_timeout,
     retry_delay = env_seconds("CENSUS_RETRY_DELAY") or 1,
     retry_budget = env_seconds("CENSUS_RETRY_BUDGET") or 300,
   }
@@ -112,6 +117,21 @@ function transport.excerpt(body)
 end
 
 local excerpt = transport.excerpt
+
+-- A decoded answer, shown in a message: never raises (numbers JSON cannot
+-- write, such as 1e400 read back as infinity, are shown by Lua).
+function transport.show(value)
+  local ok, text = pcall(json.encode, value)
+  if not ok then
+    local parts = {}
+    for k, v in pairs(type(value) == "table" and value or {}) do
+      parts[#parts + 1] = tostring(k) .. "=" .. (type(v) == "table" and "{...}" or tostring(v))
+    end
+    table.sort(parts)
+    text = "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return excerpt(text)
+end
 
 local function decode(body)
   local ok, v = pcall(json.decode, body or "")
@@ -191,6 +211,7 @@ function transport.request(conn, req)
     n = n + 1
     local sent_at = rules.wallclock()
     local outcome, v = attempt(conn, req.method, req.path, req.query, req.what)
+    local answered = outcome == "ok" -- a 2xx: the request took effect
     if outcome == "ok" then
       local problem = req.check and req.check(v.body)
       if not problem then return v.body, v end
@@ -199,6 +220,18 @@ function transport.request(conn, req)
     end
     for k, x in pairs(req.fields or {}) do v[k] = x end
     if outcome == "fail" then error(v, 0) end
+    if req.unknown and answered then
+      -- It took effect but the answer is unusable: never send it again;
+      -- look for what it started until the budget runs out.
+      while true do
+        local value = req.unknown(v, sent_at)
+        if value ~= nil then return value end
+        local wait = transport.retry_wait(conn, n, v, budget_end)
+        log.warn("census: %s; Census started a run: looking for it again in %.1f s", v.message, wait)
+        timer.sleep(wait)
+        n = n + 1
+      end
+    end
     if req.unknown and v.http_status ~= 429 then
       local value = req.unknown(v, sent_at)
       if value ~= nil then return value end

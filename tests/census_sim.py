@@ -25,7 +25,10 @@ SCENARIO fields (all optional):
              answer comes SECONDS later)
   get        behaviours of successive polls of the sync's runs before the
              steps apply: "ok", {"http": ...}, "html", "malformed", "no_data",
-             "no_status", {"slow": SECONDS}
+             "no_status", {"slow": SECONDS}, {"raw": TEXT} (a 200 with TEXT as
+             the body, RUN_ID replaced), "cut_headers" (the answer stops in its
+             headers); trigger also takes {"raw_created": TEXT} (a run starts,
+             the answer is TEXT)
   missing    true: the sync does not exist (404)
   name       the sync's label
 """
@@ -85,6 +88,16 @@ class Handler(BaseHTTPRequestHandler):
             body = behaviour.get("body", {"status": "error", "message": "simulated HTTP %d" % behaviour["http"]})
             self.reply(behaviour["http"], body, headers=headers,
                        content_type="text/html" if isinstance(body, str) else "application/json")
+            return True
+        if isinstance(behaviour, dict) and "raw" in behaviour:
+            # the body as written, with "RUN_ID" replaced (the last run's id)
+            text = behaviour["raw"].replace("RUN_ID", str(self.server.next_run_id))
+            self.reply(200, text, "application/json")
+            return True
+        if behaviour == "cut_headers":  # the status line and half a header, then close
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
+            self.wfile.flush()
+            self.drop()
             return True
         if behaviour == "html":
             self.reply(502, "<html><body><h1>502 Bad Gateway</h1> proxy error</body></html>", "text/html")
@@ -177,6 +190,9 @@ class Handler(BaseHTTPRequestHandler):
         if behaviour == "no_id":
             sim.new_run(sync_id, query)
             return self.reply(200, {"status": "success", "data": {}})
+        if isinstance(behaviour, dict) and "raw_created" in behaviour:
+            run = sim.new_run(sync_id, query)
+            return self.reply(200, behaviour["raw_created"].replace("RUN_ID", str(run["id"])), "application/json")
         if isinstance(behaviour, dict) and "created_slow" in behaviour:
             run = sim.new_run(sync_id, query)
             time.sleep(behaviour["created_slow"])
