@@ -17,9 +17,9 @@
 #include "bindings.h"
 #include "errors.h"
 #include "output.h"
+#include "secrets.h"
 #include "signals.h"
 #include "task.h"
-#include "text.h"
 
 static const char engine_key = 'e';
 static const char private_env_key = 'p';
@@ -166,6 +166,8 @@ void osexit_open(lua_State *L) {
 
 static int setup_state(lua_State *L) {
   engine *e = lua_touserdata(L, 1);
+  const char *key = getenv("CENSUS_API_KEY"); /* hidden even before any census call */
+  if (key) secrets_add(key, strlen(key));
   luaL_openlibs(L);
   srand((unsigned)uv_hrtime()); /* jitter for retry backoff */
   lua_pushlightuserdata(L, e);
@@ -207,11 +209,6 @@ int engine_init(engine *e, enum log_level level, bool ignore_env) {
   return 0;
 }
 
-static void to_stderr(void *data, const char *bytes, size_t n) {
-  (void)data;
-  fwrite(bytes, 1, n, stderr);
-}
-
 static void report_failure(engine *e, task *t) {
   lua_State *L = e->L;
   if (task_canceled(t) && e->stop != STOP_NONE) {
@@ -226,7 +223,7 @@ static void report_failure(engine *e, task *t) {
   const char *msg = lua_tolstring(L, -1, &len);
   const char *trace = task_traceback(t);
   fputs("engine: ", stderr);
-  text_printable(msg, len, len, to_stderr, NULL);
+  log_write_safe(stderr, msg, len, len);
   fprintf(stderr, "\n%s%s", trace ? trace : "", trace && *trace ? "\n" : "");
   lua_pop(L, 2);
 }

@@ -18,6 +18,7 @@
 #include "bindings.h"
 #include "errors.h"
 #include "rules.h"
+#include "secrets.h"
 #include "task.h"
 
 #define DEFAULT_CAPTURE (1024 * 1024) /* bytes of each stream kept */
@@ -79,14 +80,9 @@ static void close_handle(exec_op *x, uv_handle_t *h) {
   uv_close(h, handle_closed);
 }
 
+/* One line of the child's output to the log, which escapes and redacts. */
 static void log_line(exec_op *x, bool is_stderr, const char *text, size_t len) {
-  char redacted[LOG_LINE_MAX];
-  char raw[LOG_LINE_MAX];
-  size_t n = len < sizeof raw - 1 ? len : sizeof raw - 1;
-  memcpy(raw, text, n);
-  raw[n] = '\0';
-  secret_redact(raw, redacted, sizeof redacted);
-  log_msg(x->eng, is_stderr ? LOG_WARN : LOG_INFO, "[%s] %s", x->name, redacted);
+  log_msg(x->eng, is_stderr ? LOG_WARN : LOG_INFO, "[%s] %.*s", x->name, (int)len, text);
 }
 
 static void keep(stream *s, const char *data, size_t n) {
@@ -176,14 +172,14 @@ static void on_exit_cb(uv_process_t *p, int64_t code, int sig) {
   maybe_complete(x);
 }
 
+/* The captured output handed to Lua, with known secrets hidden. */
 static void push_capture(lua_State *T, stream *s) {
-  if (s->dropped) {
-    lua_pushfstring(T, "[... %d bytes dropped ...]\n", (int)s->dropped);
-    lua_pushlstring(T, s->capture, s->len);
-    lua_concat(T, 2);
-  } else {
-    lua_pushlstring(T, s->capture, s->len);
-  }
+  size_t len;
+  char *safe = secrets_scrub(s->capture, s->len, &len);
+  if (s->dropped) lua_pushfstring(T, "[... %d bytes dropped ...]\n", (int)s->dropped);
+  lua_pushlstring(T, safe ? safe : "", safe ? len : 0);
+  if (s->dropped) lua_concat(T, 2);
+  free(safe);
 }
 
 static void release(exec_op *x) {
@@ -239,29 +235,35 @@ static void on_written(uv_write_t *req, int status) {
   x->in_open = false;
 }
 
-/* The child's environment: ours with the overrides of the table at idx
- * (a false value removes a variable). Pushes a userdata owning it. */
-static char **build_env(lua_State *L, int idx) {
+/* The child's environment: ours (none when inherit is false) with the
+ * overrides of the table at idx (a false value removes a variable). Pushes
+ * a userdata owning it. */
+static char **build_env(lua_State *L, int idx, bool inherit) {
+  static char *const nothing[] = {NULL};
+  char *const *base = inherit ? environ : nothing;
   size_t n = 0;
-  while (environ[n]) n++;
-  lua_pushnil(L);
+  while (base[n]) n++;
   size_t extra = 0;
-  while (lua_next(L, idx)) {
+  if (idx) lua_pushnil(L);
+  while (idx && lua_next(L, idx)) {
     extra++;
     lua_pop(L, 1);
   }
   char **env = lua_newuserdatauv(L, (n + extra + 1) * sizeof *env, 0);
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    const char *eq = strchr(environ[i], '=');
-    size_t name_len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-    lua_pushlstring(L, environ[i], name_len);
-    bool overridden = lua_rawget(L, idx) != LUA_TNIL;
-    lua_pop(L, 1);
-    if (!overridden) env[k++] = environ[i];
+    const char *eq = strchr(base[i], '=');
+    size_t name_len = eq ? (size_t)(eq - base[i]) : strlen(base[i]);
+    bool overridden = false;
+    if (idx) {
+      lua_pushlstring(L, base[i], name_len);
+      overridden = lua_rawget(L, idx) != LUA_TNIL;
+      lua_pop(L, 1);
+    }
+    if (!overridden) env[k++] = base[i];
   }
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  if (idx) lua_pushnil(L);
+  while (idx && lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING)
       luaL_error(L, "flow.exec: env keys must be variable names");
     if (lua_toboolean(L, -1)) {
@@ -285,8 +287,8 @@ static void forget_env(lua_State *L, char **env) {
   }
 }
 
-static const char *const exec_fields[] = {"env", "cwd", "timeout", "stdin", "check",
-                                          "name", "max_output", NULL};
+static const char *const exec_fields[] = {"env", "inherit_env", "cwd", "timeout", "stdin",
+                                          "check", "name", "max_output", NULL};
 
 /* What a command asks for; its strings live in the options table (1) and
  * in the userdata parse_command leaves on the stack. */
@@ -297,7 +299,8 @@ typedef struct {
   size_t input_len;
   double timeout;
   lua_Integer capacity;
-  int env_index; /* the env table's stack index; 0: inherit ours */
+  int env_index; /* the env table's stack index, or 0 */
+  bool inherit_env; /* start from our environment (true by default) */
 } command_spec;
 
 /* Reads {cmd, arg..., options} at 1 into spec; raises on misuse. */
@@ -333,6 +336,10 @@ static void parse_command(lua_State *L, command_spec *spec) {
   lua_getfield(L, 1, "max_output");
   spec->capacity = luaL_optinteger(L, -1, DEFAULT_CAPTURE);
   if (spec->capacity < 1) luaL_error(L, "flow.exec: max_output must be bytes >= 1");
+  lua_getfield(L, 1, "inherit_env");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "flow.exec: inherit_env must be true or false, got a %s", luaL_typename(L, -1));
+  spec->inherit_env = lua_isnil(L, -1) || lua_toboolean(L, -1);
   spec->env_index = 0;
   if (lua_getfield(L, 1, "env") != LUA_TNIL) {
     luaL_argexpected(L, lua_istable(L, -1), 1, "env as a table");
@@ -381,7 +388,7 @@ static int exec_run(lua_State *L) {
   parse_command(L, &spec);
   task *t = task_require_waitable(L, "flow.exec");
   engine *e = task_engine(t);
-  bool own_path = false;
+  bool own_path = !spec.inherit_env;
   if (spec.env_index) {
     own_path = lua_getfield(L, spec.env_index, "PATH") != LUA_TNIL;
     lua_pop(L, 1);
@@ -400,7 +407,8 @@ static int exec_run(lua_State *L) {
   supervised[1] = "--supervise";
   memcpy(supervised + 2, spec.args, (argc + 1) * sizeof *supervised);
   /* built last: its strings are anchored until the spawn */
-  char **env = spec.env_index ? build_env(L, spec.env_index) : NULL;
+  char **env = spec.env_index || !spec.inherit_env
+                   ? build_env(L, spec.env_index, spec.inherit_env) : NULL;
   char **args = spec.args;
   const char *input = spec.input, *name = spec.name, *cwd = spec.cwd;
   size_t input_len = spec.input_len;
@@ -425,7 +433,9 @@ static int exec_run(lua_State *L) {
     return luaL_error(L, "out of memory");
   }
   if (input) memcpy(x->input, input, input_len);
-  secret_redact(spec.command, x->command, sizeof x->command);
+  char *safe_command = secrets_scrub(spec.command, strlen(spec.command), NULL);
+  snprintf(x->command, sizeof x->command, "%s", safe_command ? safe_command : "(command)");
+  free(safe_command);
   const char *base = strrchr(args[0], '/');
   snprintf(x->name, sizeof x->name, "%s", name ? name : (base ? base + 1 : args[0]));
   x->out.x = x->err.x = x;

@@ -189,6 +189,43 @@ static int l_write_file(lua_State *L) {
   return 2;
 }
 
+#define SECRET_FILE_MAX 4096
+
+/* read_secret(path, any_mode) -> text without trailing newlines | nil,
+ * message. Refuses a file other users may read unless any_mode. */
+static int l_read_secret(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  bool any_mode = lua_toboolean(L, 2);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fd >= 0) close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
+    return 2;
+  }
+  if (!any_mode && (st.st_mode & S_IROTH)) {
+    close(fd);
+    lua_pushnil(L);
+    char mode[8];
+    snprintf(mode, sizeof mode, "%o", (unsigned)(st.st_mode & 07777));
+    lua_pushfstring(L, "%s is readable by every user (mode %s): chmod o-r it, or set "
+                       "CENSUS_API_KEY_FILE_ANY_MODE=1", path, mode);
+    return 2;
+  }
+  char buf[SECRET_FILE_MAX + 1];
+  ssize_t n = read(fd, buf, sizeof buf);
+  close(fd);
+  if (n < 0 || n > SECRET_FILE_MAX) {
+    lua_pushnil(L);
+    lua_pushfstring(L, n < 0 ? "cannot read %s" : "%s is larger than a token can be", path);
+    return 2;
+  }
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
 /* whoami() -> pid, host name, uid */
 static int l_whoami(lua_State *L) {
   char host[256] = "";
@@ -218,6 +255,7 @@ void files_register(lua_State *L) {
   static const luaL_Reg fns[] = {{"mkdirs", l_mkdirs},         {"lock", l_lock},
                                  {"write_file", l_write_file}, {"whoami", l_whoami},
                                  {"alive", l_alive},
+                                 {"read_secret", l_read_secret},
                                  {"absolute", l_absolute},     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

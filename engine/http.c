@@ -329,7 +329,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
 }
 
 static const char *const request_fields[] = {
-    "method", "url", "headers", "body", "timeout", "follow_redirects", NULL};
+    "method", "url", "headers", "body", "timeout", "follow_redirects", "compressed", NULL};
 
 /* What a request asks for, checked before anything is allocated. */
 typedef struct {
@@ -337,6 +337,7 @@ typedef struct {
   size_t body_len;
   double timeout;
   bool follow;
+  bool compressed; /* ask for a compressed answer (Accept-Encoding) */
 } request_spec;
 
 /* Reads the options table at 1 into spec; raises on misuse. Leaves the
@@ -382,6 +383,11 @@ static void parse_request(lua_State *L, request_spec *spec) {
     luaL_error(L, "http.request: follow_redirects must be true or false, got a %s",
                luaL_typename(L, -1));
   spec->follow = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "compressed");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "http.request: compressed must be true or false, got a %s",
+               luaL_typename(L, -1));
+  spec->compressed = lua_toboolean(L, -1);
 }
 
 static bool has_crlf(const char *s) {
@@ -477,7 +483,9 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(fmin(timeout, CONNECT_TIMEOUT_MAX) * 1000));
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
-  curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  /* Compressed answers only when asked (Census answers are): the body cap
+   * counts bytes after decompression either way. */
+  if (spec.compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);

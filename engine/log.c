@@ -1,8 +1,10 @@
 /* log.c: timestamped log lines on stderr, filtered by the -q/-v level, and
  * the log.* bindings. A line never carries control bytes (they are shown
- * escaped) and is cut at LOG_MESSAGE_MAX bytes, with a marker. */
+ * escaped) nor a known secret, and is cut at LOG_MESSAGE_MAX bytes, with a
+ * marker. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,14 +13,39 @@
 
 #include "engine.h"
 #include "output.h"
+#include "secrets.h"
 #include "text.h"
 
 /* A log line keeps at most this many bytes of its message. */
 #define LOG_MESSAGE_MAX (8 * 1024)
 
-static void to_stderr(void *data, const char *bytes, size_t n) {
-  (void)data;
-  fwrite(bytes, 1, n, stderr);
+typedef struct {
+  char *data;
+  size_t len, cap;
+} growing;
+
+static void append(void *data, const char *bytes, size_t n) {
+  growing *g = data;
+  if (g->len + n + 1 > g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 256;
+    while (cap < g->len + n + 1) cap *= 2;
+    char *bigger = realloc(g->data, cap);
+    if (!bigger) return;
+    g->data = bigger;
+    g->cap = cap;
+  }
+  memcpy(g->data + g->len, bytes, n);
+  g->len += n;
+  g->data[g->len] = '\0';
+}
+
+void log_write_safe(FILE *out, const char *text, size_t len, size_t max) {
+  growing g = {0};
+  text_printable(text, len, max, append, &g);
+  char *safe = g.data ? secrets_scrub(g.data, g.len, NULL) : NULL;
+  if (safe) fputs(safe, out);
+  free(safe);
+  free(g.data);
 }
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -34,7 +61,7 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   output_begin(e);
   fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
           level_names[level]);
-  text_printable(msg, len, LOG_MESSAGE_MAX, to_stderr, NULL);
+  log_write_safe(stderr, msg, len, LOG_MESSAGE_MAX);
   fputc('\n', stderr);
   output_end(e);
 }

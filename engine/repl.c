@@ -58,8 +58,9 @@ static void run_chunk(struct repl *r) {
   lua_pop(L, 1);
 }
 
-/* One line of input; starts a chunk when it completes one, after handing
- * its text to remember (the history), if any. */
+/* One line of input; starts a chunk when it completes one. Its text goes
+ * to remember (the history), if any, once it ran, so that a token it
+ * passed to census is known and hidden by then. */
 void repl_line(struct repl *r, const char *line,
                void (*remember)(struct repl *, const char *)) {
   lua_State *L = r->eng->L;
@@ -73,7 +74,9 @@ void repl_line(struct repl *r, const char *line,
     output_end(r->eng);
     r->failures++;
   } else if (strcmp(action, "run") == 0) {
-    if (remember) remember(r, lua_tostring(L, -1));
+    free(r->fg_text);
+    r->fg_text = remember ? strdup(lua_tostring(L, -1)) : NULL;
+    r->remember = remember;
     lua_pushvalue(L, -2);
     lua_replace(L, -4);
     lua_pop(L, 2);
@@ -127,6 +130,9 @@ static void on_finished(void *data, lua_State *L, task *t) {
   }
   r->fg = NULL;
   fflush(stdout);
+  if (r->fg_text && r->remember) r->remember(r, r->fg_text);
+  free(r->fg_text);
+  r->fg_text = NULL;
   if (!r->quitting) r->input->next(r);
 }
 
@@ -240,6 +246,7 @@ void repl_free(engine *e) {
   struct repl *r = repl_of(e);
   if (!r) return;
   r->input->free(r);
+  free(r->fg_text);
   free(r);
   e->hooks = (engine_hooks){0};
   signals_set_repeatable(false);

@@ -29,6 +29,8 @@ struct repl {
   int exit_code;
   int failures;
   task *fg;       /* the running chunk */
+  char *fg_text;  /* its text, for the history once it ran */
+  void (*remember)(struct repl *r, const char *text); /* the history, if any */
   int module_ref; /* lua/repl.lua */
 };
 

@@ -22,6 +22,7 @@
 
 #include "output.h"
 #include "repl.h"
+#include "secrets.h"
 
 #define HISTORY_SIZE 1000
 #define HISTORY_PATH_MAX 1024
@@ -231,12 +232,16 @@ static void ask_line(struct repl *repl) {
 }
 
 
+/* A run chunk goes to the history file with known secrets hidden. */
 static void remember(struct repl *repl, const char *text) {
   term *r = term_of(repl);
   if (!r->hist) return;
+  char *safe = secrets_scrub(text, strlen(text), NULL);
+  if (!safe) return;
   HistEvent ev;
   uv_mutex_lock(&r->lock);
-  history(r->hist, &ev, H_ENTER, text);
+  history(r->hist, &ev, H_ENTER, safe);
+  free(safe);
   if (r->history[0]) history(r->hist, &ev, H_SAVE, r->history);
   uv_mutex_unlock(&r->lock);
 }

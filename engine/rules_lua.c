@@ -8,6 +8,7 @@
 
 #include "bindings.h"
 #include "rules.h"
+#include "secrets.h"
 #include "text.h"
 
 static double wallclock(void) {
@@ -34,14 +35,24 @@ static int parse_trigger(lua_State *L) {
   return 1;
 }
 
+/* redact(text): known secrets and secret-looking patterns as "***" */
 static int redact(lua_State *L) {
   size_t len;
   const char *s = luaL_tolstring(L, 1, &len);
-  luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, len + 1);
-  secret_redact(s, out, len + 1);
-  luaL_pushresultsize(&b, strlen(out));
+  size_t out_len;
+  char *out = secrets_scrub(s, len, &out_len);
+  if (!out) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, out, out_len);
+  free(out);
   return 1;
+}
+
+/* add_secret(value): redact this value everywhere from now on */
+static int add_secret(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  secrets_add(s, len);
+  return 0;
 }
 
 /* backoff(attempt, delay, factor, max_delay, jitter[, u01]) -> seconds */
@@ -95,6 +106,7 @@ static int wallclock_lua(lua_State *L) {
 void rules_register(lua_State *L) {
   static const luaL_Reg fns[] = {{"parse_trigger", parse_trigger},
                                  {"redact", redact},
+                                 {"add_secret", add_secret},
                                  {"backoff", backoff},
                                  {"retry_after", retry_after},
                                  {"parse_time", parse_time},

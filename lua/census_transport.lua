@@ -8,6 +8,7 @@ local timer = require "engine.c.timer"
 local errors = require "engine.c.error"
 local rules = require "engine.c.rules"
 local options = require "engine.c.options"
+local files = require "engine.c.files"
 local http = require "engine.http"
 local json = require "engine.json"
 local log = require "engine.log"
@@ -61,10 +62,29 @@ function transport.check_options(what, opts, ...)
 end
 
 -- Where and how to reach Census: token, base URL, API version.
+-- The token from CENSUS_API_KEY, or read from CENSUS_API_KEY_FILE (how
+-- systemd credentials and Kubernetes secrets arrive).
+local function env_token()
+  local file = env("CENSUS_API_KEY_FILE")
+  if not file then return env("CENSUS_API_KEY") end
+  if env("CENSUS_API_KEY") then
+    invalid("census: both CENSUS_API_KEY and CENSUS_API_KEY_FILE are set: keep one")
+  end
+  local token, err = files.read_secret(file, env("CENSUS_API_KEY_FILE_ANY_MODE") == "1")
+  if not token then invalid("census: CENSUS_API_KEY_FILE: %s", err) end
+  return token
+end
+
 function transport.connection(opts, token)
-  token = token or opts.token or env("CENSUS_API_KEY")
+  token = token or opts.token or env_token()
+  if type(token) == "string" then
+    -- hidden in everything the process prints from now on
+    rules.add_secret(token)
+    local bare = token:match("^secret%-token:(.+)$")
+    if bare then rules.add_secret(bare) end
+  end
   if type(token) ~= "string" or token == "" then
-    invalid("census: no API token: pass token = ... or set CENSUS_API_KEY " ..
+    invalid("census: no API token: pass token = ..., or set CENSUS_API_KEY or CENSUS_API_KEY_FILE " ..
       "(a workspace key for API v1, a personal access token for v2)")
   end
   if token:find("[%c ]") then invalid("census: the API token contains spaces or control characters") end
@@ -80,6 +100,13 @@ function transport.connection(opts, token)
     if not base:match("^https?://[%w%.%-]+$") and not base:match("^https?://[%w%.%-]+:%d+$")
       and not base:match("^https?://%[[%x:]+%]:%d+$") then
       invalid("CENSUS_BASE_URL must be scheme://host[:port] with no path, got %q", base)
+    end
+    local host = base:match("^http://%[?([^%]/]*)%]?") or ""
+    host = host:gsub(":%d+$", "")
+    local loopback = host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$")
+    if base:match("^http://") and not loopback and env("CENSUS_ALLOW_HTTP") ~= "1" then
+      invalid("CENSUS_BASE_URL %s is plain http to a host that is not this machine: the token " ..
+        "would cross the network in clear; use https, or set CENSUS_ALLOW_HTTP=1", base)
     end
   else
     base = HOSTS[region]
@@ -144,7 +171,7 @@ end
 local function attempt(conn, method, path, query, what)
   local url = conn.base .. "/api/v" .. conn.version .. path .. (query or "")
   local ok, res = pcall(http.request, {
-    method = method, url = url, timeout = conn.request_timeout,
+    method = method, url = url, timeout = conn.request_timeout, compressed = true,
     headers = {Authorization = "Bearer " .. conn.token, Accept = "application/json",
                ["Content-Type"] = method == "POST" and "application/json" or nil},
     body = method == "POST" and "" or nil,

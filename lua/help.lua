@@ -21,7 +21,7 @@ help.functions = {
     error = "flow.error(kind, message [, fields]) -> error object to raise with error()",
     is_error = "flow.is_error(value [, kind]) -> boolean: is it an error object (of that kind)",
     step = "flow.step(name, fn, ...): run fn as a named step (logs, progress, summary)",
-    exec = "flow.exec{cmd, arg..., env, cwd, timeout, stdin, check, name, max_output} -> {code, stdout, stderr}",
+    exec = "flow.exec{cmd, arg..., env, inherit_env, cwd, timeout, stdin, check, name, max_output} -> {code, stdout, stderr}",
     sh = "flow.sh(script [, options]) -> {code, stdout, stderr}: flow.exec of /bin/sh -c script",
   },
   census = {
@@ -36,7 +36,7 @@ help.functions = {
     runs = "census.runs(sync_id [, {page, per_page, order}]) -> runs, pagination (newest first)",
   },
   http = {
-    request = "http.request{method, url, headers, body, timeout, follow_redirects} -> {status, headers, body}",
+    request = "http.request{method, url, headers, body, timeout, follow_redirects, compressed} -> {status, headers, body}",
     get = "http.get(url [, options]) -> response",
     post = "http.post(url, body [, options]) -> response",
   },

@@ -157,9 +157,9 @@ end
 function report.finish_run(exit_code, interrupted, json_path)
   settle(interrupted)
   local text = report.summary_text(exit_code)
-  if text then io.stderr:write(rules.printable(text), "\n") end
+  if text then io.stderr:write(rules.redact(rules.printable(text)), "\n") end
   if json_path then
-    local ok, err = files.write_file(json_path, report.summary_json(exit_code, interrupted) .. "\n")
+    local ok, err = files.write_file(json_path, rules.redact(report.summary_json(exit_code, interrupted)) .. "\n")
     if not ok then
       io.stderr:write("engine: cannot write the summary: ", err, "\n")
       return false

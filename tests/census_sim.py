@@ -127,7 +127,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(parts[1:], body)
         with sim.lock:
             sim.log.append({"method": self.command, "path": url.path, "query": query,
-                            "auth": self.headers.get("Authorization"), "time": time.time()})
+                            "auth": self.headers.get("Authorization"), "time": time.time(),
+                            "accept_encoding": self.headers.get("Accept-Encoding")})
         if len(parts) < 3 or parts[0] != "api" or parts[1] not in ("v1", "v2"):
             return self.reply(404, {"status": 404})
         if self.headers.get("Authorization") != "Bearer " + sim.token:

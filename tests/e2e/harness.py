@@ -18,7 +18,8 @@ ENGINE = os.environ.get("ENGINE_BIN") or os.path.join(ROOT, "build", "engine")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 # Secrets the tests hand to the engine; no output may ever contain them.
-SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value"]
+SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value", "pat-v2-hunter3-secret",
+           "slash/tail-secret9", "file-hunter4-secret"]
 # Every engine output is also kept here for the suite-wide secret scan.
 OUTPUT_DIR = os.environ.get("ENGINE_TEST_OUTPUT")
 # Each test process (one ctest case) keeps its engines' journal apart, so a

@@ -245,6 +245,7 @@ class Terminal(unittest.TestCase):
         self.expect("f(21)")
         self.type("\r")
         self.expect("42")
+        self.expect("> ")  # a chunk goes to the history once it ran
         with open(self.history) as f:
             saved = f.read()
         self.assertIn("f(21)", saved)

@@ -1,0 +1,15 @@
+/* secrets.h: known secret values and the scrub applied to text leaving the
+ * process (see secrets.c). */
+#ifndef SECRETS_H
+#define SECRETS_H
+
+#include <stddef.h>
+
+void secrets_add(const char *value, size_t len);
+void secrets_clear(void);
+/* A malloc'd copy of text[0..len) (NUL bytes allowed) with every known
+ * secret and every secret-looking pattern replaced by "***"; its length in
+ * *out_len (when not NULL), NUL-terminated. NULL without memory. */
+char *secrets_scrub(const char *text, size_t len, size_t *out_len);
+
+#endif
