@@ -22,7 +22,9 @@
 #define MIN_TIMEOUT 0.001           /* curl counts milliseconds: 0 would mean none */
 #define CONNECT_TIMEOUT_MAX 10.0    /* seconds, within the request's */
 #define MAX_REDIRECTS 10L
-#define MAX_BODY (256u * 1024u * 1024u)
+#define DEFAULT_MAX_BYTES (64.0 * 1024 * 1024)   /* one answer's body */
+#define MAX_MAX_BYTES (1024.0 * 1024 * 1024)
+#define DEFAULT_BUFFERED (256.0 * 1024 * 1024)   /* all answers at once */
 #define MAX_HEADER_BYTES (1024u * 1024u)
 #define BUFFER_FIRST_CAP 4096
 #define HEADER_NAME_MAX 256
@@ -36,6 +38,8 @@ struct http_glue {
   CURL *pool[EASY_POOL_MAX];
   int pooled;
   long active;
+  size_t buffered;     /* response bytes held by transfers in flight */
+  size_t max_buffered; /* ENGINE_HTTP_MAX_BUFFERED */
 };
 
 typedef struct {
@@ -55,7 +59,9 @@ typedef struct {
   CURL *easy;
   struct curl_slist *req_headers;
   buffer body, headers;
-  bool too_large;
+  bool too_large;       /* the answer passed max_bytes */
+  bool over_budget;     /* all answers together passed max_buffered */
+  size_t max_bytes;
   bool headers_done; /* the blank line after the last response's headers */
   double timeout;
   char method[METHOD_MAX];
@@ -87,6 +93,7 @@ static void update_timer_ref(http_glue *g) {
 
 static void release(http_op *h) {
   http_glue *g = h->glue;
+  g->buffered -= h->body.len;
   if (h->easy) {
     curl_multi_remove_handle(g->multi, h->easy);
     g->active--;
@@ -157,8 +164,11 @@ static void complete(http_op *h, CURLcode res) {
       error_push(T, "timeout", "%s %s: no complete response within %f s",
                  h->method, h->url, h->timeout);
     else if (h->too_large)
-      error_push(T, "network", "%s %s: response body larger than %d bytes",
-                 h->method, h->url, (int)MAX_BODY);
+      error_push(T, "network", "%s %s: the answer is larger than %d bytes (max_bytes)",
+                 h->method, h->url, (int)h->max_bytes);
+    else if (h->over_budget)
+      error_push(T, "network", "%s %s: answers in flight hold more than %d bytes "
+                 "(ENGINE_HTTP_MAX_BUFFERED)", h->method, h->url, (int)h->glue->max_buffered);
     else
       error_push(T, "network", "%s %s: %s", h->method, h->url,
                  h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
@@ -250,13 +260,13 @@ static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
-/* ENGINE_HTTP_MAX_HOST_CONNECTIONS: 0 (no cap) when unset; -1 when it is
- * not a whole number >= 1. */
-static long host_connection_cap(void) {
-  const char *cap = getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS");
-  if (!cap || !*cap) return 0;
+/* A whole number >= 1 from the environment: fallback when unset, -1 when
+ * it is something else. */
+static long env_count(const char *name, long fallback) {
+  const char *v = getenv(name);
+  if (!v || !*v) return fallback;
   char *end;
-  long n = strtol(cap, &end, 10);
+  long n = strtol(v, &end, 10);
   return (*end || n < 1) ? -1 : n;
 }
 
@@ -264,10 +274,13 @@ static long host_connection_cap(void) {
  * configuration, which flows that make no HTTP request need not pay for. */
 static http_glue *glue_get(lua_State *L, engine *e) {
   if (e->http) return e->http;
-  long cap = host_connection_cap();
-  if (cap < 0)
-    luaL_error(L, "ENGINE_HTTP_MAX_HOST_CONNECTIONS must be a whole number >= 1, got \"%s\"",
-               getenv("ENGINE_HTTP_MAX_HOST_CONNECTIONS"));
+  static const char *const names[] = {"ENGINE_HTTP_MAX_HOST_CONNECTIONS",
+                                      "ENGINE_HTTP_MAX_BUFFERED"};
+  long cap = env_count(names[0], 0);
+  long buffered = env_count(names[1], (long)DEFAULT_BUFFERED);
+  for (int i = 0; i < 2; i++)
+    if ((i == 0 ? cap : buffered) < 0)
+      luaL_error(L, "%s must be a whole number >= 1, got \"%s\"", names[i], getenv(names[i]));
   if (curl_global_init(CURL_GLOBAL_DEFAULT)) return NULL;
   http_glue *g = calloc(1, sizeof *g);
   if (!g || !(g->multi = curl_multi_init())) {
@@ -276,6 +289,7 @@ static http_glue *glue_get(lua_State *L, engine *e) {
     return NULL;
   }
   g->eng = e;
+  g->max_buffered = (size_t)buffered;
   /* Requests beyond the cap wait in curl's queue for a free connection;
    * HTTP/2 servers multiplex them over one connection anyway. */
   if (cap > 0) curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
@@ -305,14 +319,23 @@ void http_shutdown(engine *e) {
   curl_global_cleanup();
 }
 
+/* Bytes arrive decompressed, so the caps hold for compressed answers too
+ * (a small gzip bomb stops at max_bytes). */
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   http_op *h = userp;
+  http_glue *g = h->glue;
   size_t len = size * n;
-  if (h->body.len + len > MAX_BODY) {
+  if (h->body.len + len > h->max_bytes) {
     h->too_large = true;
     return 0;
   }
-  return buffer_append(&h->body, data, len) ? len : 0;
+  if (g->buffered + len > g->max_buffered) {
+    h->over_budget = true;
+    return 0;
+  }
+  if (!buffer_append(&h->body, data, len)) return 0;
+  g->buffered += len;
+  return len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
@@ -329,7 +352,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
 }
 
 static const char *const request_fields[] = {
-    "method", "url", "headers", "body", "timeout", "follow_redirects", "compressed", NULL};
+    "method", "url", "headers", "body", "timeout", "follow_redirects", "compressed",
+    "max_bytes", NULL};
 
 /* What a request asks for, checked before anything is allocated. */
 typedef struct {
@@ -338,6 +362,7 @@ typedef struct {
   double timeout;
   bool follow;
   bool compressed; /* ask for a compressed answer (Accept-Encoding) */
+  size_t max_bytes; /* the largest answer body kept */
 } request_spec;
 
 /* Reads the options table at 1 into spec; raises on misuse. Leaves the
@@ -388,6 +413,14 @@ static void parse_request(lua_State *L, request_spec *spec) {
     luaL_error(L, "http.request: compressed must be true or false, got a %s",
                luaL_typename(L, -1));
   spec->compressed = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "max_bytes");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER)
+    luaL_error(L, "http.request: max_bytes must be a number of bytes, got a %s",
+               luaL_typename(L, -1));
+  double max = luaL_optnumber(L, -1, DEFAULT_MAX_BYTES);
+  if (!(max >= 1 && max <= MAX_MAX_BYTES))
+    luaL_error(L, "http.request: max_bytes must be from 1 to %d", (int)MAX_MAX_BYTES);
+  spec->max_bytes = (size_t)max;
 }
 
 static bool has_crlf(const char *s) {
@@ -466,6 +499,7 @@ static int http_request(lua_State *L) {
   h->glue = e->http;
   h->base.cancel = http_cancel;
   h->timeout = timeout;
+  h->max_bytes = spec.max_bytes;
   snprintf(h->method, sizeof h->method, "%s", method);
   url_redact(url, h->url, sizeof h->url);
   set_headers(L, h);

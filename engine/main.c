@@ -66,6 +66,8 @@ static const char usage[] =
     "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
     "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  connections per host (default: no cap)\n"
+    "  ENGINE_HTTP_MAX_BUFFERED  bytes all answers in flight may hold (256 MiB)\n"
+    "  CENSUS_MAX_ANSWER_BYTES   the largest Census answer read (4 MiB)\n"
     "\n"
     "exit status:\n"
     "  0    every task succeeded\n"

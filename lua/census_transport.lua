@@ -17,6 +17,7 @@ local transport = {}
 
 local HOSTS = {us = "https://app.getcensus.com", eu = "https://app-eu.getcensus.com"}
 transport.CONNECTION_OPTIONS = {"token", "region", "api_version"}
+local MAX_ANSWER_BYTES = 4 * 1024 * 1024 -- a Census answer is a few KiB
 
 -- Raises an error object; the arguments (never the fixed text) are made
 -- printable (a NUL from an answer shows as \x00) and redacted.
@@ -111,13 +112,18 @@ function transport.connection(opts, token)
   else
     base = HOSTS[region]
   end
+  local max_answer = env("CENSUS_MAX_ANSWER_BYTES")
+  local max_bytes = max_answer and math.tointeger(tonumber(max_answer)) or MAX_ANSWER_BYTES
+  if not max_bytes or max_bytes < 1 then
+    invalid("CENSUS_MAX_ANSWER_BYTES must be a whole number of bytes >= 1, got %q", max_answer)
+  end
   local request_timeout = env_seconds("CENSUS_REQUEST_TIMEOUT") or 30
   if request_timeout < 0.001 then
     invalid("CENSUS_REQUEST_TIMEOUT must be at least 0.001 seconds, got %q", env("CENSUS_REQUEST_TIMEOUT"))
   end
   return {
     token = token, base = base, version = version,
-    request_timeout = request_timeout,
+    request_timeout = request_timeout, max_bytes = max_bytes,
     retry_delay = env_seconds("CENSUS_RETRY_DELAY") or 1,
     retry_budget = env_seconds("CENSUS_RETRY_BUDGET") or 300,
   }
@@ -172,6 +178,7 @@ local function attempt(conn, method, path, query, what)
   local url = conn.base .. "/api/v" .. conn.version .. path .. (query or "")
   local ok, res = pcall(http.request, {
     method = method, url = url, timeout = conn.request_timeout, compressed = true,
+    max_bytes = conn.max_bytes,
     headers = {Authorization = "Bearer " .. conn.token, Accept = "application/json",
                ["Content-Type"] = method == "POST" and "application/json" or nil},
     body = method == "POST" and "" or nil,

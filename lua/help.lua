@@ -36,7 +36,7 @@ help.functions = {
     runs = "census.runs(sync_id [, {page, per_page, order}]) -> runs, pagination (newest first)",
   },
   http = {
-    request = "http.request{method, url, headers, body, timeout, follow_redirects, compressed} -> {status, headers, body}",
+    request = "http.request{method, url, headers, body, timeout, follow_redirects, compressed, max_bytes} -> {status, headers, body}",
     get = "http.get(url [, options]) -> response",
     post = "http.post(url, body [, options]) -> response",
   },

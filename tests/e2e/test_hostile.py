@@ -4,8 +4,10 @@ not a boolean, a 2xx trigger answer without a usable run id (never POSTed
 again), an answer cut off in its headers, and options that are not what
 they must be."""
 import json
+import resource
+import subprocess
 
-from harness import SimTestCase, main, run
+from harness import ENGINE, ServerTestCase, SimTestCase, keep_output, main, run
 
 RUN = '{"status":"success","data":{"id":RUN_ID,"sync_id":1,"status":"completed","canceled":false,%s}}'
 
@@ -110,6 +112,59 @@ class Options(SimTestCase):
                 env=self.sim_env({"CENSUS_REQUEST_TIMEOUT": "0.0001"}))
         self.assertIn("invalid_argument\tCENSUS_REQUEST_TIMEOUT must be at least 0.001 seconds", r.stdout)
         self.assertEqual(self.sim.triggers.get(1), None)
+
+
+def peak_rss_mib(args, env=None):
+    """Runs the engine alone; returns (result, its peak RSS in MiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    p = subprocess.run([ENGINE] + args, capture_output=True, text=True, timeout=60,
+                       env=dict(__import__("os").environ, **(env or {})))
+    keep_output(p.stdout + p.stderr)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return p, max(peak, before) / 1024
+
+
+class Bounded(ServerTestCase):
+    def test_a_gzip_bomb_stops_at_max_bytes(self):
+        url = self.server.url + "/gzip/%d" % (256 * 1024 * 1024)
+        p, rss = peak_rss_mib(["--no-state", "-e", "local ok, e = pcall(http.get, %r, {compressed = true, "
+                                                   "max_bytes = 1000000}) print(ok, e.kind, e.message)" % url])
+        self.assertIn("false\tnetwork", p.stdout)
+        self.assertIn("larger than 1000000 bytes (max_bytes)", p.stdout)
+        self.assertLess(rss, 64, "a 256 MiB bomb cost %.0f MiB" % rss)
+
+    def test_answers_in_flight_share_one_budget(self):
+        code = ("local fns = {} for i = 1, 4 do fns[i] = function() return select(2, pcall(http.get, %r)) end end\n"
+                "for _, r in ipairs(flow.parallel(fns)) do print(r.status or r.kind, r.message) end"
+                % (self.server.url + "/half/40000"))
+        r = run(["-e", code], env={"ENGINE_HTTP_MAX_BUFFERED": "100000"})
+        self.assertIn("network", r.stdout, r)
+        self.assertIn("hold more than 100000 bytes (ENGINE_HTTP_MAX_BUFFERED)", r.stdout)
+        r = run(["-e", code])
+        self.assertEqual(r.stdout, "200\tnil\n" * 4, r)
+
+    def test_max_bytes_must_be_a_number(self):
+        r = run(["-e", "print(pcall(http.get, 'http://127.0.0.1:9/', {max_bytes = 'lots'}))"])
+        self.assertIn("max_bytes must be a number of bytes", r.stdout)
+
+    def test_log_lines_are_cut(self):
+        r = run(["-e", "log.info(string.rep('x', 20000))"])
+        line = r.stderr.strip()
+        self.assertLess(len(line), 8 * 1024 + 100)
+        self.assertTrue(line.endswith("[... %d bytes cut]" % (20000 - 8192)), line[-60:])
+
+
+class CensusAnswers(SimTestCase):
+    def test_a_census_answer_is_capped(self):
+        big = RUN % ('"records_failed":0,"pad":"%s"' % ("y" * (5 * 1024 * 1024)))
+        self.sim.syncs[1] = {"get": [{"raw": big}] * 50}
+        r = run(["-e", OUTCOME % ""], env=self.sim_env({"CENSUS_RETRY_BUDGET": "0.3"}))
+        self.assertTrue(r.stdout.startswith("network\t"), r.stdout[:300])
+        self.assertIn("larger than 4194304 bytes", r.stdout)
+        self.sim.reset()
+        self.sim.syncs[1] = {"get": [{"raw": big}] * 50}
+        r = run(["-e", OUTCOME % ""], env=self.sim_env({"CENSUS_MAX_ANSWER_BYTES": "8000000"}))
+        self.assertTrue(r.stdout.startswith("ok\tcompleted"), r.stdout[:300])
 
 
 if __name__ == "__main__":
