@@ -39,6 +39,8 @@ struct http_glue {
   int pooled;
   long active;
   size_t buffered;     /* response bytes held by transfers in flight */
+  const char *ca_file; /* ENGINE_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
+  const char *ca_dir;  /* SSL_CERT_DIR */
   size_t max_buffered; /* ENGINE_HTTP_MAX_BUFFERED */
 };
 
@@ -138,6 +140,17 @@ static void push_headers(lua_State *T, const buffer *b) {
   }
 }
 
+/* The host part of a URL (no scheme, credentials, port or path). */
+static void url_host(const char *url, char *out, size_t outsz) {
+  const char *p = strstr(url, "://");
+  p = p ? p + 3 : url;
+  const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+  if (at && (!slash || at < slash)) p = at + 1;
+  size_t n = strcspn(p, p[0] == '[' ? "]/" : ":/");
+  if (p[0] == '[' && p[n] == ']') n++;
+  snprintf(out, outsz, "%.*s", (int)n, p);
+}
+
 static void complete(http_op *h, CURLcode res) {
   task *t = h->base.owner;
   lua_State *T = task_wake_begin(t);
@@ -166,7 +179,13 @@ static void complete(http_op *h, CURLcode res) {
     else if (h->too_large)
       error_push(T, "network", "%s %s: the answer is larger than %d bytes (max_bytes)",
                  h->method, h->url, (int)h->max_bytes);
-    else if (h->over_budget)
+    else if (res == CURLE_PEER_FAILED_VERIFICATION) {
+      char host[256];
+      url_host(h->url, host, sizeof host);
+      error_push(T, "network", "%s %s: the TLS certificate of %s is not trusted (%s); if the "
+                 "server is yours, point ENGINE_CA_BUNDLE at the certificate of its CA",
+                 h->method, h->url, host, h->errbuf[0] ? h->errbuf : "unknown issuer");
+    } else if (h->over_budget)
       error_push(T, "network", "%s %s: answers in flight hold more than %d bytes "
                  "(ENGINE_HTTP_MAX_BUFFERED)", h->method, h->url, (int)h->glue->max_buffered);
     else
@@ -290,6 +309,15 @@ static http_glue *glue_get(lua_State *L, engine *e) {
   }
   g->eng = e;
   g->max_buffered = (size_t)buffered;
+  /* libcurl reads none of these itself (the curl tool does): trust what
+   * the administrator points at, on top of nothing else. */
+  static const char *const ca_vars[] = {"ENGINE_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"};
+  for (size_t i = 0; i < sizeof ca_vars / sizeof *ca_vars && !g->ca_file; i++) {
+    const char *v = getenv(ca_vars[i]);
+    if (v && *v) g->ca_file = v;
+  }
+  const char *dir = getenv("SSL_CERT_DIR");
+  if (dir && *dir) g->ca_dir = dir;
   /* Requests beyond the cap wait in curl's queue for a free connection;
    * HTTP/2 servers multiplex them over one connection anyway. */
   if (cap > 0) curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
@@ -517,6 +545,8 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(fmin(timeout, CONNECT_TIMEOUT_MAX) * 1000));
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
+  if (e->http->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, e->http->ca_file);
+  if (e->http->ca_dir) curl_easy_setopt(easy, CURLOPT_CAPATH, e->http->ca_dir);
   /* Compressed answers only when asked (Census answers are): the body cap
    * counts bytes after decompression either way. */
   if (spec.compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");

@@ -267,12 +267,24 @@ class CensusSim(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, port=0, token=DEFAULT_TOKEN, scenarios=None):
+    def __init__(self, port=0, token=DEFAULT_TOKEN, scenarios=None, tls=None):
         super().__init__(("127.0.0.1", port), Handler)
+        self.tls = tls
+        if tls:  # (certificate file, key file): serve https
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
         self.token = token
         self.lock = threading.Lock()
         self.reset()
         self.syncs.update({int(k): v for k, v in (scenarios or {}).items()})
+
+    def handle_error(self, request, client_address):
+        # a client that hung up or refused our certificate (tests do both)
+        if isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            return
+        super().handle_error(request, client_address)
 
     def reset(self):
         with getattr(self, "lock", threading.Lock()):
@@ -282,7 +294,7 @@ class CensusSim(ThreadingHTTPServer):
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.server_address[1])
 
     def start(self):
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -174,5 +174,58 @@ class Transport(SimTestCase):
         self.assertIsNotNone(by_path["/y"]["accept_encoding"])
 
 
+class Tls(SimTestCase):
+    """A Census simulator over https with a CA of its own, made here."""
+
+    @classmethod
+    def setUpClass(cls):
+        import subprocess
+        from census_sim import DEFAULT_TOKEN, CensusSim
+        cls.dir = tempfile.mkdtemp()
+        cls.cert, cls.key = os.path.join(cls.dir, "ca.pem"), os.path.join(cls.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", cls.key,
+                        "-out", cls.cert, "-days", "2", "-subj", "/CN=engine test CA",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True)
+        cls.token = DEFAULT_TOKEN
+        cls.sim = CensusSim(tls=(cls.cert, cls.key)).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        shutil.rmtree(cls.dir, True)
+
+    CODE = "local ok, r = pcall(census.sync, {sync_id = 1}, {poll = 0.05}) print(ok and r.status or r.kind, r.message)"
+
+    def test_trusted_only_with_its_ca(self):
+        env = self.sim_env({"CENSUS_RETRY_BUDGET": "0", "ENGINE_CA_BUNDLE": None, "CURL_CA_BUNDLE": None,
+                            "SSL_CERT_FILE": None})
+        self.assertTrue(self.sim.url.startswith("https://"))
+        r = run(["-e", self.CODE], env=env)
+        self.assertTrue(r.stdout.startswith("network\t"), r)
+        self.assertIn("the TLS certificate of 127.0.0.1 is not trusted", r.stdout)
+        self.assertIn("point ENGINE_CA_BUNDLE at the certificate of its CA", r.stdout)
+        self.assertEqual(self.sim.triggers.get(1), None, "nothing was sent to an untrusted server")
+        for var in ["ENGINE_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"]:
+            self.sim.reset()
+            r = run(["-e", self.CODE], env=dict(env, **{var: self.cert}))
+            self.assertTrue(r.stdout.startswith("completed"), (var, r))
+
+
+class Proxy(SimTestCase):
+    def test_https_proxy_and_no_proxy(self):
+        code = "local ok, e = pcall(census.trigger, {sync_id = 1}) print(e.kind, e.message)"
+        base = {"CENSUS_BASE_URL": "https://census.invalid", "CENSUS_RETRY_BUDGET": "0",
+                "HTTPS_PROXY": self.sim.url, "https_proxy": None, "NO_PROXY": None, "no_proxy": None}
+        r = run(["-e", code], env=self.sim_env(base))
+        self.assertIn("network", r.stdout, r)
+        connects = [e["path"] for e in self.sim.log if e["method"] == "CONNECT"]
+        self.assertTrue(connects and set(connects) == {"census.invalid:443"}, connects)
+        self.sim.reset()
+        r = run(["-e", code], env=self.sim_env(dict(base, NO_PROXY="census.invalid")))
+        self.assertIn("network", r.stdout, r)
+        self.assertEqual([e for e in self.sim.log if e["method"] == "CONNECT"], [], "NO_PROXY: no proxy")
+
+
 if __name__ == "__main__":
     main()
