@@ -3,6 +3,8 @@
  * timeout), pooled easy handles, connection reuse through the multi's
  * cache, and the http.request binding that suspends a task on a transfer. */
 #include <ctype.h>
+#include <errno.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +32,8 @@
 #define HEADER_NAME_MAX 256
 #define METHOD_MAX 16
 #define MESSAGE_URL_MAX 512
+#define FD_RESERVE 32      /* descriptors kept for the loop, logs, journal, children */
+#define MIN_ACTIVE 4
 
 struct http_glue {
   engine *eng;
@@ -39,6 +43,8 @@ struct http_glue {
   int pooled;
   long active;
   size_t buffered;     /* response bytes held by transfers in flight */
+  long max_active;     /* transfers at once: what the descriptor limit allows */
+  struct http_op *queue_head, *queue_tail; /* waiting for a transfer slot */
   const char *ca_file; /* ENGINE_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
   const char *ca_dir;  /* SSL_CERT_DIR */
   size_t max_buffered; /* ENGINE_HTTP_MAX_BUFFERED */
@@ -55,10 +61,13 @@ typedef struct {
   size_t len, cap;
 } buffer;
 
-typedef struct {
+typedef struct http_op {
   op base;
   http_glue *glue;
   CURL *easy;
+  bool queued;                  /* in the glue's queue, not yet in curl */
+  bool refused;                 /* curl would not take it: never in the multi */
+  struct http_op *q_prev, *q_next;
   struct curl_slist *req_headers;
   buffer body, headers;
   bool too_large;       /* the answer passed max_bytes */
@@ -93,13 +102,66 @@ static void update_timer_ref(http_glue *g) {
     uv_unref((uv_handle_t *)&g->timer);
 }
 
+/* The queue: requests beyond max_active wait here, first in first out,
+ * and start as transfers end. Adding and removing are O(1). */
+static void queue_push(http_glue *g, http_op *h) {
+  h->queued = true;
+  h->q_next = NULL;
+  h->q_prev = g->queue_tail;
+  if (g->queue_tail)
+    g->queue_tail->q_next = h;
+  else
+    g->queue_head = h;
+  g->queue_tail = h;
+}
+
+static void queue_remove(http_glue *g, http_op *h) {
+  if (h->q_prev)
+    h->q_prev->q_next = h->q_next;
+  else
+    g->queue_head = h->q_next;
+  if (h->q_next)
+    h->q_next->q_prev = h->q_prev;
+  else
+    g->queue_tail = h->q_prev;
+  h->queued = false;
+}
+
+static void complete(http_op *h, CURLcode res);
+
+/* Hands the transfer to curl; false when curl refused it. */
+static bool start(http_op *h) {
+  http_glue *g = h->glue;
+  if (curl_multi_add_handle(g->multi, h->easy) != CURLM_OK) return false;
+  g->active++;
+  update_timer_ref(g);
+  return true;
+}
+
+/* From the loop (a transfer ended): the next waiting requests start; one
+ * curl refuses completes with an error for its task. */
+static void start_queued(http_glue *g) {
+  while (g->queue_head && g->active < g->max_active) {
+    http_op *next = g->queue_head;
+    queue_remove(g, next);
+    if (!start(next)) {
+      next->refused = true;
+      complete(next, CURLE_FAILED_INIT);
+    }
+  }
+}
+
 static void release(http_op *h) {
   http_glue *g = h->glue;
   g->buffered -= h->body.len;
+  bool was_queued = h->queued;
+  if (was_queued) queue_remove(g, h);
   if (h->easy) {
-    curl_multi_remove_handle(g->multi, h->easy);
-    g->active--;
-    update_timer_ref(g);
+    if (!was_queued && !h->refused) {
+      curl_multi_remove_handle(g->multi, h->easy);
+      g->active--;
+      update_timer_ref(g);
+    }
     if (g->pooled < EASY_POOL_MAX) {
       curl_easy_reset(h->easy);
       g->pool[g->pooled++] = h->easy;
@@ -111,6 +173,7 @@ static void release(http_op *h) {
   free(h->body.data);
   free(h->headers.data);
   free(h);
+  if (!was_queued && !h->refused) start_queued(g);
 }
 
 static void http_cancel(op *o) {
@@ -138,6 +201,12 @@ static void push_headers(lua_State *T, const buffer *b) {
     }
     lua_setfield(T, -2, name);
   }
+}
+
+static long os_errno(http_op *h) {
+  long e = 0;
+  if (h->easy) curl_easy_getinfo(h->easy, CURLINFO_OS_ERRNO, &e);
+  return e;
 }
 
 /* The host part of a URL (no scheme, credentials, port or path). */
@@ -188,6 +257,9 @@ static void complete(http_op *h, CURLcode res) {
     } else if (h->over_budget)
       error_push(T, "network", "%s %s: answers in flight hold more than %d bytes "
                  "(ENGINE_HTTP_MAX_BUFFERED)", h->method, h->url, (int)h->glue->max_buffered);
+    else if (os_errno(h) == EMFILE || os_errno(h) == ENFILE)
+      error_push(T, "network", "%s %s: out of file descriptors (%s): raise ulimit -n",
+                 h->method, h->url, os_errno(h) == EMFILE ? "EMFILE" : "ENFILE");
     else
       error_push(T, "network", "%s %s: %s", h->method, h->url,
                  h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
@@ -309,6 +381,14 @@ static http_glue *glue_get(lua_State *L, engine *e) {
   }
   g->eng = e;
   g->max_buffered = (size_t)buffered;
+  /* Each transfer holds a socket and curl may keep as many idle ones for
+   * reuse: beyond what the descriptor limit allows, requests queue. */
+  struct rlimit nofile;
+  long fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                 ? (long)nofile.rlim_cur : 1L << 20;
+  g->max_active = (fds - FD_RESERVE) / 2;
+  if (g->max_active < MIN_ACTIVE) g->max_active = MIN_ACTIVE;
+  curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, g->max_active);
   /* libcurl reads none of these itself (the curl tool does): trust what
    * the administrator points at, on top of nothing else. */
   static const char *const ca_vars[] = {"ENGINE_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"};
@@ -573,13 +653,13 @@ static int http_request(lua_State *L) {
   else if (strcmp(method, "GET") == 0 && body)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "GET");
 
-  if (curl_multi_add_handle(e->http->multi, easy) != CURLM_OK) {
-    curl_easy_cleanup(easy);
-    return luaL_error(L, "http.request: cannot start the transfer");
-  }
   h->easy = easy;
-  e->http->active++;
-  update_timer_ref(e->http);
+  if (e->http->active >= e->http->max_active)
+    queue_push(e->http, h); /* out of descriptors otherwise: wait for a slot */
+  else if (!start(h)) {
+    h->refused = true;
+    return luaL_error(L, "http.request: cannot start the transfer"); /* the guard frees h */
+  }
   *slot = NULL; /* the op now belongs to the task */
   lua_settop(L, 1);
   return task_wait_op(L, t, &h->base);

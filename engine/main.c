@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -369,6 +370,12 @@ static int run_history(lua_State *L) {
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--supervise") == 0)
     return supervise_main(argc - 2, argv + 2);
+  /* Thousands of syncs want sockets: take all the descriptors we may. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   options o = {.level = LOG_INFO, .progress = "auto"};
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;

@@ -167,5 +167,24 @@ class CensusAnswers(SimTestCase):
         self.assertTrue(r.stdout.startswith("ok\tcompleted"), r.stdout[:300])
 
 
+class Descriptors(SimTestCase):
+    def test_500_syncs_with_64_descriptors_queue_instead_of_failing(self):
+        import os
+        self.sim.syncs.update({i: {"steps": ["working", "completed"]} for i in range(1, 501)})
+        code = ("local fns = {} for i = 1, 500 do fns[i] = function() "
+                "return census.sync({sync_id = i}, {poll = 0.05}).status end end\n"
+                "local n = 0 for _, s in ipairs(flow.parallel(fns)) do if s == 'completed' then n = n + 1 end end\n"
+                "print(n)")
+        p = subprocess.run([ENGINE, "--no-state", "-e", code], capture_output=True, text=True, timeout=240,
+                           env=dict(os.environ, **self.sim_env()),
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+        keep_output(p.stdout + p.stderr)
+        self.assertEqual((p.returncode, p.stdout), (0, "500\n"), p.stderr[-2000:])
+        self.assertNotIn("connect", p.stderr.lower())
+        self.assertNotIn("adopting", p.stderr)
+        self.assertEqual(sum(self.sim.triggers.values()), 500)
+        self.assertEqual(max(self.sim.triggers.values()), 1)
+
+
 if __name__ == "__main__":
     main()
