@@ -154,10 +154,10 @@ static void start_queued(http_glue *g) {
 static void release(http_op *h) {
   http_glue *g = h->glue;
   g->buffered -= h->body.len;
-  bool was_queued = h->queued;
+  bool was_queued = h->queued, held_slot = !was_queued && !h->refused;
   if (was_queued) queue_remove(g, h);
   if (h->easy) {
-    if (!was_queued && !h->refused) {
+    if (held_slot) {
       curl_multi_remove_handle(g->multi, h->easy);
       g->active--;
       update_timer_ref(g);
@@ -173,7 +173,7 @@ static void release(http_op *h) {
   free(h->body.data);
   free(h->headers.data);
   free(h);
-  if (!was_queued && !h->refused) start_queued(g);
+  if (held_slot) start_queued(g); /* h is freed: only the flag is read */
 }
 
 static void http_cancel(op *o) {
