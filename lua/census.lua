@@ -11,6 +11,7 @@ local json = require "engine.json"
 local events = require "engine.events"
 local journal = require "engine.journal"
 local transport = require "engine.census_transport"
+local answers = require "engine.census_answers"
 require "engine.census_report" -- subscribes to the events below
 
 local census = {}
@@ -18,21 +19,14 @@ local census = {}
 local raise, invalid = transport.raise, transport.invalid
 local connection, request = transport.connection, transport.request
 local check_options, env_seconds = transport.check_options, transport.env_seconds
-local history_url, strip_nulls, show = transport.history_url, transport.strip_nulls, transport.show
+local history_url, strip_nulls = transport.history_url, transport.strip_nulls
 local CONNECTION_OPTIONS = transport.CONNECTION_OPTIONS
+local has_data, has_run_status = answers.has_data, answers.has_run_status
+local run_id_of, has_run_id = answers.run_id_of, answers.has_run_id
 
 local TRIGGER_FORM = "https://bearer:secret-token:<token>@app.getcensus.com" ..
   "/api/v1/syncs/<sync id>/trigger (app-eu.getcensus.com for EU workspaces)"
 local POLL_FLOOR = 5
-
--- A run's status as Census reports it, and what it means to a wait. Any
--- other status is unknown and never read as success.
-local STATUS = {
-  queued = "waiting", working = "waiting", preparing = "waiting", new = "waiting",
-  retrying = "waiting",
-  completed = "completed", failed = "failed", skipped = "skipped",
-}
-
 
 -- Connections and task defaults hold tokens: they live here, keyed weakly by
 -- the objects users see, so printing a run or a task never shows a token.
@@ -43,36 +37,6 @@ local started_here = setmetatable({}, {__mode = "k"}) -- run -> {row =, recorded
 
 -- How long stopping may spend cancelling runs in Census, in total.
 local CANCEL_ON_STOP_BUDGET = 5
-
-local function has_data(body)
-  if type(body.data) ~= "table" then
-    return "the answer has no data object: " .. show(body)
-  end
-end
-
--- Counts Census reports: null, or a whole number >= 0. Anything else (a
--- fraction, a negative number, 1e400, NaN) is a bad answer, never 0.
-local COUNTS = {"records_processed", "records_updated", "records_failed", "records_invalid",
-  "source_record_count", "source_record_updates", "source_record_deletes", "source_record_invalids"}
-
-local function has_run_status(body)
-  local problem = has_data(body)
-  if problem then return problem end
-  local d = body.data
-  if type(d.status) ~= "string" then
-    return "the sync run has no status: " .. show(body)
-  end
-  if d.canceled ~= nil and d.canceled ~= json.null and type(d.canceled) ~= "boolean" then
-    return string.format("the sync run's canceled is %s, not true or false: %s", show(d.canceled), show(body))
-  end
-  for _, k in ipairs(COUNTS) do
-    local v = d[k]
-    if v ~= nil and v ~= json.null and not (math.type(v) == "integer" and v >= 0) then
-      return string.format("the sync run's %s is %s, not a whole number >= 0: %s",
-        k, show(v), show(body))
-    end
-  end
-end
 
 local function sync_id_of(v, what)
   local id = math.tointeger(tonumber(v))
@@ -137,17 +101,6 @@ local function run_created_since(conn, sync_id, since)
   if created >= since + skew - 2 then return latest end
 end
 
--- A run id: a whole JSON number > 0 (not a string, a fraction, 1e400).
-local function run_id_of(v)
-  if math.type(v) == "integer" and v > 0 then return v end
-end
-
-local function has_run_id(body)
-  if type(body.data) ~= "table" or not run_id_of(body.data.sync_run_id) then
-    return "the answer has no usable data.sync_run_id: " .. show(body)
-  end
-end
-
 -- Runs of this sync that earlier engine runs started and the journal does
 -- not know to be over: one still in flight is adopted instead of
 -- triggering again; the others are settled. An intent without a run id
@@ -172,7 +125,7 @@ local function adopt_earlier(conn, id, occurrence)
     end
     if data then
       local run_id = run_id_of(data.id) or row.sync_run_id
-      if STATUS[data.status] == "waiting" and data.canceled ~= true then
+      if answers.meaning(data) == "waiting" then
         journal.settle(row.id, "adopted", string.format("adopted by engine run %d", journal.run_id()))
         events.emit("census.adopted_earlier", id, run_id, row.run)
         return new_run(conn, id, run_id, nil, occurrence)
@@ -367,15 +320,15 @@ function wait_loop(w, opts, timeout, conn)
     w.sync_id, w.what = sync_id, describe(sync_id, run_id)
     events.emit("census.status", w, data)
     local what = w.what
-    local meaning = STATUS[data.status] or "unknown"
+    local meaning = answers.meaning(data)
     local function fail(kind, fmt, ...)
       local result = finish(conn, data, sync_id, run_id, started)
       raise(kind, {sync_id = sync_id, sync_run_id = run_id, result = result,
         error_code = result.error_code, error_message = result.error_message,
         error_detail = result.error_detail}, "%s " .. fmt .. " (%s)", what, ...)
     end
-    if meaning ~= "waiting" or data.canceled == true then w.final = true end
-    if data.canceled == true then
+    if meaning ~= "waiting" then w.final = true end
+    if meaning == "canceled" then
       fail("canceled", "was canceled in Census", history_url(conn, sync_id))
     elseif meaning == "failed" then
       fail("failed", "failed: %s", tostring(strip_nulls(data).error_message or "no error message"),
