@@ -34,6 +34,14 @@ set(SANITIZER_ENV
 core_test(task)
 core_test(errors)
 
+# A short, bounded run of every fuzzer (./dev fuzz runs them long).
+find_program(CLANG clang)
+if(CLANG)
+  add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 5
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE)
+endif()
+
 # The names in t.test("name", ...) lines of a Lua test file.
 function(lua_test_names file out)
   file(STRINGS ${file} lines REGEX "^t\\.test\\(\"[^\"]+\"")

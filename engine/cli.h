@@ -1,0 +1,41 @@
+/* cli.h: the engine's command line, parsed (cli.c) for main.c. */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdbool.h>
+
+#include "engine.h"
+
+#define EXIT_USAGE 2
+
+#define MAX_CHUNKS 64 /* -e and -l options */
+
+/* A -e or -l option, in command-line order. */
+typedef struct {
+  char kind; /* 'e' or 'l' */
+  const char *text;
+} pre_chunk;
+
+typedef struct {
+  pre_chunk chunks[MAX_CHUNKS];
+  int nchunks;
+  bool ignore_env;    /* -E */
+  bool warnings;      /* -W */
+  const char *script; /* NULL: none; "-": stdin */
+  int script_index;   /* in argv */
+  bool interactive;   /* start the REPL after the chunks */
+  bool runs;          /* engine runs ...: the history */
+  const char *summary_path;
+  const char *state;  /* --state DIR */
+  bool no_state;      /* --no-state */
+  const char *resume; /* --resume: "" for the latest run, or a run id */
+  bool allow_overlap;
+  const char *progress;
+  enum log_level level;
+} options;
+
+/* Parses argv into o: -1 to go on, or an exit code (after printing help,
+ * the version, or a one-line usage error). */
+int cli_parse(int argc, char **argv, options *o);
+
+#endif

@@ -1,0 +1,59 @@
+/* fuzz_census_answer.c: a Census answer on any bytes, the way the engine
+ * reads one: JSON decoding into a run table (lua/json.lua over lua-cjson),
+ * then the checks and the meaning of lua/census_answers.lua. Never a Lua
+ * error outside pcall, never a crash; an answer the checks accept has
+ * whole, non-negative counts and a boolean or absent `canceled`. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+
+static const char probe[] =
+    "local json, answers = ...\n"
+    "return function(text)\n"
+    "  local ok, body = pcall(json.decode, text)\n"
+    "  if not ok or type(body) ~= 'table' then return end\n"
+    "  local problem = answers.has_run_status(body)\n"
+    "  answers.has_run_id(body)\n"
+    "  answers.has_data(body)\n"
+    "  if problem == nil then\n"
+    "    local d = body.data\n"
+    "    local m = answers.meaning(d)\n"
+    "    assert(m == 'waiting' or m == 'completed' or m == 'failed' or m == 'skipped'\n"
+    "      or m == 'canceled' or m == 'unknown')\n"
+    "    for _, k in ipairs{'records_processed', 'records_updated', 'records_failed', 'records_invalid'} do\n"
+    "      local v = d[k]\n"
+    "      assert(v == nil or v == json.null or (math.type(v) == 'integer' and v >= 0), k)\n"
+    "    end\n"
+    "    assert(d.canceled == nil or d.canceled == json.null or type(d.canceled) == 'boolean')\n"
+    "    if m == 'completed' then assert(d.status == 'completed' and d.canceled ~= true) end\n"
+    "  end\n"
+    "end\n";
+
+static engine e;
+static int check_ref = LUA_NOREF;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  lua_State *L;
+  if (check_ref == LUA_NOREF) {
+    if (engine_init(&e, LOG_QUIET, true) != 0) abort();
+    L = e.L;
+    if (luaL_loadstring(L, probe) != LUA_OK) abort();
+    engine_require(L, "engine.json");
+    engine_require(L, "engine.census_answers");
+    lua_call(L, 2, 1);
+    check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  L = e.L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
+  lua_pushlstring(L, (const char *)data, size);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "census answer check failed: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_settop(L, 0);
+  return 0;
+}
