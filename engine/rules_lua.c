@@ -98,6 +98,16 @@ static int printable(lua_State *L) {
   return 1;
 }
 
+/* duplicate_key(json) -> the first key written twice in one object, or nil */
+static int duplicate_key(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char key[128];
+  if (!json_duplicate_key(s, len, key, sizeof key)) return 0;
+  lua_pushstring(L, key);
+  return 1;
+}
+
 static int wallclock_lua(lua_State *L) {
   lua_pushnumber(L, wallclock());
   return 1;
@@ -112,6 +122,7 @@ void rules_register(lua_State *L) {
                                  {"parse_time", parse_time},
                                  {"wallclock", wallclock_lua},
                                  {"printable", printable},
+                                 {"duplicate_key", duplicate_key},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

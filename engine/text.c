@@ -1,5 +1,6 @@
 /* text.c: URL redaction and HTTP header-line parsing (see text.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "text.h"
@@ -75,4 +76,68 @@ void text_printable(const char *text, size_t len, size_t max,
     int n = snprintf(tail, sizeof tail, " [... %zu bytes cut]", len - shown);
     emit(data, tail, (size_t)n);
   }
+}
+
+/* A key as written, in the object it belongs to. */
+typedef struct {
+  size_t object; /* which object (its opening brace's offset) */
+  const char *name;
+  size_t len;
+} json_key;
+
+static int key_order(const void *a, const void *b) {
+  const json_key *x = a, *y = b;
+  if (x->object != y->object) return x->object < y->object ? -1 : 1;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return memcmp(x->name, y->name, x->len);
+}
+
+#define JSON_MAX_DEPTH 256
+
+bool json_duplicate_key(const char *text, size_t len, char *key, size_t keysz) {
+  size_t stack[JSON_MAX_DEPTH]; /* offset of each open object; SIZE_MAX for arrays */
+  int depth = 0;
+  bool expect_key = false;
+  json_key *keys = NULL;
+  size_t nkeys = 0, cap = 0;
+  bool found = false;
+  for (size_t i = 0; i < len; i++) {
+    char c = text[i];
+    if (c == '"') {
+      size_t start = ++i;
+      while (i < len && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+      if (i >= len) break;
+      if (expect_key && depth > 0 && stack[depth - 1] != (size_t)-1) {
+        if (nkeys == cap) {
+          size_t bigger = cap ? cap * 2 : 64;
+          json_key *grown = realloc(keys, bigger * sizeof *keys);
+          if (!grown) break;
+          keys = grown;
+          cap = bigger;
+        }
+        keys[nkeys++] = (json_key){stack[depth - 1], text + start, i - start};
+      }
+      expect_key = false;
+    } else if (c == '{' || c == '[') {
+      if (depth == JSON_MAX_DEPTH) break;
+      stack[depth++] = c == '{' ? i : (size_t)-1;
+      expect_key = c == '{';
+    } else if (c == '}' || c == ']') {
+      if (depth > 0) depth--;
+      expect_key = false;
+    } else if (c == ',') {
+      expect_key = depth > 0 && stack[depth - 1] != (size_t)-1;
+    }
+  }
+  if (nkeys > 1) { /* sorted, a duplicate sits next to its twin */
+    qsort(keys, nkeys, sizeof *keys, key_order);
+    for (size_t k = 1; k < nkeys && !found; k++) {
+      if (key_order(&keys[k - 1], &keys[k]) == 0) {
+        found = true;
+        snprintf(key, keysz, "%.*s", (int)keys[k].len, keys[k].name);
+      }
+    }
+  }
+  free(keys);
+  return found;
 }

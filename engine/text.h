@@ -30,4 +30,11 @@ void text_printable(const char *text, size_t len, size_t max,
                     void (*emit)(void *data, const char *bytes, size_t n),
                     void *data);
 
+/* Whether the JSON text has an object with the same key twice (decoders
+ * keep one of them silently). On true, the key (raw, as written, cut to
+ * keysz) is in key. Text that is not JSON may answer either way: this only
+ * looks at keys, the decoder judges the rest. Keys compare as written:
+ * "a" and "\u0061" count as different. */
+bool json_duplicate_key(const char *text, size_t len, char *key, size_t keysz);
+
 #endif

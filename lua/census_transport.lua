@@ -197,6 +197,13 @@ local function attempt(conn, method, path, query, what)
       return "retry", errors.error("bad_response", rules.redact(string.format(
         "%s: Census answered HTTP %d with a body that is not JSON: %q", what, status, excerpt(res.body))), fields)
     end
+    -- A decoder keeps one of two equal keys silently ("canceled": false,
+    -- "canceled": true): an answer that says two things is not read.
+    local twice = rules.duplicate_key(res.body)
+    if twice then
+      return "retry", errors.error("bad_response", rules.redact(string.format(
+        "%s: the answer has the key %q twice: %s", what, twice, excerpt(res.body))), fields)
+    end
     return "ok", {body = body, server_skew = server_time and server_time - rules.wallclock()}
   end
   if status == 429 or status >= 500 then

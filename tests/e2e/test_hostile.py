@@ -51,6 +51,19 @@ class Answers(SimTestCase):
                                              % '"records_failed":0'}] * 50})
             self.assertEqual(kind, want, (value, r))
 
+    def test_duplicate_keys_are_a_bad_answer(self):
+        for raw in [RUN.replace('"canceled":false', '"canceled":true,"canceled":false') % '"records_failed":0',
+                    RUN % '"records_failed":5,"records_failed":0',
+                    RUN.replace('"status":"completed"', '"status":"failed","status":"completed"')
+                    % '"records_failed":0']:
+            self.sim.reset()
+            kind, r = self.outcome({"get": [{"raw": raw}] * 50})
+            self.assertEqual(kind, "bad_response", (raw, r))
+            self.assertIn("twice", r.stdout)
+        self.sim.reset()
+        kind, r = self.outcome({"get": [{"raw": RUN % '"records_failed":0,"x":{"a":1},"y":{"a":2}'}]})
+        self.assertEqual(kind, "ok", "the same key in two objects is fine")
+
     def test_a_2xx_trigger_answer_without_a_usable_run_id_is_never_posted_again(self):
         for value in ['"1001"', "10.5", "1e30", "1e400", "null", "-4"]:
             self.sim.reset()

@@ -42,8 +42,38 @@ static void test_headers(void) {
   CHECK(header_next(&p, noeol + 4, &h) && h.value_len == 1);
 }
 
+static void test_duplicate_keys(void) {
+  char key[32];
+  const char *twice = "{\"data\":{\"canceled\":false,\"x\":1,\"canceled\":true}}";
+  CHECK(json_duplicate_key(twice, strlen(twice), key, sizeof key));
+  CHECK_STR(key, "canceled");
+  const char *apart = "{\"a\":{\"k\":1},\"b\":{\"k\":2},\"k\":[{\"k\":1},{\"k\":2}]}";
+  CHECK(!json_duplicate_key(apart, strlen(apart), key, sizeof key));
+  const char *in_values = "{\"a\":\"a\",\"b\":[\"a\",\"a\"],\"c\":\"\\\"a\"}";
+  CHECK(!json_duplicate_key(in_values, strlen(in_values), key, sizeof key));
+  const char *top = "{\"a\":1,\"a\":2}";
+  CHECK(json_duplicate_key(top, strlen(top), key, sizeof key));
+  CHECK(!json_duplicate_key("{\"a\":", 5, key, sizeof key)); /* cut off: the decoder judges */
+  CHECK(!json_duplicate_key("", 0, key, sizeof key));
+}
+
+static void printable_to(void *data, const char *bytes, size_t n) {
+  strncat((char *)data, bytes, n);
+}
+
+static void test_printable(void) {
+  char out[128] = "";
+  text_printable("a\0b\x1b[1m\tc\n", 10, 100, printable_to, out);
+  CHECK_STR(out, "a\\x00b\\x1b[1m\tc\n");
+  out[0] = '\0';
+  text_printable("abcdef", 6, 3, printable_to, out);
+  CHECK_STR(out, "abc [... 3 bytes cut]");
+}
+
 int main(void) {
   test_redact();
   test_headers();
+  test_duplicate_keys();
+  test_printable();
   return check_done();
 }
