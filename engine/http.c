@@ -645,8 +645,11 @@ static int http_request(lua_State *L) {
   /* libcurl silently re-sends a request whose reused connection died before
    * any answer; for POST and PATCH that could run the action twice, so they
    * get a fresh connection, which it never retries. */
-  if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0)
+  if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
     curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+    /* and that connection closes after: kept, it would only pile up */
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  }
   if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
       strcmp(method, "HEAD") != 0)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);

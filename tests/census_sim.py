@@ -6,6 +6,11 @@ token, plays scripted per-sync scenarios, and reports what it was asked.
 Run it alone:  python3 tests/census_sim.py [--port N] [--token T] [--scenario FILE]
 It prints "census-sim listening on http://127.0.0.1:PORT" once ready.
 
+Chaos (CensusSim(chaos=0.1)): that share of API requests meets a random
+fault: HTTP 500, 429 with Retry-After: 0, a reset, a slow answer, a
+malformed or HTML body, and for triggers a lost answer with or without a
+run started. faults counts what was injected.
+
 Control endpoints (no auth):
   POST /_sim/syncs     {"42": SCENARIO, ...} sets scenarios (merged)
   POST /_sim/reset     forgets scenarios, runs and the request log
@@ -134,6 +139,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != "Bearer " + sim.token:
             return self.reply(401, {"status": "error", "message": "Unauthorized: invalid API token"})
         route, rest = parts[2], parts[3:]
+        if sim.chaos and self.chaos(route, rest):
+            return
         if route == "syncs" and not rest and self.command == "GET":
             return self.list_syncs(query)
         if route == "syncs" and rest and rest[0].isdigit():
@@ -175,6 +182,28 @@ class Handler(BaseHTTPRequestHandler):
             self.server.log.append({"method": "CONNECT", "path": self.path, "query": {},
                                     "auth": None, "time": time.time()})
         self.reply(403, {"status": "error", "message": "census-sim is not a proxy"})
+
+    def chaos(self, route, rest):
+        """With chaos on, a random share of API requests meets a fault the
+        engine must ride out; returns True when it answered (or hung up)."""
+        sim = self.server
+        with sim.lock:
+            roll = sim.random.random()
+            if roll >= sim.chaos:
+                return False
+            fault = sim.random.choice(["http500", "http429", "reset", "slow", "malformed", "html"]
+                                      + (["lost", "lost_created"] if rest[-1:] == ["trigger"] else []))
+            sim.faults[fault] = sim.faults.get(fault, 0) + 1
+        if fault == "lost_created":
+            sim.new_run(int(rest[0]), {})
+            self.drop()
+            return True
+        if fault == "slow":
+            time.sleep(0.3)
+            return False
+        return self.behave({"http500": {"http": 500}, "http429": {"http": 429, "retry_after": 0},
+                            "reset": "lost", "lost": "lost", "malformed": "malformed",
+                            "html": "html"}[fault])
 
     # --- API ------------------------------------------------------------
     def trigger(self, sync_id, query):
@@ -267,9 +296,13 @@ class CensusSim(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, port=0, token=DEFAULT_TOKEN, scenarios=None, tls=None):
+    def __init__(self, port=0, token=DEFAULT_TOKEN, scenarios=None, tls=None, chaos=0.0, seed=1):
         super().__init__(("127.0.0.1", port), Handler)
         self.tls = tls
+        import random
+        self.chaos = chaos  # the share of API requests that meet a random fault
+        self.random = random.Random(seed)
+        self.faults = {}
         if tls:  # (certificate file, key file): serve https
             import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
