@@ -62,16 +62,18 @@ char *secrets_scrub(const char *text, size_t len, size_t *out_len) {
   }
   plain[n] = '\0';
   /* The pattern redaction reads C strings: run it on each NUL-separated
-   * piece. "a@" -> "***@": URL credentials may grow the text. */
-  size_t room = 2 * n + 16, used = 0;
+   * piece. It may grow a piece ("a@" -> "***@"); if the room still runs
+   * out, the text is cut, never overrun. */
+  size_t room = 5 * n + 16, used = 0;
   char *out = malloc(room);
-  for (size_t start = 0; out && start <= n;) {
+  for (size_t start = 0; out && start <= n && room - used >= 2;) {
     size_t piece = strlen(plain + start);
     secret_redact(plain + start, out + used, room - used);
-    used += strlen(out + used);
+    used += strlen(out + used); /* used <= room - 1 */
     start += piece + 1;
-    if (start <= n) out[used++] = '\0'; /* the NUL between pieces */
+    if (start <= n && room - used >= 2) out[used++] = '\0'; /* the NUL between pieces */
   }
+  if (out) out[used] = '\0';
   free(plain);
   if (out && out_len) *out_len = used;
   return out;
