@@ -192,7 +192,8 @@ static int l_write_file(lua_State *L) {
 #define SECRET_FILE_MAX 4096
 
 /* read_secret(path, any_mode) -> text without trailing newlines | nil,
- * message. Refuses a file other users may read unless any_mode. */
+ * message. Refuses a file its group or other users may read, unless
+ * any_mode. */
 static int l_read_secret(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   bool any_mode = lua_toboolean(L, 2);
@@ -204,12 +205,12 @@ static int l_read_secret(lua_State *L) {
     lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
     return 2;
   }
-  if (!any_mode && (st.st_mode & S_IROTH)) {
+  if (!any_mode && (st.st_mode & (S_IRGRP | S_IROTH))) {
     close(fd);
     lua_pushnil(L);
     char mode[8];
     snprintf(mode, sizeof mode, "%o", (unsigned)(st.st_mode & 07777));
-    lua_pushfstring(L, "%s is readable by every user (mode %s): chmod o-r it, or set "
+    lua_pushfstring(L, "%s is readable by other users (mode %s): chmod go-r it, or set "
                        "CENSUS_API_KEY_FILE_ANY_MODE=1", path, mode);
     return 2;
   }

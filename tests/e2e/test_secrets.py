@@ -87,10 +87,11 @@ class Secrets(SimTestCase):
         env = self.sim_env({"CENSUS_API_KEY": "", "CENSUS_API_KEY_FILE": path})
         r = run(["-e", "print(census.sync({sync_id = 1}, {poll = 0.05}).status)"], env=env)
         self.assertEqual((r.rc, r.stdout), (0, "completed\n"), r)
-        os.chmod(path, 0o644)
-        r = run(["-e", "local ok, e = pcall(census.trigger, {sync_id = 1}) print(e.kind, e.message)"], env=env)
-        self.assertIn("invalid_argument\tcensus: CENSUS_API_KEY_FILE: %s is readable by every user (mode 644): "
-                      "chmod o-r it, or set CENSUS_API_KEY_FILE_ANY_MODE=1" % path, r.stdout)
+        for mode in [0o644, 0o640]:
+            os.chmod(path, mode)
+            r = run(["-e", "local ok, e = pcall(census.trigger, {sync_id = 1}) print(e.kind, e.message)"], env=env)
+            self.assertIn("invalid_argument\tcensus: CENSUS_API_KEY_FILE: %s is readable by other users (mode %o): "
+                          "chmod go-r it, or set CENSUS_API_KEY_FILE_ANY_MODE=1" % (path, mode), r.stdout)
         env["CENSUS_API_KEY_FILE_ANY_MODE"] = "1"
         r = run(["-e", "print(census.sync({sync_id = 1}, {poll = 0.05}).status)"], env=env)
         self.assertEqual(r.stdout, "completed\n", r)
