@@ -20,10 +20,14 @@ static volatile sig_atomic_t caught_signal;
 static volatile sig_atomic_t signal_count;
 static volatile sig_atomic_t repeatable;
 
+#define RETRY_INSTRUCTIONS 1000
+
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  task_raise_interrupt(L, caught_signal);
+  if (!task_raise_interrupt(L, caught_signal)) /* in the engine's code: later */
+    lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                RETRY_INSTRUCTIONS);
 }
 
 static void on_signal(int sig) {

@@ -675,19 +675,34 @@ void task_cancel_all(engine *e) {
   }
 }
 
+/* Whether the innermost Lua function running on L is the engine's own
+ * (the lua/ library, chunk names "@lua/..."). */
+static bool in_engine_code(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (strcmp(ar.what, "C") != 0) return strncmp(ar.source, "@lua/", 5) == 0;
+  }
+  return false;
+}
+
 /* Called from the interrupt hook while t runs Lua code: raises the cancel
- * there, unless a front end keeps this task running. */
-void task_raise_interrupt(lua_State *L, int signal) {
+ * there, unless a front end keeps this task running. Inside the engine's
+ * own Lua code it waits (returns false): a pcall there (a journal write,
+ * an answer check) must not swallow the interrupt; it arrives in the
+ * flow's code or at the next wait. */
+bool task_raise_interrupt(lua_State *L, int signal) {
   task *t = task_current(L);
   if (!t) t = task_owner(L);
-  if (!t) return;
+  if (!t) return true;
   engine *e = t->eng;
-  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return;
-  if (!task_take_interrupt(t)) return;
+  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return true;
+  if (t->cancel >= INTERRUPT_PENDING) return true;
+  if (in_engine_code(L)) return false;
   t->cancel = INTERRUPT_DELIVERED;
   error_push(L, "canceled", "interrupted by %s",
              signal == SIGTERM ? "SIGTERM" : "SIGINT");
-  lua_error(L);
+  return lua_error(L);
 }
 
 /* At shutdown: release the ops of tasks that can never finish (they wait

@@ -45,7 +45,9 @@ const char *task_traceback(task *t);          /* a failed task's traceback */
 void task_cancel(task *t);
 void task_cancel_all(engine *e);
 bool task_take_interrupt(task *t);
-void task_raise_interrupt(lua_State *L, int signal); /* from a Lua hook */
+/* From a Lua hook: raises the interrupt in t's code, or returns false when
+ * the engine's own code runs (try again later); true: nothing to do. */
+bool task_raise_interrupt(lua_State *L, int signal);
 void task_abandon_all(engine *e);
 int task_report_unobserved(engine *e);
 long task_live_count(engine *e);

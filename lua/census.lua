@@ -359,6 +359,7 @@ function wait_loop(w, opts, timeout, conn)
       if opts.cancel_on_timeout then
         events.emit("census.timed_out", w, timeout)
         local ok, err = pcall(cancel_run, conn, run_id, what)
+        if not ok and errors.is_error(err, "canceled") then error(err, 0) end
         if not ok then events.emit("census.cancel_failed", w, err) end
       end
       raise("timeout", {sync_id = sync_id, sync_run_id = run_id, seconds = timeout},

@@ -54,6 +54,17 @@ class Signals(unittest.TestCase):
         rc, _, err = self.finish(proc)
         self.assertEqual(rc, 130, err)
 
+    def test_an_interrupt_is_not_swallowed_by_the_engines_own_code(self):
+        # nearly every instruction here runs in lua/ (steps write the journal
+        # under pcall): the interrupt still reaches the flow
+        proc = self.start("print('ready') io.stdout:flush()\n"
+                          "while true do flow.step('s', function() end) end")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        rc, _, err = self.finish(proc)
+        self.assertEqual(rc, 130, err[-2000:])
+        self.assertNotIn("cannot write the journal", err)
+
     def test_second_sigint_exits_at_once(self):
         proc = self.start("pcall(function() print('ready') io.stdout:flush() flow.sleep(30) end)\n"
                           "print('ignoring') io.stdout:flush()\nflow.sleep(30)")

@@ -138,7 +138,45 @@ static void test_exit(void) {
   engine_shutdown(&e);
 }
 
+/* probe(): what an interrupt hook firing here would do */
+static int probe(lua_State *L) {
+  lua_pushboolean(L, task_raise_interrupt(L, 2)); /* raises, or says "later" */
+  return 1;
+}
+
+static void test_interrupts_wait_for_the_flows_code(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  lua_State *L = e.L;
+  lua_pushcfunction(L, probe);
+  lua_setglobal(L, "probe");
+  /* the engine's own code (a chunk named like the lua/ library), under pcall */
+  CHECK(luaL_loadbuffer(L, "return function() return pcall(probe) end", 41, "@lua/fake.lua") == LUA_OK);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "engine_code");
+  task *t = spawn(&e, "return function()\n"
+                      "  local ok, later = engine_code()\n"
+                      "  in_engine = {ok, later}\n"
+                      "  local ok2, err = pcall(probe)\n"
+                      "  in_flow = {ok2, flow.is_error(err, 'canceled')}\n"
+                      "end");
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  CHECK(task_finished(t));
+  lua_getglobal(L, "in_engine");
+  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -2, 2);
+  CHECK(lua_toboolean(L, -2) && !lua_toboolean(L, -1)); /* not raised: "later" */
+  lua_settop(L, 0);
+  lua_getglobal(L, "in_flow");
+  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -2, 2);
+  CHECK(!lua_toboolean(L, -2) && lua_toboolean(L, -1)); /* raised in the flow's code */
+  lua_settop(L, 0);
+  engine_shutdown(&e);
+}
+
 int main(void) {
+  test_interrupts_wait_for_the_flows_code();
   test_done();
   test_failed();
   test_cancel_is_delivered_once();
