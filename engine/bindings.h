@@ -17,7 +17,6 @@ void rules_register(lua_State *L);   /* rules_lua.c: the pure rules */
 void sqlite_register(lua_State *L);  /* sqlite.c: open, db:run, db:rows, db:exec */
 void files_register(lua_State *L);   /* files.c: mkdirs, lock, write_file, ... */
 void corolib_open(lua_State *L);     /* corolib.c: the coroutine library */
-void osexit_open(lua_State *L);      /* engine.c: os.exit */
 
 /* options.c: one checker for option tables. Raises "<what>: unknown
  * option 'x' (expected a, b, c)" for a key not in fields (NULL-ended);

@@ -156,7 +156,7 @@ static int os_exit(lua_State *L) {
   return task_exit(L, code, lua_toboolean(L, 2));
 }
 
-void osexit_open(lua_State *L) {
+static void osexit_open(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_OSLIBNAME);
   lua_pushcfunction(L, os_exit);
