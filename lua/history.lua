@@ -15,10 +15,7 @@ local function fail(code, fmt, ...)
   os.exit(code)
 end
 
-local function iso(t)
-  if not t then return nil end
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor(t % 1 * 1000))
-end
+local iso = require("engine.report").iso
 
 -- cjson writes an empty table as {}; lists in our documents are arrays.
 local function array(items, encode_item)

@@ -122,9 +122,12 @@ function report.summary_text(exit_code)
   return table.concat(out, "\n")
 end
 
-local function iso(t)
+-- Unix seconds as UTC ISO 8601 with milliseconds; nil stays nil.
+function report.iso(t)
+  if not t then return nil end
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", math.floor(t % 1 * 1000))
 end
+local iso = report.iso
 
 -- The summary as a JSON document (after settle; schema in docs/cli.md).
 function report.summary_json(exit_code, interrupted)

@@ -4,6 +4,7 @@
 -- journal observes the run report's steps and the Census waits. After it:
 -- the journal's record of how it ended, and the summary.
 local files = require "engine.c.files"
+local rules = require "engine.c.rules"
 local journal = require "engine.journal"
 local events = require "engine.events"
 local report = require "engine.report"
@@ -15,9 +16,7 @@ local EXIT_OVERLAP = 75
 local EXIT_USAGE = 2
 local DEFAULT_KEEP_DAYS = 90
 
-local function iso(t)
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
-end
+local iso = report.iso
 
 -- FNV-1a, for a lock file name per flow and arguments.
 local function hash(text)
@@ -109,7 +108,7 @@ function run.begin(o)
     local key = flow .. "\0" .. table.concat(args, "\0")
     local pid = files.whoami()
     local held, holder = files.lock(string.format("%s/%s.lock", dir, hash(key)),
-      string.format("pid %d, started %s", pid, iso(os.time())))
+      string.format("pid %d, started %s", pid, iso(rules.wallclock())))
     if held == nil then return nil, "cannot take the run lock: " .. holder, 1 end
     if not held then
       return nil, string.format("%s is already running with these arguments (%s); " ..
