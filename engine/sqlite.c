@@ -6,6 +6,7 @@
  * the process dies), in durable mode (FULL) it also fsyncs (durable when
  * the machine dies), which the journal asks for before it acts. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -171,6 +172,32 @@ static int db_exec(lua_State *L) {
   return 0;
 }
 
+static int first_column(void *out, int n, char **values, char **names) {
+  (void)names;
+  if (n > 0 && values[0]) snprintf(out, 16, "%s", values[0]);
+  return 0;
+}
+
+/* Turning a new file to WAL needs an exclusive lock, and SQLite does not
+ * call the busy handler for it: engines that create one journal at once
+ * retry here within the same budget. WAL is the file's own property, so
+ * once one of them turned it, the others find it so. Returns NULL or why
+ * not. */
+static const char *use_wal(sqlite3 *db) {
+  int waited = 0, pause = 1;
+  for (;;) {
+    char mode[16] = "";
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", first_column, mode, NULL);
+    if (rc == SQLITE_OK && strcmp(mode, "wal") == 0) return NULL;
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) return sqlite3_errmsg(db);
+    if (waited >= BUSY_TIMEOUT_MS)
+      return rc == SQLITE_OK ? "another program keeps it from WAL mode" : sqlite3_errmsg(db);
+    sqlite3_sleep(pause);
+    waited += pause;
+    pause = pause < 64 ? pause * 2 : 64;
+  }
+}
+
 /* open(path) -> db, or nil and a message. */
 static int db_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -182,14 +209,18 @@ static int db_open(lua_State *L) {
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                SQLITE_OPEN_NOMUTEX,
                            NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(d->db, BUSY_TIMEOUT_MS);
-    rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-                      NULL, NULL, NULL);
-  }
+  const char *why = NULL;
   if (rc != SQLITE_OK) {
+    why = d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc);
+  } else {
+    sqlite3_busy_timeout(d->db, BUSY_TIMEOUT_MS);
+    why = use_wal(d->db);
+    if (!why && sqlite3_exec(d->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+      why = sqlite3_errmsg(d->db);
+  }
+  if (why) {
     lua_pushnil(L);
-    lua_pushstring(L, d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+    lua_pushstring(L, why);
     sqlite3_close(d->db);
     d->db = NULL;
     return 2;

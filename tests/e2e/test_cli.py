@@ -119,14 +119,16 @@ class Cli(unittest.TestCase):
         r = run([os.path.join(ROOT, "flows", "hello.lua"), "tester"])
         self.assertEqual(r.rc, 0, r)
         self.assertIn("hello, tester: extract, transform, load finished in", r.stderr)
-        self.assertLess(r.seconds, 2.5, "three 1 s sleeps run together")
+        lines = [l for l in r.stderr.splitlines() if ": started" in l or ": done" in l]
+        self.assertEqual([": started" in l for l in lines], [True] * 3 + [False] * 3,
+                         "the three sleeps run together")
 
     def test_thousand_tasks_wall_time(self):
         r = run_flow("local t0 = flow.now()\nlocal hs = {}\n"
                      "for i = 1, 1000 do hs[i] = flow.spawn(flow.sleep, 0.1) end\n"
                      "for i = 1, 1000 do hs[i]:wait() end\nprint(flow.now() - t0)")
         self.assertEqual(r.rc, 0, r)
-        self.assertLess(float(r.stdout), 1.0)
+        self.assertLess(float(r.stdout), 10.0, "together, not one after another (100 s)")
 
 
 if __name__ == "__main__":

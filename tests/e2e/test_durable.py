@@ -8,6 +8,7 @@ journal, a corrupt journal."""
 import json
 import os
 import shutil
+import sqlite3
 import signal
 import stat
 import subprocess
@@ -399,6 +400,22 @@ class History(SimTestCase):
         self.assertEqual(len(runs), 6)
         for r in runs:
             self.assertEqual(len(json.loads(run(["runs", str(r["id"]), "--json"]).stdout)["steps"]), 20)
+
+    def test_a_journal_another_program_holds_is_waited_for(self):
+        # turning a new file to WAL does not call SQLite's busy handler: the
+        # engine retries instead of failing with "database is locked"
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        holder = sqlite3.connect(os.path.join(state, "journal.db"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        proc = subprocess.Popen([ENGINE, "--state", state, "-e", "flow.step('s', function() end)"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        holder.execute("COMMIT")
+        holder.close()
+        _, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(json.loads(run(["--state", state, "runs", "--json"]).stdout)), 1)
 
     def test_the_repl_keeps_no_state_unless_asked(self):
         r = run(["-i"], stdin="print(1 + 1)\n", env={"ENGINE_STATE_DIR": "/proc/no-such-dir"})

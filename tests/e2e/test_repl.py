@@ -239,7 +239,7 @@ class Terminal(unittest.TestCase):
         self.expect("42")
         self.expect("> ")
         self.type("print('other')\r")
-        self.expect("other")
+        self.expect("\nother")
         self.expect("> ")
         self.type("\x12f(2")  # Ctrl-R, then part of an earlier line
         self.expect("f(21)")
@@ -258,13 +258,13 @@ class Terminal(unittest.TestCase):
         self.type("\x03")
         self.expect("interrupted")
         self.expect("> ")
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertLess(time.monotonic() - t0, 10.0)  # not the 30 s sleep
         self.type("print('alive')\r")
-        self.expect("alive")
+        self.expect("\nalive")
         self.type("dropped text\x03")
         self.expect("> ")
         self.type("print('next')\r")
-        self.expect("next")
+        self.expect("\nnext")
         self.assertNotIn("dropped text\n", self.screen().replace("\r", ""))
 
     def test_background_report_while_typing(self):
@@ -275,13 +275,13 @@ class Terminal(unittest.TestCase):
         self.expect('done: "finished"')
         self.expect("> print('half")  # the half-typed line is redrawn below the report
         self.type("')\r")
-        self.expect("half")
+        self.expect("\nhalf")
 
     def test_keys_typed_while_a_line_runs_are_kept(self):
         self.type("flow.sleep(0.5)\r")
         time.sleep(0.1)
         self.type("print('typed ahead')\r")
-        self.expect("typed ahead")
+        self.expect("\ntyped ahead")  # the output, not the echo of the line
         self.assertEqual(self.screen().count("print('typed ahead')"), 1, "drawn once")
 
     def test_ctrl_d_asks_once_when_tasks_run(self):

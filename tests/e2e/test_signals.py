@@ -34,7 +34,7 @@ class Signals(unittest.TestCase):
         proc.send_signal(signal.SIGINT)
         rc, out, err = self.finish(proc)
         self.assertEqual(rc, 130, err)
-        self.assertLess(time.monotonic() - t0, 5)
+        self.assertLess(time.monotonic() - t0, 10)  # not the 30 s sleeps
         for i in (1, 2, 3):
             self.assertRegex(out, r"cleanup\t%d\tcanceled\t/.*\.lua:3: interrupted by SIGINT\n" % i)
         self.assertIn("engine: interrupted by SIGINT", err)
@@ -74,7 +74,7 @@ class Signals(unittest.TestCase):
         proc.send_signal(signal.SIGINT)
         rc, _, _ = self.finish(proc)
         self.assertEqual(rc, 130)
-        self.assertLess(time.monotonic() - t0, 2)
+        self.assertLess(time.monotonic() - t0, 10)  # not the 30 s sleep
 
     def test_http_transfers_are_aborted(self):
         server = TestServer()
@@ -91,7 +91,7 @@ class Signals(unittest.TestCase):
         proc.send_signal(signal.SIGINT)
         rc, out, err = self.finish(proc)
         self.assertEqual(rc, 130, err)
-        self.assertLess(time.monotonic() - t0, 3)
+        self.assertLess(time.monotonic() - t0, 10)  # not the 20 s answers
         self.assertEqual(out, "false\tcanceled\n" * 5)
         self.assertEqual(server.counts.get("slow"), 5)
 
