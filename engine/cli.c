@@ -2,6 +2,7 @@
  * into options (like lua's where they do not clash). No Lua, no loop: the
  * fuzzer runs it on any arguments (tests/fuzz). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@ static const char usage[] =
     "  -W             turn Lua warnings on\n"
     "  -               read the flow from standard input\n"
     "  --summary-json FILE  also write the run summary as JSON to FILE\n"
+    "  --metrics FILE  at the end, write Prometheus metrics to FILE\n"
+    "  --log-format=text|json  log lines as text (default) or one JSON object each\n"
     "  --state DIR    keep the journal (run history, durable runs) in DIR\n"
     "  --no-state     keep no journal (the REPL keeps none unless --state)\n"
     "  --resume[=ID]  continue the latest failed run of this flow and arguments\n"
@@ -61,6 +64,7 @@ static const char usage[] =
     "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
     "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
+    "  ENGINE_LOG_FORMAT       text or json, as --log-format (which wins)\n"
     "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  connections per host (default: no cap)\n"
     "  ENGINE_HTTP_MAX_BUFFERED  bytes all answers in flight may hold (256 MiB)\n"
     "  ENGINE_CA_BUNDLE        CA certificates for TLS (also CURL_CA_BUNDLE,\n"
@@ -118,6 +122,13 @@ int cli_parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--summary-json") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a FILE after it", a);
       o->summary_path = argv[++i];
+    } else if (strcmp(a, "--metrics") == 0) {
+      if (i + 1 >= argc) return usage_error("%s needs a FILE after it", a);
+      o->metrics_path = argv[++i];
+    } else if (strncmp(a, "--log-format=", 13) == 0) {
+      o->log_format = a + 13;
+      if (strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
+        return usage_error("%s: use --log-format=text or json", a);
     } else if (strcmp(a, "--state") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a DIR after it", a);
       o->state = argv[++i];
@@ -161,6 +172,12 @@ int cli_parse(int argc, char **argv, options *o) {
       o->script = "-";
       o->script_index = argc;
     }
+  }
+  if (!o->log_format) {
+    const char *env = getenv("ENGINE_LOG_FORMAT");
+    o->log_format = env && *env ? env : "text";
+    if (strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
+      return usage_error("ENGINE_LOG_FORMAT=%s: use text or json", o->log_format);
   }
   if (o->state && o->no_state) return usage_error("%s", "--state and --no-state exclude each other");
   if (o->resume && !o->script) return usage_error("%s", "--resume needs a FLOW.lua file");

@@ -6,8 +6,6 @@
 
 #include "engine.h"
 
-#define EXIT_USAGE 2
-
 #define MAX_CHUNKS 64 /* -e and -l options */
 
 /* A -e or -l option, in command-line order. */
@@ -26,6 +24,8 @@ typedef struct {
   bool interactive;   /* start the REPL after the chunks */
   bool runs;          /* engine runs ...: the history */
   const char *summary_path;
+  const char *metrics_path; /* --metrics FILE */
+  const char *log_format;   /* "text" or "json" */
   const char *state;  /* --state DIR */
   bool no_state;      /* --no-state */
   const char *resume; /* --resume: "" for the latest run, or a run id */

@@ -69,7 +69,7 @@ static const struct {
     {"engine.c.error", error_register}, {"engine.c.http", http_register},
     {"engine.c.exec", exec_register},   {"engine.c.rules", rules_register},
     {"engine.c.options", options_register}, {"engine.c.sqlite", sqlite_register},
-    {"engine.c.files", files_register},
+    {"engine.c.files", files_register}, {"engine.c.log", log_register},
 };
 
 static int open_c_module(lua_State *L) {
@@ -218,19 +218,23 @@ static void report_failure(engine *e, task *t) {
     return;
   }
   task_push_error(L, t);
+  /* An error object already says what failed and where in the flow; a
+   * traceback into the engine's own Lua would only repeat it (-v shows it).
+   * Any other error value is a bug in the flow: its traceback stays, as
+   * lua prints it. */
+  bool object = error_is_object(L, -1);
   size_t len;
   error_describe(L, -1);
   const char *msg = lua_tolstring(L, -1, &len);
-  const char *trace = task_traceback(t);
+  const char *trace = object && e->log_level > LOG_DEBUG ? NULL : task_traceback(t);
   fputs("engine: ", stderr);
   log_write_safe(stderr, msg, len, len);
   fprintf(stderr, "\n%s%s", trace ? trace : "", trace && *trace ? "\n" : "");
   lua_pop(L, 2);
 }
 
-/* The run's end (lua/run.lua): the journal's record, then the summary of
- * steps and syncs; false when the JSON summary could not be written. */
-static bool finish_run(engine *e, int rc) {
+/* Pushes lua/run.lua's function name; false (after a line) if it cannot. */
+static bool push_run_function(engine *e, const char *name) {
   lua_State *L = e->L;
   lua_pushcfunction(L, private_require);
   lua_pushliteral(L, "engine.run");
@@ -239,23 +243,72 @@ static bool finish_run(engine *e, int rc) {
     lua_pop(L, 1);
     return false;
   }
-  lua_getfield(L, -1, "finish");
-  lua_pushinteger(L, rc);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  return true;
+}
+
+static void push_stop(engine *e) {
   if (e->stop == STOP_SIGNAL)
-    lua_pushliteral(L, "signal");
+    lua_pushliteral(e->L, "signal");
   else if (e->stop == STOP_EXIT)
-    lua_pushliteral(L, "exit");
+    lua_pushliteral(e->L, "exit");
   else
+    lua_pushnil(e->L);
+}
+
+/* The flow's tasks ended (lua/run.lua's ending): the summary is made, and
+ * flow.on_finish handlers run as a task, bounded by their timeouts; what
+ * they leave running is cancelled. */
+static void run_ending(engine *e, int rc, task *main_task) {
+  lua_State *L = e->L;
+  if (!push_run_function(e, "ending")) return;
+  lua_pushinteger(L, rc);
+  push_stop(e);
+  if (task_failed(main_task) || task_canceled(main_task)) {
+    task_push_error(L, main_task);
+    error_describe(L, -1);
+    lua_remove(L, -2);
+  } else {
     lua_pushnil(L);
+  }
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  task *handlers = task_spawn(e, L, 0);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  while (!task_finished(handlers)) uv_run(&e->loop, UV_RUN_ONCE);
+  task_cancel_all(e);
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  if (task_failed(handlers)) report_failure(e, handlers);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+/* The run's end (lua/run.lua's finish): the journal's record, then the
+ * summary and metrics; false when a file could not be written. */
+static bool finish_run(engine *e) {
+  lua_State *L = e->L;
+  if (!push_run_function(e, "finish")) return false;
+  push_stop(e);
   if (e->summary_path)
     lua_pushstring(L, e->summary_path);
+  else
+    lua_pushnil(L);
+  if (e->metrics_path)
+    lua_pushstring(L, e->metrics_path);
   else
     lua_pushnil(L);
   lua_pushboolean(L, !e->no_summary);
   bool ok = lua_pcall(L, 4, 1, 0) == LUA_OK && lua_toboolean(L, -1);
   if (!ok && lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   return ok;
 }
 
@@ -278,14 +331,18 @@ int engine_run(engine *e, int nargs) {
   }
   if (task_failed(main_task) || task_canceled(main_task)) {
     report_failure(e, main_task);
-    rc = 1;
+    task_push_error(L, main_task);
+    /* error(flow.error("usage", ...)): the flow's own usage error */
+    rc = error_is_kind(L, -1, "usage") ? EXIT_USAGE : 1;
+    lua_pop(L, 1);
   }
   if (task_report_unobserved(e) > 0) rc = 1;
   if (e->stop == STOP_SIGNAL) rc = 128 + e->interrupt_signal;
   if (e->stop == STOP_EXIT) rc = e->exit_code;
-  luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
   output_close(e);
-  if (!finish_run(e, rc) && rc == 0) rc = 1;
+  run_ending(e, rc, main_task);
+  luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
+  if (!finish_run(e) && rc == 0) rc = 1;
   return rc;
 }
 

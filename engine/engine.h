@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #define ENGINE_VERSION "0.1.0"
+#define EXIT_USAGE 2 /* a bad command line, or the flow's own usage error */
 
 typedef struct engine engine;
 typedef struct task task;
@@ -50,12 +51,14 @@ struct engine {
   task *main_task;   /* its failure cancels every other task */
   http_glue *http;
   enum log_level log_level;
+  bool log_json; /* --log-format=json: a JSON object per line */
   enum engine_stop stop;
   int interrupt_signal; /* with STOP_SIGNAL: SIGINT or SIGTERM */
   int exit_code;        /* with STOP_EXIT: os.exit's code */
   bool exit_close;      /* with STOP_EXIT: close the running task's <close> */
   bool no_summary;      /* a front end (the REPL) reports outcomes itself */
   const char *summary_path; /* --summary-json FILE */
+  const char *metrics_path; /* --metrics FILE */
   engine_hooks hooks;
   output_observer *observers; /* see output.h */
 };

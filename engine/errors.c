@@ -75,6 +75,8 @@ void error_push(lua_State *L, const char *kind, const char *fmt, ...) {
   lua_setmetatable(L, -2);
 }
 
+bool error_is_object(lua_State *L, int idx) { return is_error_object(L, idx); }
+
 bool error_is_kind(lua_State *L, int idx, const char *kind) {
   if (!is_error_object(L, idx)) return false;
   lua_getfield(L, idx, "kind");

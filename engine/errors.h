@@ -10,6 +10,7 @@
 void error_push(lua_State *L, const char *kind, const char *fmt, ...);
 void error_locate(lua_State *L, int idx);
 bool error_is_kind(lua_State *L, int idx, const char *kind);
+bool error_is_object(lua_State *L, int idx);
 /* Pushes a string for the error value at idx, as lua.c prints it; never
  * raises (a __tostring that fails or returns a non-string is ignored). */
 const char *error_describe(lua_State *L, int idx);

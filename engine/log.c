@@ -1,5 +1,7 @@
-/* log.c: timestamped log lines on stderr, filtered by the -q/-v level, and
- * the log.* bindings. A line never carries control bytes (they are shown
+/* log.c: timestamped log lines on stderr, filtered by the -q/-v level, as
+ * text or (--log-format=json) a JSON object per line with the context
+ * fields a log pipeline filters on; the log.* bindings and engine.c.log,
+ * their variant with fields, for lua/ files. A line never carries control bytes (they are shown
  * escaped) nor a known secret, and is cut at LOG_MESSAGE_MAX bytes, with a
  * marker. */
 #include <stdarg.h>
@@ -50,20 +52,125 @@ void log_write_safe(FILE *out, const char *text, size_t len, size_t max) {
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
+/* Registry key of the function that gives a Lua log call its context
+ * fields (the step, the attempt, the flow and run: lua/run.lua sets it). */
+static const char context_key = 'c';
+
+static void append_value(lua_State *L, int idx, growing *g) {
+  char num[64];
+  int n = 0;
+  size_t len;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    const char *s = lua_tolstring(L, idx, &len);
+    text_json_string(s, len < LOG_MESSAGE_MAX ? len : LOG_MESSAGE_MAX, append, g);
+    return;
+  }
+  case LUA_TBOOLEAN:
+    append(g, lua_toboolean(L, idx) ? "true" : "false", lua_toboolean(L, idx) ? 4 : 5);
+    return;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      n = snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+    } else {
+      lua_Number x = lua_tonumber(L, idx);
+      n = x == x && x - x == 0 ? snprintf(num, sizeof num, "%.14g", (double)x)
+                               : snprintf(num, sizeof num, "null");
+    }
+    append(g, num, (size_t)n);
+    return;
+  default:
+    append(g, "null", 4);
+  }
+}
+
+/* Appends ,"key":value for each string key of the table at idx whose value
+ * is a string, number or boolean (not ts, level or msg). */
+static void append_fields(lua_State *L, int idx, growing *g) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int vt = lua_type(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING &&
+        (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN)) {
+      size_t klen;
+      const char *k = lua_tolstring(L, -2, &klen);
+      if (strcmp(k, "ts") && strcmp(k, "level") && strcmp(k, "msg")) {
+        append(g, ",", 1);
+        text_json_string(k, klen, append, g);
+        append(g, ":", 1);
+        append_value(L, -1, g);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* The context fields of a Lua log call, overlaid with its own fields (at
+ * index fields, or 0), as one table pushed on L. Never raises. */
+static void push_fields(lua_State *L, int fields) {
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &context_key) == LUA_TFUNCTION &&
+      lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, out);
+    }
+  }
+  lua_settop(L, out);
+  if (fields && lua_istable(L, fields)) {
+    lua_pushnil(L);
+    while (lua_next(L, fields)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, out);
+    }
+  }
+}
+
+/* One log line. L (or NULL) is the Lua state of a Lua log call: in JSON
+ * format its context and the fields at index fields (or 0) join the line. */
 static void write_line(engine *e, enum log_level level, const char *msg,
-                       size_t len) {
+                       size_t len, lua_State *L, int fields) {
   struct timespec ts;
   struct tm tm;
-  char stamp[32];
+  char stamp[40];
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
-  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+  if (!e->log_json) {
+    output_begin(e);
+    fprintf(stderr, "%s %-5s ", stamp, level_names[level]);
+    log_write_safe(stderr, msg, len, LOG_MESSAGE_MAX);
+    fputc('\n', stderr);
+    output_end(e);
+    return;
+  }
+  growing shown = {0}, line = {0};
+  text_printable(msg, len, LOG_MESSAGE_MAX, append, &shown);
+  append(&line, "{\"ts\":\"", 7);
+  append(&line, stamp, strlen(stamp));
+  append(&line, "\",\"level\":\"", 11);
+  append(&line, level_names[level], strlen(level_names[level]));
+  append(&line, "\",\"msg\":", 8);
+  text_json_string(shown.data ? shown.data : "", shown.len, append, &line);
+  if (L && lua_checkstack(L, 8)) {
+    push_fields(L, fields);
+    append_fields(L, -1, &line);
+    lua_pop(L, 1);
+  }
+  append(&line, "}", 1);
+  char *safe = line.data ? secrets_scrub(line.data, line.len, NULL) : NULL;
   output_begin(e);
-  fprintf(stderr, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L,
-          level_names[level]);
-  log_write_safe(stderr, msg, len, LOG_MESSAGE_MAX);
-  fputc('\n', stderr);
+  if (safe) fprintf(stderr, "%s\n", safe);
   output_end(e);
+  free(safe);
+  free(line.data);
+  free(shown.data);
 }
 
 void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
@@ -74,32 +181,57 @@ void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
   int n = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  write_line(e, level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  write_line(e, level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, NULL, 0);
+}
+
+/* Formats the message from the arguments at first.. (string.format when
+ * more than one, tostring of one) and writes it with the fields at index
+ * fields (or 0). */
+static int log_call(lua_State *L, engine *e, enum log_level level, int first, int fields) {
+  if (level < e->log_level) return 0;
+  int top = lua_gettop(L);
+  if (top > first) {
+    luaL_checkstring(L, first);
+    lua_pushvalue(L, lua_upvalueindex(3));
+    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
+    lua_call(L, top - first + 1, 1);
+  } else {
+    luaL_tolstring(L, first, NULL);
+  }
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  write_line(e, level, msg, len, L, fields);
+  return 0;
 }
 
 /* log.<level>(fmt, ...): string.format when arguments follow, tostring of
  * the single argument otherwise. */
 static int log_at(lua_State *L) {
   engine *e = lua_touserdata(L, lua_upvalueindex(1));
-  enum log_level level = (enum log_level)lua_tointeger(L, lua_upvalueindex(2));
-  if (level < e->log_level) return 0;
-  if (lua_gettop(L) > 1) {
-    luaL_checkstring(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(3));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-  } else {
-    luaL_tolstring(L, 1, NULL);
-  }
-  size_t len;
-  const char *msg = lua_tolstring(L, -1, &len);
-  write_line(e, level, msg, len);
+  return log_call(L, e, (enum log_level)lua_tointeger(L, lua_upvalueindex(2)), 1, 0);
+}
+
+/* engine.c.log's <level>(fields, fmt, ...): a log line that carries fields
+ * in the JSON format (sync_id, status, counts...). */
+static int log_with_fields(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  return log_call(L, e, (enum log_level)lua_tointeger(L, lua_upvalueindex(2)), 2, 1);
+}
+
+/* engine.c.log's set_context(fn): fn() gives each Lua log call its
+ * context fields. */
+static int set_context(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &context_key);
   return 0;
 }
 
-void log_open(lua_State *L, engine *e) {
+/* Sets the four level functions (each a closure over fn) into the table on
+ * top. */
+static void set_levels(lua_State *L, engine *e, lua_CFunction fn) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
-  lua_createtable(L, 0, 4);
   /* string.format as loaded, whatever the flow later does to `string` */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_STRLIBNAME);
@@ -110,8 +242,19 @@ void log_open(lua_State *L, engine *e) {
     lua_pushlightuserdata(L, e);
     lua_pushinteger(L, level);
     lua_pushvalue(L, -3);
-    lua_pushcclosure(L, log_at, 3);
+    lua_pushcclosure(L, fn, 3);
     lua_setfield(L, -3, names[level]);
   }
   lua_pop(L, 1);
+}
+
+void log_register(lua_State *L) {
+  set_levels(L, engine_from(L), log_with_fields);
+  lua_pushcfunction(L, set_context);
+  lua_setfield(L, -2, "set_context");
+}
+
+void log_open(lua_State *L, engine *e) {
+  lua_createtable(L, 0, 4);
+  set_levels(L, e, log_at);
 }

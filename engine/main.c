@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
     engine_shutdown(&e);
     return 1;
   }
+  e.log_json = strcmp(o.log_format, "json") == 0;
   lua_State *L = e.L;
   if (o.runs) {
     lua_createtable(L, argc, 0);
@@ -220,6 +221,7 @@ int main(int argc, char **argv) {
     return rc;
   }
   e.summary_path = o.summary_path;
+  e.metrics_path = o.metrics_path;
   if (o.warnings) lua_warning(L, "@on", 0);
   rc = begin_run(L, &o, argc, argv);
   if (rc < 0 && !o.interactive && progress_start(&e, o.progress) != 0)

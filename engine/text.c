@@ -1,4 +1,5 @@
-/* text.c: URL redaction and HTTP header-line parsing (see text.h). */
+/* text.c: URL redaction, HTTP header-line parsing, printable text and
+ * JSON strings (see text.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,54 @@ void text_printable(const char *text, size_t len, size_t max,
     int n = snprintf(tail, sizeof tail, " [... %zu bytes cut]", len - shown);
     emit(data, tail, (size_t)n);
   }
+}
+
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_length(const unsigned char *s, size_t n) {
+  size_t need;
+  unsigned int min;
+  if (s[0] < 0x80) return 1;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf) need = 2, min = 0x80;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef) need = 3, min = 0x800;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4) need = 4, min = 0x10000;
+  else return 0;
+  if (n < need) return 0;
+  unsigned int cp = s[0] & (0x3f >> (need - 1));
+  for (size_t i = 1; i < need; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return need;
+}
+
+void text_json_string(const char *text, size_t len,
+                      void (*emit)(void *data, const char *bytes, size_t n),
+                      void *data) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t run = 0, i = 0;
+  emit(data, "\"", 1);
+  while (i < len) {
+    size_t k = utf8_length(s + i, len - i);
+    if (k > 1 || (k == 1 && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] != 0x7f)) {
+      i += k;
+      continue;
+    }
+    if (i > run) emit(data, text + run, i - run);
+    char esc[8];
+    switch (s[i]) {
+    case '"': emit(data, "\\\"", 2); break;
+    case '\\': emit(data, "\\\\", 2); break;
+    case '\n': emit(data, "\\n", 2); break;
+    case '\t': emit(data, "\\t", 2); break;
+    default:
+      snprintf(esc, sizeof esc, "\\u%04x", s[i]);
+      emit(data, esc, 6);
+    }
+    run = ++i;
+  }
+  if (len > run) emit(data, text + run, len - run);
+  emit(data, "\"", 1);
 }
 
 /* A key as written, in the object it belongs to. */

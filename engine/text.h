@@ -30,6 +30,13 @@ void text_printable(const char *text, size_t len, size_t max,
                     void (*emit)(void *data, const char *bytes, size_t n),
                     void *data);
 
+/* Emits text as a quoted JSON string: quotes, backslashes and control
+ * bytes escaped, and a byte that is not part of valid UTF-8 as \u00XX (so
+ * any input makes a line every JSON parser reads). */
+void text_json_string(const char *text, size_t len,
+                      void (*emit)(void *data, const char *bytes, size_t n),
+                      void *data);
+
 /* Whether the JSON text has an object with the same key twice (decoders
  * keep one of them silently). On true, the key (raw, as written, cut to
  * keysz) is in key. Text that is not JSON may answer either way: this only

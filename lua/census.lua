@@ -5,6 +5,7 @@
 -- what happens is told as events (lua/events.lua) that lua/census_report.lua
 -- turns into log lines and report entries.
 local timer = require "engine.c.timer"
+local tasks = require "engine.c.task"
 local errors = require "engine.c.error"
 local rules = require "engine.c.rules"
 local json = require "engine.json"
@@ -46,7 +47,82 @@ local function sync_id_of(v, what)
   return id
 end
 
-local TRIGGER_OPTIONS = {"sync_id", "force_full_sync", "force"}
+local TRIGGER_OPTIONS = {"sync_id", "name", "label", "force_full_sync", "force"}
+
+local function check_label(v, what, key)
+  if v ~= nil and (type(v) ~= "string" or v == "" or #v > 200) then
+    invalid("%s: %s must be a non-empty string of at most 200 bytes, got %s", what, key,
+      type(v) == "string" and string.format("%q", v:sub(1, 40)) or tostring(v))
+  end
+  return v
+end
+
+-- Edit distance, for the syncs whose names are close to one not found.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = {[0] = i}
+    for j = 1, #b do
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+local list_pages -- below
+
+-- Every sync of a workspace, listed once per run and connection; calls
+-- made at once share the one listing.
+local sync_lists = {}
+
+local function workspace_syncs(conn)
+  local key = table.concat({conn.base, conn.version, conn.token}, "\0")
+  local listing = sync_lists[key]
+  if not listing then
+    listing = tasks.spawn(function() return pcall(list_pages, conn, "/syncs", "census: listing the syncs") end)
+    sync_lists[key] = listing
+  end
+  local ok, syncs = listing:wait()
+  if not ok then
+    if sync_lists[key] == listing then sync_lists[key] = nil end
+    error(syncs, 0)
+  end
+  return syncs
+end
+
+-- The id of the one sync named `name` (its label in Census).
+local function sync_named(conn, name)
+  local found, close = {}, {}
+  local lower = name:lower()
+  for _, sync in ipairs(workspace_syncs(conn)) do
+    local label = sync.label or sync.name
+    local id = math.tointeger(tonumber(sync.id))
+    if type(label) == "string" and id then
+      if label == name then
+        found[#found + 1] = id
+      else
+        local d = label:lower() == lower and 0 or distance(label:lower(), lower)
+        if d <= math.max(2, #name // 4) or label:lower():find(lower, 1, true) then
+          close[#close + 1] = {d = d, text = string.format("%q (id %d)", label, id)}
+        end
+      end
+    end
+  end
+  if #found == 1 then return found[1] end
+  if #found > 1 then
+    table.sort(found)
+    invalid("census.trigger: %d syncs are named %q (ids %s): pass sync_id instead",
+      #found, name, table.concat(found, ", "))
+  end
+  table.sort(close, function(a, b) return a.d < b.d or (a.d == b.d and a.text < b.text) end)
+  local texts = {}
+  for i = 1, math.min(#close, 5) do texts[i] = close[i].text end
+  invalid("census.trigger: no sync is named %q%s", name,
+    #texts > 0 and ("; close matches: " .. table.concat(texts, ", ")) or
+    "; census.syncs() lists them, or pass sync_id")
+end
 
 -- The sync, the connection and the force_full_sync flag a trigger means.
 local function trigger_spec(spec)
@@ -72,14 +148,18 @@ local function trigger_spec(spec)
       invalid("census.trigger: %s must be true or false", k)
     end
   end
-  return {sync_id = sync_id_of(spec.sync_id, "census.trigger"), force = spec.force,
-          force_full_sync = spec.force_full_sync, conn = connection(spec)}
+  local label = check_label(spec.label, "census.trigger", "label")
+  local name = check_label(spec.name, "census.trigger", "name")
+  if name and spec.sync_id ~= nil then invalid("census.trigger: give sync_id or name, not both") end
+  local conn = connection(spec)
+  return {sync_id = name and sync_named(conn, name) or sync_id_of(spec.sync_id, "census.trigger"),
+          force = spec.force, force_full_sync = spec.force_full_sync, conn = conn, label = label or name}
 end
 
 -- A run this engine started or adopted: its run id is durable in the
 -- journal (row) before anyone can wait on it.
-local function new_run(conn, sync_id, run_id, row, occurrence)
-  local run = {sync_id = sync_id, sync_run_id = run_id}
+local function new_run(conn, sync_id, run_id, row, occurrence, label)
+  local run = {sync_id = sync_id, sync_run_id = run_id, label = label}
   private[run] = conn
   started_here[run] = {row = journal.run_started(row, sync_id, occurrence, run_id,
     history_url(conn, sync_id))}
@@ -106,7 +186,7 @@ end
 -- triggering again; the others are settled. An intent without a run id
 -- (the engine died between the POST and its answer) goes through the
 -- lost-trigger search.
-local function adopt_earlier(conn, id, occurrence)
+local function adopt_earlier(conn, id, occurrence, label)
   for _, row in ipairs(journal.open_syncs(id)) do
     local data
     if row.sync_run_id then
@@ -128,7 +208,7 @@ local function adopt_earlier(conn, id, occurrence)
       if answers.meaning(data) == "waiting" then
         journal.settle(row.id, "adopted", string.format("adopted by engine run %d", journal.run_id()))
         events.emit("census.adopted_earlier", id, run_id, row.run)
-        return new_run(conn, id, run_id, nil, occurrence)
+        return new_run(conn, id, run_id, nil, occurrence, label)
       end
       journal.settle(row.id, data.canceled == true and "canceled" or tostring(data.status))
     end
@@ -141,14 +221,14 @@ function census.trigger(spec)
   local occurrence = journal.sync_occurrence(id)
   local recorded = journal.recorded_sync(id, occurrence)
   if recorded then -- --resume: it completed in the run being resumed
-    local run = {sync_id = id, sync_run_id = recorded.sync_run_id}
+    local run = {sync_id = id, sync_run_id = recorded.sync_run_id, label = t.label}
     private[run] = conn
     started_here[run] = {recorded = recorded, occurrence = occurrence}
     events.emit("census.recorded", id, recorded.sync_run_id, journal.resumed())
     return run
   end
   if not t.force then
-    local adopted = adopt_earlier(conn, id, occurrence)
+    local adopted = adopt_earlier(conn, id, occurrence, t.label)
     if adopted then return adopted end
   end
   -- Write before acting: the intent is durable before the POST.
@@ -161,23 +241,23 @@ function census.trigger(spec)
     local run_id = run and run_id_of(run.id)
     if run_id then
       events.emit("census.adopted", id, run_id, err.message)
-      adopted = new_run(conn, id, run_id, row, occurrence)
+      adopted = new_run(conn, id, run_id, row, occurrence, t.label)
       return adopted
     end
   end
   local body = request(conn, {method = "POST", path = "/syncs/" .. id .. "/trigger",
     query = t.force_full_sync ~= nil and ("?force_full_sync=" .. tostring(t.force_full_sync)) or nil,
     what = "sync " .. id .. ": trigger", check = has_run_id, unknown = adopt,
-    fields = {sync_id = id}})
+    fields = {sync_id = id, url = history_url(conn, id)}})
   if adopted then return adopted end
   local run_id = body.data.sync_run_id
-  local run = new_run(conn, id, run_id, row, occurrence)
+  local run = new_run(conn, id, run_id, row, occurrence, t.label)
   events.emit("census.triggered", id, run_id, t.force_full_sync)
   return run
 end
 
 local WAIT_OPTIONS = {"poll", "timeout", "cancel_on_timeout", "max_records_failed",
-  "max_failed_ratio", "allow_skipped", "cancel_on_stop"}
+  "max_failed_ratio", "allow_skipped", "cancel_on_stop", "label"}
 
 local function warn_once(fmt, ...)
   events.emit("census.warning", string.format(fmt, ...))
@@ -213,6 +293,7 @@ local function check_wait_options(opts)
       invalid("census.wait: %s must be true or false, got %s", k, tostring(opts[k]))
     end
   end
+  check_label(opts.label, "census.wait", "label")
   for _, k in ipairs{"max_records_failed", "max_failed_ratio"} do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge) then
@@ -233,8 +314,9 @@ local function run_of(run, what)
   return run_id, math.tointeger(tonumber(run.sync_id))
 end
 
-local function describe(sync_id, run_id)
-  return sync_id and string.format("sync %d run %d", sync_id, run_id) or ("run " .. run_id)
+local function describe(sync_id, run_id, label)
+  local what = sync_id and string.format("sync %d run %d", sync_id, run_id) or ("run " .. run_id)
+  return label and string.format("%s (%s)", what, label) or what
 end
 
 local function finish(conn, data, sync_id, run_id, started)
@@ -290,8 +372,9 @@ function census.wait(run, opts)
   local conn = private[run] or connection(opts)
   local here = started_here[run] or {}
   -- The wait as observers see it: they may keep their own state in it.
-  local w = {sync_id = sync_id, sync_run_id = run_id, what = describe(sync_id, run_id), poll = poll,
-             url = sync_id and history_url(conn, sync_id), journal_id = here.row,
+  local label = opts.label or (type(run.label) == "string" and run.label ~= "" and run.label) or nil
+  local w = {sync_id = sync_id, sync_run_id = run_id, label = label, what = describe(sync_id, run_id, label),
+             poll = poll, url = sync_id and history_url(conn, sync_id), journal_id = here.row,
              recorded = here.recorded ~= nil}
   events.emit("census.wait_started", w)
   local ok, result
@@ -314,16 +397,17 @@ function wait_loop(w, opts, timeout, conn)
   local deadline = started + timeout
   while true do
     local body = request(conn, {method = "GET", path = "/sync_runs/" .. run_id, what = w.what,
-      check = has_run_status, deadline = deadline})
+      check = has_run_status, deadline = deadline,
+      fields = {sync_id = w.sync_id, sync_run_id = run_id, run_id = run_id, url = w.url}})
     local data = body.data
     local sync_id = w.sync_id or math.tointeger(data.sync_id)
-    w.sync_id, w.what = sync_id, describe(sync_id, run_id)
+    w.sync_id, w.what = sync_id, describe(sync_id, run_id, w.label)
     events.emit("census.status", w, data)
     local what = w.what
     local meaning = answers.meaning(data)
     local function fail(kind, fmt, ...)
       local result = finish(conn, data, sync_id, run_id, started)
-      raise(kind, {sync_id = sync_id, sync_run_id = run_id, result = result,
+      raise(kind, {sync_id = sync_id, sync_run_id = run_id, run_id = run_id, url = result.url, result = result,
         error_code = result.error_code, error_message = result.error_message,
         error_detail = result.error_detail}, "%s " .. fmt .. " (%s)", what, ...)
     end
@@ -362,7 +446,8 @@ function wait_loop(w, opts, timeout, conn)
         if not ok and errors.is_error(err, "canceled") then error(err, 0) end
         if not ok then events.emit("census.cancel_failed", w, err) end
       end
-      raise("timeout", {sync_id = sync_id, sync_run_id = run_id, seconds = timeout},
+      raise("timeout", {sync_id = sync_id, sync_run_id = run_id, run_id = run_id,
+        url = history_url(conn, sync_id), seconds = timeout},
         "%s: still %s after the %g s timeout%s (%s)", what, data.status, timeout,
         opts.cancel_on_timeout and "; cancelled it" or "", history_url(conn, sync_id))
     end
@@ -418,16 +503,21 @@ local function list(path, what, opts)
   if opts.page ~= nil and (math.type(opts.page) ~= "integer" or opts.page < 1) then
     invalid("%s: page must be a whole number >= 1", what)
   end
-  local conn = connection(opts)
-  local items, page, pagination = {}, opts.page or 1, nil
+  return list_pages(connection(opts), path, what, per_page, opts.page, opts.order)
+end
+
+-- The items of one page (when given) or of every page, and the last
+-- pagination object.
+function list_pages(conn, path, what, per_page, only_page, order)
+  local items, page, pagination = {}, only_page or 1, nil
   while true do
-    local query = string.format("?page=%d&per_page=%d%s", page, per_page,
-      opts.order and ("&order=" .. opts.order) or "")
+    local query = string.format("?page=%d&per_page=%d%s", page, per_page or 100,
+      order and ("&order=" .. order) or "")
     local body = request(conn, {method = "GET", path = path, query = query, what = what, check = has_data})
     for _, item in ipairs(body.data) do items[#items + 1] = strip_nulls(item) end
     pagination = type(body.pagination) == "table" and strip_nulls(body.pagination) or nil
     local next_page = pagination and math.tointeger(pagination.next_page)
-    if opts.page or not next_page or next_page <= page or #body.data == 0 then break end
+    if only_page or not next_page or next_page <= page or #body.data == 0 then break end
     page = next_page
   end
   return items, pagination
@@ -445,7 +535,7 @@ end
 -- census.task: defaults for later runs, like Prefect's CensusSyncTask.
 local Task = {}
 Task.__index = Task
-local TASK_OPTIONS = {"api_trigger", "sync_id", "force_full_sync"}
+local TASK_OPTIONS = {"api_trigger", "sync_id", "name", "force_full_sync"}
 
 function Task:run(overrides)
   local defaults = private[self]
@@ -456,8 +546,8 @@ function Task:run(overrides)
   for k, v in pairs(defaults) do o[k] = v end
   for k, v in pairs(overrides or {}) do o[k] = v end
   local spec = o.api_trigger
-  if spec == nil and o.sync_id ~= nil then
-    spec = {sync_id = o.sync_id, token = o.token, region = o.region,
+  if spec == nil and (o.sync_id ~= nil or o.name ~= nil) then
+    spec = {sync_id = o.sync_id, name = o.name, token = o.token, region = o.region,
             api_version = o.api_version, force_full_sync = o.force_full_sync}
   end
   if spec == nil or spec == "" then

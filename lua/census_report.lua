@@ -11,9 +11,31 @@ local events = require "engine.events"
 local entry_of = setmetatable({}, {__mode = "k"}) -- wait -> report entry
 local last_status = setmetatable({}, {__mode = "k"})
 
+local clog = require "engine.c.log" -- log lines with fields for --log-format=json
+
+local COUNTS = {"records_processed", "records_updated", "records_failed", "records_invalid"}
+
+-- A run's counts as a person reads them; Census leaves them null for some
+-- runs (a failed or skipped one, some destinations), which is not zero.
 local function records_summary(d)
-  return string.format("%s processed, %s updated, %s failed",
-    tostring(d.records_processed or 0), tostring(d.records_updated or 0), tostring(d.records_failed or 0))
+  if d.records_processed == nil and d.records_updated == nil and d.records_failed == nil then
+    return "counts not reported"
+  end
+  local function n(v) return v == nil and "?" or tostring(math.tointeger(v) or v) end
+  local text = string.format("%s processed, %s updated, %s failed", n(d.records_processed),
+    n(d.records_updated), n(d.records_failed))
+  if (math.tointeger(d.records_invalid) or 0) > 0 then text = text .. ", " .. n(d.records_invalid) .. " invalid" end
+  return text
+end
+
+-- The fields of a wait's log lines: the sync, its run, and what is known.
+local function fields_of(w, data)
+  local f = {sync_id = w.sync_id, sync_run_id = w.sync_run_id, label = w.label}
+  if data then
+    f.status = type(data.status) == "string" and data.status or nil
+    for _, k in ipairs(COUNTS) do f[k] = math.tointeger(data[k]) end
+  end
+  return f
 end
 
 events.on("census.triggered", function(sync_id, run_id, full)
@@ -54,9 +76,9 @@ events.on("census.warning", function(line)
 end)
 
 events.on("census.wait_started", function(w)
-  entry_of[w] = report.start("sync", w.sync_id and ("sync " .. w.sync_id) or ("run " .. w.sync_run_id),
+  entry_of[w] = report.start("sync", w.label or (w.sync_id and ("sync " .. w.sync_id)) or ("run " .. w.sync_run_id),
     {sync_id = w.sync_id, sync_run_id = w.sync_run_id, url = w.url})
-  log.info("census: %s: waiting, polling every %g s", w.what, w.poll)
+  clog.info(fields_of(w), "census: %s: waiting, polling every %g s", w.what, w.poll)
 end)
 
 events.on("census.status", function(w, data)
@@ -64,7 +86,7 @@ events.on("census.status", function(w, data)
   entry.run_status = data.status
   entry.records_processed = math.tointeger(data.records_processed) or entry.records_processed
   if data.status ~= last_status[w] then
-    log.info("census: %s: %s%s", w.what, data.status,
+    clog.info(fields_of(w, data), "census: %s: %s%s", w.what, data.status,
       data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")
     last_status[w] = data.status
   end
@@ -82,21 +104,31 @@ events.on("census.cancel_requested", function(what)
   log.info("census: %s: cancel requested", what)
 end)
 
+-- How a wait ended, logged once at its level: a success at INFO (WARN
+-- with failed records), a failure at ERROR with Census's message and the
+-- link; a wait stopped by the engine was told by census.stopped.
 events.on("census.wait_ended", function(w, ok, result)
   local entry = entry_of[w]
+  local data = ok and result or (type(result) == "table" and result.result) or {}
   if ok and not w.recorded then
-    log.info("census: %s %s: %s in %.1f s (%s)", w.what, result.status, records_summary(result),
-      result.elapsed, result.url)
     local failed = math.tointeger(result.records_failed) or 0
-    if failed > 0 then
-      log.warn("census: %s completed with %d failed records (%s)", w.what, failed, result.url)
+    local line = failed > 0 and clog.warn or result.status == "completed" and clog.info or clog.warn
+    line(fields_of(w, result), "census: %s %s in %.1f s: %s (%s)", w.what, result.status,
+      result.elapsed, records_summary(result), result.url)
+  elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
+    -- (a wait the engine stopped is told by census.stopped, not here)
+    local f = fields_of(w, data)
+    f.status = f.status or (errors.is_error(result) and result.kind) or "failed"
+    if errors.is_error(result) then
+      clog.error(f, "census: %s", result.message)
+    else
+      clog.error(f, "census: %s: %s", w.what, (errors.describe(result):gsub("\n.*", "")))
     end
   end
-  local data = ok and result or (type(result) == "table" and result.result) or {}
   report.finish(entry, ok and result.status or (errors.is_error(result) and result.kind or "failed"), {
     records_processed = data.records_processed, records_updated = data.records_updated,
     records_failed = data.records_failed, records_invalid = data.records_invalid,
-    url = data.url or entry.url, ok = ok,
+    url = data.url or entry.url, ok = ok, failure = not ok and result or nil,
     error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})
 end)
 

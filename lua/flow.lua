@@ -8,18 +8,22 @@ local exec = require "engine.c.exec"
 local rules = require "engine.c.rules"
 local options = require "engine.c.options"
 local log = require "engine.log"
+local clog = require "engine.c.log"
+local run = require "engine.run"
 local report = require "engine.report"
 local journal = require "engine.journal"
 
 local flow = {}
 
--- Tasks inherit the step they were started in, so their logs name it.
+-- Tasks inherit the step and the retry attempt they were started in, so
+-- their logs and report rows belong to them.
 function flow.spawn(fn, ...)
   if type(fn) ~= "function" then error("flow.spawn: expected a function", 2) end
-  local step = report.current_step()
-  if step == nil then return tasks.spawn(fn, ...) end
+  local step, retry = report.current_step(), report.current_retry()
+  if step == nil and retry == nil then return tasks.spawn(fn, ...) end
   return tasks.spawn(function(...)
     report.set_step(step)
+    report.set_retry(retry)
     return fn(...)
   end, ...)
 end
@@ -28,6 +32,8 @@ flow.sleep = timer.sleep
 flow.now = timer.now
 flow.error = errors.error
 flow.is_error = errors.is_error
+flow.on_finish = run.on_finish
+flow.params = require("engine.params").parse
 
 -- The first line of an error value, as lua prints it (never raises).
 local function message_of(err)
@@ -73,6 +79,40 @@ function flow.timeout(seconds, fn, ...)
   return child:wait()
 end
 
+-- How many distinct messages a parallel failure shows, and how long each.
+local SHOWN_MESSAGES, MESSAGE_MAX = 3, 300
+
+-- The failures as a short line at any count: identical messages grouped
+-- ("[2, 5, 9 and 997 more] message"), the first few kinds, then how many
+-- more; the full list stays in the error's .errors.
+local function failure_list(failures)
+  local groups, by_message = {}, {}
+  for _, f in ipairs(failures) do
+    local g = by_message[f.message]
+    if not g then
+      g = {message = f.message, indexes = {}}
+      by_message[f.message] = g
+      groups[#groups + 1] = g
+    end
+    g.indexes[#g.indexes + 1] = f.index
+  end
+  local parts = {}
+  for i = 1, math.min(#groups, SHOWN_MESSAGES) do
+    local g = groups[i]
+    local shown = {}
+    for k = 1, math.min(#g.indexes, 3) do shown[k] = tostring(g.indexes[k]) end
+    local where = table.concat(shown, ", ")
+    if #g.indexes > 3 then where = string.format("%s and %d more", where, #g.indexes - 3) end
+    local message = #g.message > MESSAGE_MAX and (g.message:sub(1, MESSAGE_MAX) .. "...") or g.message
+    parts[i] = string.format("[%s] %s", where, message)
+  end
+  local text = table.concat(parts, "; ")
+  if #groups > SHOWN_MESSAGES then
+    text = string.format("%s; and %d more different errors (see .errors)", text, #groups - SHOWN_MESSAGES)
+  end
+  return text
+end
+
 function flow.parallel(fns, opts)
   if type(fns) ~= "table" then
     error("flow.parallel: expected a list of functions", 2)
@@ -116,12 +156,8 @@ function flow.parallel(fns, opts)
   end
   if #failures > 0 then
     table.sort(failures, function(a, b) return a.index < b.index end)
-    local parts = {}
-    for _, f in ipairs(failures) do
-      parts[#parts + 1] = string.format("[%d] %s", f.index, f.message)
-    end
     error(errors.error("parallel", string.format("%d of %d tasks failed: %s",
-      #failures, n, table.concat(parts, "; ")), {errors = failures}), 2)
+      #failures, n, failure_list(failures)), {errors = failures}), 2)
   end
   return results
 end
@@ -201,8 +237,16 @@ function flow.step(name, fn, ...)
   end
   local err = r[2]
   local status = errors.is_error(err, "canceled") and "canceled" or "failed"
-  report.finish(entry, status, {error = message_of(err)})
-  log.error("step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
+  -- An error a sync's row (or an inner step's) already shows is named,
+  -- not repeated.
+  local shown = report.shown_where(err)
+  if shown then
+    report.finish(entry, status, {detail = "see " .. shown})
+    log.error("step %s: %s after %.1f s (see %s)", name, status, entry.duration, shown)
+  else
+    report.finish(entry, status, {error = message_of(err), failure = err})
+    log.error("step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
+  end
   error(err, 0)
 end
 
@@ -236,10 +280,15 @@ function flow.retry(opts, fn, ...)
   if o.retry_if ~= nil and type(o.retry_if) ~= "function" then
     error("flow.retry: retry_if must be a function", 2)
   end
+  -- Rows the attempts start in the run report are one row per unit.
+  local scope, outer = report.retry_scope(), report.current_retry()
   local attempt = 0
   while true do
     attempt = attempt + 1
+    scope.next()
+    report.set_retry(scope)
     local r = table.pack(pcall(fn, ...))
+    report.set_retry(outer)
     if r[1] then return table.unpack(r, 2, r.n) end
     local err = r[2]
     local give_up = attempt >= o.attempts or errors.is_error(err, "canceled")
@@ -250,9 +299,15 @@ function flow.retry(opts, fn, ...)
         err.where = ""
       end
       err.attempts = attempt
+      if attempt > 1 and not errors.is_error(err, "canceled") then
+        err.message = string.format("%s (gave up after %d attempts)", err.message, attempt)
+      end
       error(err, 0)
     end
-    timer.sleep(rules.backoff(attempt, o.delay, o.backoff, o.max_delay, o.jitter))
+    local wait = rules.backoff(attempt, o.delay, o.backoff, o.max_delay, o.jitter)
+    clog.warn({attempt = attempt}, "attempt %d/%d failed: %s; retrying in %.1f s",
+      attempt, o.attempts, message_of(err), wait)
+    timer.sleep(wait)
   end
 end
 

@@ -23,23 +23,92 @@ function report.set_step(name)
   step_of[coroutine.running()] = name
 end
 
+-- The flow.retry attempt each task runs in, inherited like the step: an
+-- entry an attempt starts takes over the row the same step or sync had in
+-- the attempt before, so a retried unit is one row with its attempt count.
+local retry_of = setmetatable({}, {__mode = "k"})
+
+function report.current_retry() return retry_of[coroutine.running()] end
+function report.set_retry(scope) retry_of[coroutine.running()] = scope end
+
+-- A new scope for flow.retry; scope:next() before each attempt.
+function report.retry_scope()
+  local scope = {attempt = 0, rows = {}, seen = {}}
+  function scope.next()
+    scope.attempt = scope.attempt + 1
+    scope.seen = {}
+  end
+  return scope
+end
+
+-- What an entry learned in an earlier attempt, forgotten when it starts again.
+local PER_ATTEMPT = {"duration", "error", "detail", "ok", "url", "run_status", "sync_run_id",
+  "records_processed", "records_updated", "records_failed", "records_invalid"}
+
+-- The error an entry's row shows, so an enclosing step that fails with the
+-- same error says where it is instead of repeating it.
+local shown_by = setmetatable({}, {__mode = "k"})
+
+-- Where the rows show err, as "sync 1" or "sync 1, sync 2 and 3 more";
+-- nil unless every part of it (a flow.parallel error's .errors) is shown.
+function report.shown_where(err)
+  if type(err) ~= "table" then return nil end
+  if shown_by[err] then return shown_by[err].name end
+  local parts = type(err.errors) == "table" and err.kind == "parallel" and err.errors
+  if not parts or #parts == 0 then return nil end
+  local names = {}
+  for i, f in ipairs(parts) do
+    local where = report.shown_where(type(f) == "table" and f.error)
+    if not where then return nil end
+    if i <= 3 then names[i] = where end
+  end
+  local text = table.concat(names, ", ")
+  if #parts > 3 then text = string.format("%s and %d more", text, #parts - 3) end
+  return text
+end
+
 function report.start(kind, name, fields)
-  local e = {kind = kind, name = name, status = "running", started = timer.now(),
-             started_at = rules.wallclock()}
+  local scope = retry_of[coroutine.running()]
+  local e
+  if scope then
+    local key = kind .. "\0" .. name
+    local n = (scope.seen[key] or 0) + 1
+    scope.seen[key] = n
+    local rows = scope.rows[key] or {}
+    scope.rows[key] = rows
+    e = rows[n]
+    if e and e.status ~= "running" then
+      for _, k in ipairs(PER_ATTEMPT) do e[k] = nil end
+      e.attempts = scope.attempt
+      if e.index < first_running then first_running = e.index end
+    else
+      e = nil
+    end
+  end
+  if not e then
+    e = {kind = kind, name = name, index = #report.entries + 1}
+    report.entries[e.index] = e
+    if scope then scope.rows[kind .. "\0" .. name][scope.seen[kind .. "\0" .. name]] = e end
+  end
+  e.status, e.started, e.started_at = "running", timer.now(), rules.wallclock()
   for k, v in pairs(fields or {}) do e[k] = v end
-  report.entries[#report.entries + 1] = e
   running = running + 1
   events.emit("report.started", e)
   return e
 end
 
 -- fields.ok: whether the entry succeeded (a step: its status is "ok").
+-- fields.failure: the error value it failed with (its row shows it).
 function report.finish(e, status, fields)
   if e.status == "running" then running = running - 1 end
   e.status = status
   e.duration = timer.now() - e.started
   for k, v in pairs(fields or {}) do e[k] = v end
   if e.ok == nil then e.ok = status == "ok" end
+  if e.failure ~= nil then
+    if type(e.failure) == "table" and not shown_by[e.failure] then shown_by[e.failure] = e end
+    e.failure = nil
+  end
   events.emit("report.finished", e)
 end
 
@@ -83,13 +152,24 @@ local function settle(interrupted)
   end
 end
 
--- Steps and syncs, each counted with how many failed.
+-- Steps and syncs, each counted with how many failed, and every row
+-- counted by outcome (in order of first appearance).
+local SUCCESSES = {ok = true, completed = true, skipped = true}
+
 local function counts()
-  local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}}
+  local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}, outcomes = {}}
   for _, e in ipairs(report.entries) do
     local k = c[e.kind]
     k.total = k.total + 1
     if not e.ok then k.failed = k.failed + 1 end
+    -- a status that can be a success ("skipped") says when it was not
+    local outcome = e.status
+    if not e.ok and SUCCESSES[outcome] then outcome = outcome .. " (failed)" end
+    if not c.outcomes[outcome] then
+      c.outcomes[outcome] = 0
+      c.outcomes[#c.outcomes + 1] = outcome
+    end
+    c.outcomes[outcome] = c.outcomes[outcome] + 1
   end
   return c
 end
@@ -99,25 +179,63 @@ local function plural(n, word)
 end
 
 local function outcome(e)
-  return e.detail and string.format("%s (%s)", e.status, e.detail) or e.status
+  local notes = {}
+  if e.detail then notes[#notes + 1] = e.detail end
+  if e.attempts and e.attempts > 1 then notes[#notes + 1] = e.attempts .. " attempts" end
+  if #notes == 0 then return e.status end
+  return string.format("%s (%s)", e.status, table.concat(notes, ", "))
+end
+
+-- More rows than this: the text summary shows totals and the failed rows.
+local SUMMARY_ROWS = 40
+local NAME_MAX, OUTCOME_MAX = 40, 36
+
+local function cut(text, max)
+  if #text <= max then return text end
+  return text:sub(1, max - 3) .. "..."
 end
 
 -- The end-of-run table (after settle); nil when the run had no steps or syncs.
 function report.summary_text(exit_code)
   if #report.entries == 0 then return nil end
   local c = counts()
-  local out = {string.format("summary: %s (%d failed), %s (%d failed), %s, exit %d",
-    plural(c.step.total, "step"), c.step.failed, plural(c.sync.total, "sync"), c.sync.failed,
-    seconds(timer.now() - report.started), exit_code)}
-  out[#out + 1] = string.format("  %-24s %-10s %9s %10s %9s %7s", "STEP / SYNC", "OUTCOME",
-    "DURATION", "PROCESSED", "UPDATED", "FAILED")
-  for _, e in ipairs(report.entries) do
-    local records = e.kind == "sync" and string.format("%10s %9s %7s", count(e.records_processed),
-      count(e.records_updated), count(e.records_failed)) or string.format("%10s %9s %7s", "", "", "")
-    out[#out + 1] = (string.format("  %-24s %-10s %9s %s", e.name:sub(1, 24), outcome(e),
-      seconds(e.duration), records):gsub("%s+$", ""))
-    if not e.ok and e.error then out[#out + 1] = "      " .. e.error end
-    if e.kind == "sync" and not e.ok and e.url then out[#out + 1] = "      " .. e.url end
+  local by_outcome = {}
+  for i, status in ipairs(c.outcomes) do by_outcome[i] = c.outcomes[status] .. " " .. status end
+  local what = {}
+  if c.step.total > 0 then what[#what + 1] = plural(c.step.total, "step") end
+  if c.sync.total > 0 then what[#what + 1] = plural(c.sync.total, "sync") end
+  local out = {string.format("summary: %s: %s; %s, exit %d", table.concat(what, ", "),
+    table.concat(by_outcome, ", "), seconds(timer.now() - report.started), exit_code)}
+  local rows, failed = report.entries, 0
+  if #rows > SUMMARY_ROWS then
+    rows = {}
+    for _, e in ipairs(report.entries) do
+      if not e.ok then
+        failed = failed + 1
+        if #rows < SUMMARY_ROWS then rows[#rows + 1] = e end
+      end
+    end
+    out[#out + 1] = string.format("  %d rows: the failed ones below%s (--summary-json has every row)",
+      #report.entries, failed > #rows and string.format(", the first %d of %d", #rows, failed) or "")
+    if #rows == 0 then return table.concat(out, "\n") end
+  end
+  local name_w, outcome_w = #"STEP / SYNC", #"OUTCOME"
+  for _, e in ipairs(rows) do
+    name_w = math.max(name_w, math.min(#e.name, NAME_MAX))
+    outcome_w = math.max(outcome_w, math.min(#outcome(e), OUTCOME_MAX))
+  end
+  local row = "  %-" .. name_w .. "s  %-" .. outcome_w .. "s  %8s  %9s  %7s  %6s  %7s"
+  out[#out + 1] = string.format(row, "STEP / SYNC", "OUTCOME", "DURATION", "PROCESSED",
+    "UPDATED", "FAILED", "INVALID")
+  for _, e in ipairs(rows) do
+    local sync = e.kind == "sync"
+    out[#out + 1] = (string.format(row, cut(e.name, NAME_MAX), cut(outcome(e), OUTCOME_MAX),
+      seconds(e.duration), sync and count(e.records_processed) or "", sync and count(e.records_updated) or "",
+      sync and count(e.records_failed) or "", sync and count(e.records_invalid) or ""):gsub("%s+$", ""))
+    if not e.ok and e.error then
+      out[#out + 1] = "      " .. e.error
+      if e.url and not e.error:find(e.url, 1, true) then out[#out + 1] = "      " .. e.url end
+    end
   end
   return table.concat(out, "\n")
 end
@@ -129,40 +247,52 @@ function report.iso(t)
 end
 local iso = report.iso
 
--- The summary as a JSON document (after settle; schema in docs/cli.md).
-function report.summary_json(exit_code, interrupted)
-  local json = require "engine.json"
+-- The summary as data (after settle; schema in docs/cli.md): what
+-- --summary-json writes and flow.on_finish handlers get. ending: the
+-- error that ended the run, if one did.
+function report.summary(exit_code, interrupted, ending)
   local entries = {}
   for i, e in ipairs(report.entries) do
     entries[i] = {
       kind = e.kind, name = e.name, status = e.status, ok = e.ok == true, detail = e.detail,
-      started_at = iso(e.started_at), duration = e.duration,
+      attempts = e.attempts or 1, started_at = iso(e.started_at), duration = e.duration,
       sync_id = e.sync_id, sync_run_id = e.sync_run_id, url = e.url,
       records_processed = e.records_processed, records_updated = e.records_updated,
       records_failed = e.records_failed, records_invalid = e.records_invalid, error = e.error,
     }
   end
-  local doc = json.encode({
+  local c = counts()
+  return {
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
     started_at = iso(report.started_at), duration = timer.now() - report.started,
-    steps = counts().step, syncs = counts().sync,
-  })
+    steps = c.step, syncs = c.sync, error = ending, entries = entries,
+  }
+end
+
+function report.summary_json(doc)
+  local json = require "engine.json"
+  local entries = doc.entries
+  doc.entries = nil
+  local text = json.encode(doc)
+  doc.entries = entries
   -- lua-cjson 2.1 writes an empty table as {}: splice the list in by hand
   local parts = {}
   for i, e in ipairs(entries) do parts[i] = json.encode(e) end
-  return doc:sub(1, -2) .. ',"entries":[' .. table.concat(parts, ",") .. "]}"
+  return text:sub(1, -2) .. ',"entries":[' .. table.concat(parts, ",") .. "]}"
 end
 
--- At the end of the run: prints the summary and writes the JSON file (see
--- engine/files.c: atomic for a regular file, through a symlink, in place
--- for a device). Returns false, after a one-line error, when it could not.
-function report.finish_run(exit_code, interrupted, json_path)
-  settle(interrupted)
-  local text = report.summary_text(exit_code)
+-- At the end of the run: entries still running get their final status.
+report.settle = settle
+
+-- Prints the summary and writes the JSON file (see engine/files.c: atomic
+-- for a regular file, through a symlink, in place for a device). Returns
+-- false, after a one-line error, when it could not.
+function report.write(doc, json_path)
+  local text = report.summary_text(doc.exit_code)
   if text then io.stderr:write(rules.redact(rules.printable(text)), "\n") end
   if json_path then
-    local ok, err = files.write_file(json_path, rules.redact(report.summary_json(exit_code, interrupted)) .. "\n")
+    local ok, err = files.write_file(json_path, rules.redact(report.summary_json(doc)) .. "\n")
     if not ok then
       io.stderr:write("engine: cannot write the summary: ", err, "\n")
       return false

@@ -9,8 +9,18 @@ local journal = require "engine.journal"
 local events = require "engine.events"
 local report = require "engine.report"
 local log = require "engine.log"
+local tasks = require "engine.c.task"
+local clog = require "engine.c.log"
+local errors = require "engine.c.error"
+local options = require "engine.c.options"
 
 local run = {}
+local flow_name -- the flow's absolute path (or how it was given)
+local flow_label, flow_args = "FLOW.lua", {} -- as given on the command line
+
+-- The flow's arguments (a copy) and its name as given, for flow.params.
+function run.args() return table.move(flow_args, 1, #flow_args, 1, {}) end
+function run.flow_label() return flow_label end
 
 local EXIT_OVERLAP = 75
 local EXIT_USAGE = 2
@@ -101,6 +111,16 @@ function run.begin(o)
   end
   local keep, keep_err = run.keep_days()
   if not keep then return nil, keep_err, EXIT_USAGE end
+  flow_name, flow_label, flow_args = flow, o.flow or o.label, args
+  -- what each log line of the flow says in --log-format=json
+  local context = {flow = flow}
+  clog.set_context(function()
+    context.run = journal.run_id()
+    context.step = report.current_step()
+    local retry = report.current_retry()
+    context.attempt = retry and retry.attempt or nil
+    return context
+  end)
   if o.flow and not o.allow_overlap then
     local dir = (journal.enabled() and journal.path():match("^(.*)/[^/]*$") or runtime_dir()) .. "/locks"
     local ok, err = files.mkdirs(dir)
@@ -134,15 +154,68 @@ function run.begin(o)
   return true
 end
 
--- Called by the engine when the run ends: records how it ended, then the
--- summary. stop: "signal", "exit" or nil. Returns false when the summary
--- could not be written.
-function run.finish(exit_code, stop, json_path, summary)
+-- flow.on_finish handlers, in the order given.
+local handlers = {}
+local ON_FINISH_TIMEOUT = 30
+local summary -- the run's summary, once it ended
+
+function run.on_finish(fn, opts)
+  if type(fn) ~= "function" then error("flow.on_finish: expected a function", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("flow.on_finish: options must be a table", 2) end
+  options.check_options("flow.on_finish", opts, {"timeout"})
+  local timeout = opts and opts.timeout or ON_FINISH_TIMEOUT
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 or timeout > 86400 then
+    error("flow.on_finish: timeout must be a number of seconds from 0 to 86400", 2)
+  end
+  handlers[#handlers + 1] = {fn = fn, timeout = timeout}
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return c
+end
+
+-- Called by the engine when the flow's tasks have ended: entries still
+-- running get their final status and the summary is made. stop: "signal",
+-- "exit" or nil; ending: the error that ended the run, as a line. Returns
+-- the function that runs the flow.on_finish handlers (the engine runs it
+-- as a task), or nil when there are none.
+function run.ending(exit_code, stop, ending)
+  report.settle(stop ~= nil)
+  summary = report.summary(exit_code, stop ~= nil, ending)
+  summary.flow = flow_name
+  if #handlers == 0 then return nil end
+  return function()
+    for i, h in ipairs(handlers) do
+      local child = tasks.spawn(h.fn, copy(summary))
+      local ok, finished = pcall(tasks.join, child, h.timeout)
+      if ok and not finished then
+        child:cancel()
+        pcall(tasks.join, child)
+        log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, h.timeout)
+      elseif ok then
+        local done, err = pcall(child.wait, child)
+        if not done then
+          log.error("flow.on_finish: handler %d failed: %s", i, (errors.describe(err):gsub("\n.*", "")))
+        end
+      end
+    end
+  end
+end
+
+-- Called by the engine last: records how the run ended, then the summary
+-- (text, --summary-json, --metrics). Returns false when a file could not
+-- be written.
+function run.finish(stop, json_path, metrics_path, show)
   local outcome = stop == "signal" and "interrupted" or stop == "exit" and "exited"
-    or (exit_code == 0 and "ok" or "failed")
-  journal.end_run(outcome, exit_code)
-  if not summary then return true end
-  return report.finish_run(exit_code, stop ~= nil, json_path)
+    or (summary.exit_code == 0 and "ok" or "failed")
+  journal.end_run(outcome, summary.exit_code)
+  local ok = true
+  if metrics_path then ok = require("engine.metrics").write(summary, metrics_path) end
+  if not show then return ok end
+  return report.write(summary, json_path) and ok
 end
 
 return run

@@ -55,8 +55,8 @@ class CensusTest(SimTestCase):
         self.assertIn("census: sync 42 run 1001: waiting, polling every 0.1 s", r.stderr)
         self.assertEqual(r.stderr.count("census: sync 42 run 1001: working"), 1)
         self.assertIn("census: sync 42 run 1001: working (loading)", r.stderr)
-        self.assertRegex(r.stderr, r"census: sync 42 run 1001 completed: 10 processed, 9 updated, "
-                                   r"0 failed in [\d.]+ s \(%s/syncs/42/sync-history\)" % self.sim.url)
+        self.assertRegex(r.stderr, r"INFO  census: sync 42 run 1001 completed in [\d.]+ s: 10 processed, 9 updated, "
+                                   r"0 failed \(%s/syncs/42/sync-history\)" % self.sim.url)
 
     def test_polls_are_spaced_by_the_interval_and_stop_at_the_end(self):
         self.scenario(s7={"steps": ["queued", "working", "preparing", "new", "retrying", "completed"]})

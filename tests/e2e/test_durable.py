@@ -347,7 +347,7 @@ class Summary(SimTestCase):
         self.assertEqual(doc["exit_code"], 4)
         self.assertEqual([(e["status"], e["ok"]) for e in doc["entries"]], [("skipped", False), ("skipped", True)])
         self.assertEqual((doc["steps"], doc["syncs"]), ({"total": 0, "failed": 0}, {"total": 2, "failed": 1}))
-        self.assertIn("summary: 0 steps (0 failed), 2 syncs (1 failed)", r.stderr)
+        self.assertIn("summary: 2 syncs: 1 skipped (failed), 1 skipped;", r.stderr)
 
 
 class History(SimTestCase):

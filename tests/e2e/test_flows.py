@@ -65,7 +65,17 @@ class Flows(SimTestCase):
     def test_census_threshold(self):
         self.sim.syncs[6] = {"steps": [dict(DONE, records_failed=2, records_updated=8)]}
         r = self.run_flow("census_threshold.lua", 6, rc=1)
-        self.assertIn("sync 6 rejected 2 of 10 records: see %s/syncs/6/sync-history" % self.sim.url, r.stderr)
+        link = "%s/syncs/6/sync-history" % self.sim.url
+        lines = r.stderr.splitlines()
+        errors = [l for l in lines if " ERROR " in l]
+        # the first ERROR line says it all: which sync, what, the counts, where to look
+        self.assertRegex(errors[0], r"ERROR census: sync 6 run \d+ \(threshold check\) completed with 2 of 10 "
+                                    r"records failed, more than max_failed_ratio = 0.01 \(%s\)$" % link)
+        self.assertEqual(len(errors), 1, r.stderr)
+        # then once as the run's end (one line, no traceback) and once in the summary
+        self.assertEqual(sum("completed with 2 of 10" in l for l in lines), 3, r.stderr)
+        self.assertNotIn("traceback", r.stderr)
+        self.assertRegex(r.stderr, r"\n  threshold check +threshold +\d+\.\d s +10 +8 +2 +-\n")
         self.sim.syncs[6] = {"steps": [DONE]}
         self.run_flow("census_threshold.lua", 6)
 
@@ -87,7 +97,7 @@ class Flows(SimTestCase):
         dbt_done = r.stderr.index("step dbt: done")
         self.assertGreater(r.stderr.index("census: sync 101 triggered"), dbt_done)
         self.assertEqual(sorted(self.sim.triggers), [101, 102, 103, 104, 105])
-        self.assertIn("summary: 2 steps (0 failed), 5 syncs (0 failed)", r.stderr)
+        self.assertIn("summary: 2 steps, 5 syncs: 2 ok, 5 completed;", r.stderr)
 
     def test_nightly_notifies_on_failure(self):
         hook = TestServer()

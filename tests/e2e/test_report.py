@@ -64,9 +64,9 @@ class Report(SimTestCase):
                                         "records_updated": 5, "records_failed": 0}]}
         r, doc = self.with_json(NIGHTLY)
         text = r.stderr[r.stderr.index("summary:"):]
-        self.assertIn("summary: 2 steps (0 failed), 2 syncs (0 failed)", text)
+        self.assertIn("summary: 2 steps, 2 syncs: 2 ok, 2 completed;", text)
         self.assertRegex(text, r"\n  dbt +ok +\d+\.\d s\n")
-        self.assertRegex(text, r"\n  sync 1 +completed +\d+\.\d s +5 +5 +0\n")
+        self.assertRegex(text, r"\n  sync 1 +completed +\d+\.\d s +5 +5 +0 +-\n")
         self.assertEqual(doc["version"], 1)
         self.assertEqual((doc["status"], doc["exit_code"]), ("ok", 0))
         rows = [(e["kind"], e["name"], e["status"], e["ok"]) for e in doc["entries"]]
@@ -89,11 +89,12 @@ class Report(SimTestCase):
                                         "records_updated": 7, "records_failed": 3}]}
         r, doc = self.with_json(NIGHTLY, rc=1)
         text = r.stderr[r.stderr.index("summary:"):]
-        self.assertIn("summary: 2 steps (1 failed), 2 syncs (2 failed)", text)
+        self.assertIn("summary: 2 steps, 2 syncs: 1 ok, 2 failed, 1 threshold;", text)
         self.assertEqual((doc["steps"], doc["syncs"]), ({"total": 2, "failed": 1}, {"total": 2, "failed": 2}))
-        self.assertRegex(text, r"sync 1 +failed .*\n +.*failed: bad mapping.*\n +%s/syncs/1/sync-history"
+        self.assertRegex(text, r"sync 1 +failed .*\n +.*failed: bad mapping \(%s/syncs/1/sync-history\)\n"
                          % self.sim.url)
         self.assertRegex(text, r"sync 2 +threshold +\d+\.\d s +10 +7 +3")
+        self.assertRegex(text, r"\n  syncs +failed \(see sync \d, sync \d\) +\d+\.\d s\n", "the step names the rows")
         self.assertEqual((doc["status"], doc["exit_code"]), ("failed", 1))
         by_name = {e["name"]: e for e in doc["entries"]}
         self.assertEqual(by_name["sync 2"]["status"], "threshold")
