@@ -3,7 +3,7 @@
 local help = {}
 
 help.modules = {
-  {"flow", "tasks: spawn, parallel, timeout, retry, steps, commands"},
+  {"flow", "tasks: spawn, parallel, timeout, retry, steps, commands, on_finish, params"},
   {"census", "Census syncs: trigger, wait, sync, cancel, list"},
   {"http", "non-blocking HTTP requests"},
   {"json", "JSON encode and decode"},
@@ -23,9 +23,11 @@ help.functions = {
     step = "flow.step(name, fn, ...): run fn as a named step (logs, progress, summary)",
     exec = "flow.exec{cmd, arg..., env, inherit_env, cwd, timeout, stdin, check, name, max_output} -> {code, stdout, stderr}",
     sh = "flow.sh(script [, options]) -> {code, stdout, stderr}: flow.exec of /bin/sh -c script",
+    on_finish = "flow.on_finish(fn [, {timeout}]): fn(summary) runs once when the run ends, however it ends",
+    params = "flow.params{name = {type, default, help, env, required}} -> values: the flow's --parameters",
   },
   census = {
-    trigger = "census.trigger(url | {sync_id, token, region, force_full_sync, api_version}) -> run",
+    trigger = "census.trigger(url | {sync_id | name, label, token, region, force_full_sync, api_version}) -> run",
     wait = "census.wait(run [, {poll, timeout, cancel_on_timeout, max_records_failed, ...}]) -> result",
     sync = "census.sync(url | table [, wait options]) -> result: trigger, then wait",
     task = "census.task{api_trigger = URL, ...} -> job; job:run{...}: defaults like Prefect's task",

@@ -184,7 +184,7 @@ end
 -- as a task), or nil when there are none.
 function run.ending(exit_code, stop, ending)
   report.settle(stop ~= nil)
-  summary = report.summary(exit_code, stop ~= nil, ending)
+  summary = report.summary(exit_code, stop == "signal", ending)
   summary.flow = flow_name
   if #handlers == 0 then return nil end
   return function()

@@ -129,6 +129,7 @@ class TestHandler(BaseHTTPRequestHandler):
             time.sleep(float(parts[1]))
             self.send(200, "slow")
         elif parts[0] == "echo":
+            self.server.bodies.append(body.decode("utf-8", "replace"))
             self.send(200, json.dumps({
                 "method": self.command, "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -181,6 +182,7 @@ class TestServer(ThreadingHTTPServer):
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
         self.scheme = "https" if ssl_context else "http"
         self.counts = {}
+        self.bodies = []  # what /echo was sent
         self.connections = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
