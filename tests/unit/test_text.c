@@ -70,7 +70,22 @@ static void test_printable(void) {
   CHECK_STR(out, "abc [... 3 bytes cut]");
 }
 
+static void test_json_string(void) {
+  char out[256] = "";
+  text_json_string("a\"b\\c\n\t\x01\x7f", 9, printable_to, out);
+  CHECK_STR(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
+  out[0] = '\0';
+  /* valid UTF-8 stays; a stray byte, an overlong form, a surrogate and a cut
+   * sequence become \u00XX per byte */
+  text_json_string("\xc3\xa9\xe2\x82\xac\xff\xc0\xaf\xed\xa0\x80\xe2\x82", 13, printable_to, out);
+  CHECK_STR(out, "\"\xc3\xa9\xe2\x82\xac\\u00ff\\u00c0\\u00af\\u00ed\\u00a0\\u0080\\u00e2\\u0082\"");
+  out[0] = '\0';
+  text_json_string("", 0, printable_to, out);
+  CHECK_STR(out, "\"\"");
+}
+
 int main(void) {
+  test_json_string();
   test_redact();
   test_headers();
   test_duplicate_keys();
