@@ -104,6 +104,35 @@ class Valgrind(ServerTestCase):
             self.assertNotEqual(p.returncode, 99, p.stderr)
             self.check(p.stderr)
 
+    def test_operability(self):
+        # JSON logs, metrics, parameters, syncs by name, retried rows, on_finish handlers
+        from census_sim import DEFAULT_TOKEN, CensusSim
+        sim = CensusSim(scenarios={1: {"name": "Contacts", "runs": [["failed"], ["completed"]]},
+                                   2: {"name": "Leads", "steps": ["completed"]}}).start()
+        self.addCleanup(sim.stop)
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        env = dict(os.environ, CENSUS_BASE_URL=sim.url, CENSUS_API_KEY=DEFAULT_TOKEN, CENSUS_MIN_POLL="0.05",
+                   CENSUS_POLL="0.05", CENSUS_RETRY_DELAY="0.01", ENGINE_STATE_DIR=state, HOOK=self.server.url)
+        flow = write_flow("local p = flow.params{names = {type = 'list', default = {'Contacts', 'Leads'}},\n"
+                          "  slow = {type = 'boolean'}}\n"
+                          "flow.on_finish(function(s) http.post(os.getenv('HOOK') .. '/echo', json.encode(s)) end)\n"
+                          "flow.on_finish(function() flow.sleep(30) end, {timeout = 0.1})\n"
+                          "local fns = {}\nfor i, name in ipairs(p.names) do fns[i] = function()\n"
+                          "  return flow.retry({attempts = 2, delay = 0}, census.sync, {name = name}) end end\n"
+                          "flow.step('syncs', flow.parallel, fns)\n"
+                          "pcall(census.sync, {name = 'Contact'})\n"
+                          "pcall(flow.parallel, {function() error('a') end, function() error('b') end})\n"
+                          "log.info('done \\1 \\255')")
+        self.addCleanup(os.unlink, flow)
+        metrics = os.path.join(state, "m.prom")
+        for args, rc in [(["--log-format=json", "--metrics", metrics, flow], 0), ([flow, "--help"], 0),
+                         ([flow, "--bad"], 2)]:
+            p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
+            self.assertEqual(p.returncode, rc, p.stderr)
+            self.check(p.stderr)
+        self.assertTrue(os.path.exists(metrics))
+
     def check(self, err):
         self.assertNotRegex(err, r"==\d+== (Invalid|Conditional|.*definitely lost|.*indirectly lost)")
 
