@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import unittest
 
 from harness import (ENGINE, ROOT, SimTestCase, TestServer, check_no_secrets, keep_output, main, run,
                      write_flow)
@@ -118,7 +119,11 @@ def sample(samples, metric, **labels):
     return None
 
 
-class PrometheusCheck(SimTestCase):
+class Case(SimTestCase):
+    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+
+
+class PrometheusCheck(unittest.TestCase):
     def test_the_checker_refuses_what_the_format_forbids(self):
         check_prometheus('# HELP a b\n# TYPE a gauge\na{x="1\\"2"} 3\n')
         for bad in ['a{x="1} 2\n', 'a{x="1"} two\n', "a 1\na 2\n", 'a{x="\\q"} 1\n', "1a 1\n",
@@ -127,8 +132,7 @@ class PrometheusCheck(SimTestCase):
                 check_prometheus(bad)
 
 
-class Failures(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Failures(Case):
 
     def test_an_error_object_is_one_line_and_v_adds_the_traceback(self):
         self.sim.syncs[2] = {"steps": [{"status": "failed", "error_message": "quota exceeded"}]}
@@ -191,8 +195,7 @@ class Failures(SimTestCase):
                                    "auth\t3\t{0}/syncs/3/sync-history\n".format(self.sim.url), r)
 
 
-class Retries(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Retries(Case):
 
     def test_attempts_are_logged_and_a_retried_sync_is_one_row(self):
         self.sim.syncs[7] = {"runs": [["failed"], ["failed"], [DONE]]}
@@ -221,8 +224,7 @@ class Retries(SimTestCase):
         self.assertRegex(r.stderr, r"\n  sync 7 +failed \(2 attempts\)")
 
 
-class Summaries(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Summaries(Case):
 
     def test_parallel_failures_read_at_any_size(self):
         r = run(["--no-state", "-e",
@@ -288,8 +290,7 @@ class Summaries(SimTestCase):
         self.assertRegex(rows[3], r"^  s +failed \(2 attempts\) +\d+\.\d s$")
 
 
-class Names(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Names(Case):
 
     def setUp(self):
         super().setUp()
@@ -338,8 +339,7 @@ class Names(SimTestCase):
         self.assertIn("census.trigger: label must be a non-empty string", r.stderr)
 
 
-class Logs(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Logs(Case):
 
     def test_json_lines_parse_and_carry_the_context(self):
         self.sim.syncs[7] = {"runs": [["failed"], [DONE]]}
@@ -382,8 +382,7 @@ class Logs(SimTestCase):
         self.assertIn("ENGINE_LOG_FORMAT=yaml", r.stderr)
 
 
-class Metrics(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Metrics(Case):
 
     def test_the_metrics_file_passes_the_format_check_and_says_what_happened(self):
         self.sim.syncs[1] = {"steps": [dict(DONE, records_invalid=1)]}
@@ -423,8 +422,7 @@ class Metrics(SimTestCase):
         self.assertEqual(r.rc, 2)
 
 
-class OnFinish(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class OnFinish(Case):
 
     HANDLER = ("flow.on_finish(function(run)\n"
                "  local r = http.post(os.getenv('HOOK'), json.encode{status = run.status, exit_code = run.exit_code,\n"
@@ -499,8 +497,7 @@ class OnFinish(SimTestCase):
                                r"sync 9 failed: %s/syncs/9/sync-history$" % re.escape(self.sim.url))
 
 
-class Params(SimTestCase):
-    SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
+class Params(Case):
     FLOW = ("local p = flow.params({\n"
             "  syncs = {type = 'list', of = 'integer', default = {1, 2}, help = 'Census sync ids', env = 'SYNCS'},\n"
             "  full = {type = 'boolean', default = false, help = 'force full syncs'},\n"
