@@ -1,7 +1,11 @@
 /* http.c: non-blocking HTTP for tasks. libcurl's multi interface driven by
  * the libuv loop (one uv_poll_t per socket, one uv_timer_t for curl's
- * timeout), pooled easy handles, connection reuse through the multi's
- * cache, and the http.request binding that suspends a task on a transfer. */
+ * timeout), and the http.request binding that suspends a task on a
+ * transfer. Requests to one host run at most a few at a time (the rest
+ * wait in a FIFO per host, O(1) per event); a request takes an easy
+ * handle from a small pool only when its transfer starts, so ten thousand
+ * waiting requests hold no curl state; connections are kept alive and
+ * reused through the multi's cache. */
 #include <ctype.h>
 #include <errno.h>
 #include <sys/resource.h>
@@ -19,6 +23,8 @@
 #include "text.h"
 
 #define EASY_POOL_MAX 64            /* idle easy handles kept for reuse */
+#define DEFAULT_HOST_ACTIVE 64      /* transfers at once per host */
+#define HOST_KEY_MAX 256
 #define DEFAULT_TIMEOUT 30.0        /* seconds per request */
 #define MAX_TIMEOUT 86400.0
 #define MIN_TIMEOUT 0.001           /* curl counts milliseconds: 0 would mean none */
@@ -35,6 +41,14 @@
 #define FD_RESERVE 32      /* descriptors kept for the loop, logs, journal, children */
 #define MIN_ACTIVE 4
 
+/* A host (scheme://host:port): its transfers and the requests waiting. */
+typedef struct host_slot {
+  char key[HOST_KEY_MAX];
+  long active;
+  struct http_op *queue_head, *queue_tail; /* waiting for a transfer slot */
+  struct host_slot *next;
+} host_slot;
+
 struct http_glue {
   engine *eng;
   CURLM *multi;
@@ -44,7 +58,8 @@ struct http_glue {
   long active;
   size_t buffered;     /* response bytes held by transfers in flight */
   long max_active;     /* transfers at once: what the descriptor limit allows */
-  struct http_op *queue_head, *queue_tail; /* waiting for a transfer slot */
+  long host_active;    /* transfers at once per host (ENGINE_HTTP_MAX_HOST_CONNECTIONS) */
+  host_slot *hosts;
   const char *ca_file; /* ENGINE_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
   const char *ca_dir;  /* SSL_CERT_DIR */
   size_t max_buffered; /* ENGINE_HTTP_MAX_BUFFERED */
@@ -64,11 +79,16 @@ typedef struct {
 typedef struct http_op {
   op base;
   http_glue *glue;
-  CURL *easy;
-  bool queued;                  /* in the glue's queue, not yet in curl */
+  host_slot *host;
+  CURL *easy;                   /* from the pool once its transfer starts */
+  bool queued;                  /* in its host's queue, not yet in curl */
   bool refused;                 /* curl would not take it: never in the multi */
   struct http_op *q_prev, *q_next;
   struct curl_slist *req_headers;
+  char *full_url;               /* what to ask, kept until the transfer starts */
+  char *post;                   /* the body to send, or NULL */
+  size_t post_len;
+  bool follow, compressed, nobody;
   buffer body, headers;
   bool too_large;       /* the answer passed max_bytes */
   bool over_budget;     /* all answers together passed max_buffered */
@@ -102,48 +122,134 @@ static void update_timer_ref(http_glue *g) {
     uv_unref((uv_handle_t *)&g->timer);
 }
 
-/* The queue: requests beyond max_active wait here, first in first out,
- * and start as transfers end. Adding and removing are O(1). */
-static void queue_push(http_glue *g, http_op *h) {
+/* The host's queue: requests beyond its cap (or beyond max_active) wait
+ * here, first in first out, and start as transfers end. Adding and
+ * removing are O(1). */
+static void queue_push(host_slot *q, http_op *h) {
   h->queued = true;
   h->q_next = NULL;
-  h->q_prev = g->queue_tail;
-  if (g->queue_tail)
-    g->queue_tail->q_next = h;
+  h->q_prev = q->queue_tail;
+  if (q->queue_tail)
+    q->queue_tail->q_next = h;
   else
-    g->queue_head = h;
-  g->queue_tail = h;
+    q->queue_head = h;
+  q->queue_tail = h;
 }
 
-static void queue_remove(http_glue *g, http_op *h) {
+static void queue_remove(host_slot *q, http_op *h) {
   if (h->q_prev)
     h->q_prev->q_next = h->q_next;
   else
-    g->queue_head = h->q_next;
+    q->queue_head = h->q_next;
   if (h->q_next)
     h->q_next->q_prev = h->q_prev;
   else
-    g->queue_tail = h->q_prev;
+    q->queue_tail = h->q_prev;
   h->queued = false;
+}
+
+/* The slot of the URL's scheme://host:port (few hosts: a list). */
+static host_slot *host_of(http_glue *g, const char *url) {
+  const char *p = strstr(url, "://");
+  const char *auth = p ? p + 3 : url;
+  size_t n = strcspn(auth, "/?#");
+  const char *at = NULL;
+  for (const char *c = auth; c < auth + n; c++)
+    if (*c == '@') at = c; /* userinfo is not part of the host */
+  char key[HOST_KEY_MAX];
+  snprintf(key, sizeof key, "%.*s%.*s", (int)(auth - url), url,
+           (int)(auth + n - (at ? at + 1 : auth)), at ? at + 1 : auth);
+  for (host_slot *q = g->hosts; q; q = q->next)
+    if (strcmp(q->key, key) == 0) return q;
+  host_slot *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  memcpy(q->key, key, sizeof key);
+  q->next = g->hosts;
+  g->hosts = q;
+  return q;
 }
 
 static void complete(http_op *h, CURLcode res);
 
+static CURL *easy_get(http_glue *g) {
+  return g->pooled ? g->pool[--g->pooled] : curl_easy_init();
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp);
+static size_t on_header(char *data, size_t size, size_t n, void *userp);
+
+/* An easy handle set up for h's request. */
+static CURL *prepare(http_op *h) {
+  http_glue *g = h->glue;
+  CURL *easy = easy_get(g);
+  if (!easy) return NULL;
+  curl_easy_setopt(easy, CURLOPT_URL, h->full_url);
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, h->follow ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(h->timeout * 1000));
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(fmin(h->timeout, CONNECT_TIMEOUT_MAX) * 1000));
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
+  if (g->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
+  if (g->ca_dir) curl_easy_setopt(easy, CURLOPT_CAPATH, g->ca_dir);
+  /* Compressed answers only when asked (Census answers are): the body cap
+   * counts bytes after decompression either way. */
+  if (h->compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->req_headers);
+  const char *method = h->method;
+  if (h->nobody) {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else if (h->post || strcmp(method, "POST") == 0) {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->post_len);
+    /* the op owns the bytes until the transfer ends */
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, h->post ? h->post : "");
+  }
+  /* libcurl silently re-sends a request whose reused connection died before
+   * any answer; for POST and PATCH that could run the action twice, so they
+   * get a fresh connection, which it never retries. */
+  if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+    /* and that connection closes after: kept, it would only pile up */
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  }
+  if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
+      strcmp(method, "HEAD") != 0)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  else if (strcmp(method, "GET") == 0 && h->post)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "GET");
+  return easy;
+}
+
 /* Hands the transfer to curl; false when curl refused it. */
 static bool start(http_op *h) {
   http_glue *g = h->glue;
+  if (!(h->easy = prepare(h))) return false;
   if (curl_multi_add_handle(g->multi, h->easy) != CURLM_OK) return false;
   g->active++;
+  h->host->active++;
   update_timer_ref(g);
   return true;
 }
 
-/* From the loop (a transfer ended): the next waiting requests start; one
- * curl refuses completes with an error for its task. */
-static void start_queued(http_glue *g) {
-  while (g->queue_head && g->active < g->max_active) {
-    http_op *next = g->queue_head;
-    queue_remove(g, next);
+static bool may_start(http_glue *g, host_slot *q) {
+  return g->active < g->max_active && q->active < g->host_active;
+}
+
+/* From the loop (a transfer of host q ended): its next waiting requests
+ * start; one curl refuses completes with an error for its task. */
+static void start_queued(http_glue *g, host_slot *q) {
+  while (q->queue_head && may_start(g, q)) {
+    http_op *next = q->queue_head;
+    queue_remove(q, next);
     if (!start(next)) {
       next->refused = true;
       complete(next, CURLE_FAILED_INIT);
@@ -153,13 +259,15 @@ static void start_queued(http_glue *g) {
 
 static void release(http_op *h) {
   http_glue *g = h->glue;
+  host_slot *q = h->host;
   g->buffered -= h->body.len;
-  bool was_queued = h->queued, held_slot = !was_queued && !h->refused;
-  if (was_queued) queue_remove(g, h);
+  bool held_slot = h->easy && !h->queued && !h->refused;
+  if (h->queued) queue_remove(q, h);
   if (h->easy) {
     if (held_slot) {
       curl_multi_remove_handle(g->multi, h->easy);
       g->active--;
+      q->active--;
       update_timer_ref(g);
     }
     if (g->pooled < EASY_POOL_MAX) {
@@ -170,10 +278,12 @@ static void release(http_op *h) {
     }
   }
   curl_slist_free_all(h->req_headers);
+  free(h->full_url);
+  free(h->post);
   free(h->body.data);
   free(h->headers.data);
   free(h);
-  if (held_slot) start_queued(g); /* h is freed: only the flag is read */
+  if (held_slot) start_queued(g, q); /* h is freed: only the flags are read */
 }
 
 static void http_cancel(op *o) {
@@ -367,7 +477,7 @@ static http_glue *glue_get(lua_State *L, engine *e) {
   if (e->http) return e->http;
   static const char *const names[] = {"ENGINE_HTTP_MAX_HOST_CONNECTIONS",
                                       "ENGINE_HTTP_MAX_BUFFERED"};
-  long cap = env_count(names[0], 0);
+  long cap = env_count(names[0], DEFAULT_HOST_ACTIVE);
   long buffered = env_count(names[1], (long)DEFAULT_BUFFERED);
   for (int i = 0; i < 2; i++)
     if ((i == 0 ? cap : buffered) < 0)
@@ -388,7 +498,9 @@ static http_glue *glue_get(lua_State *L, engine *e) {
                  ? (long)nofile.rlim_cur : 1L << 20;
   g->max_active = (fds - FD_RESERVE) / 2;
   if (g->max_active < MIN_ACTIVE) g->max_active = MIN_ACTIVE;
-  curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, g->max_active);
+  g->host_active = cap;
+  /* idle connections kept for reuse: a few hosts' worth */
+  curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, g->max_active < 4 * cap ? g->max_active : 4 * cap);
   /* libcurl reads none of these itself (the curl tool does): trust what
    * the administrator points at, on top of nothing else. */
   static const char *const ca_vars[] = {"ENGINE_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"};
@@ -398,9 +510,6 @@ static http_glue *glue_get(lua_State *L, engine *e) {
   }
   const char *dir = getenv("SSL_CERT_DIR");
   if (dir && *dir) g->ca_dir = dir;
-  /* Requests beyond the cap wait in curl's queue for a free connection;
-   * HTTP/2 servers multiplex them over one connection anyway. */
-  if (cap > 0) curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
@@ -422,6 +531,11 @@ void http_shutdown(engine *e) {
   if (!g) return;
   curl_multi_cleanup(g->multi); /* closes cached connections' sockets */
   for (int i = 0; i < g->pooled; i++) curl_easy_cleanup(g->pool[i]);
+  while (g->hosts) {
+    host_slot *next = g->hosts->next;
+    free(g->hosts);
+    g->hosts = next;
+  }
   uv_close((uv_handle_t *)&g->timer, glue_closed);
   e->http = NULL;
   curl_global_cleanup();
@@ -567,10 +681,6 @@ static void set_headers(lua_State *L, http_op *h) {
   h->req_headers = next;
 }
 
-static CURL *easy_get(http_glue *g) {
-  return g->pooled ? g->pool[--g->pooled] : curl_easy_init();
-}
-
 static int request_gc_guard(lua_State *L) {
   http_op **slot = lua_touserdata(L, 1);
   if (*slot) release(*slot);
@@ -612,53 +722,22 @@ static int http_request(lua_State *L) {
   url_redact(url, h->url, sizeof h->url);
   set_headers(L, h);
 
-  CURL *easy = easy_get(e->http);
-  if (!easy) return luaL_error(L, "http.request: cannot create a transfer");
-  curl_easy_setopt(easy, CURLOPT_URL, url);
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, h);
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, spec.follow ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                   (long)(fmin(timeout, CONNECT_TIMEOUT_MAX) * 1000));
-  curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
-  if (e->http->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, e->http->ca_file);
-  if (e->http->ca_dir) curl_easy_setopt(easy, CURLOPT_CAPATH, e->http->ca_dir);
-  /* Compressed answers only when asked (Census answers are): the body cap
-   * counts bytes after decompression either way. */
-  if (spec.compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, h);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->req_headers);
-  if (strcmp(method, "HEAD") == 0) {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-  } else if (body || strcmp(method, "POST") == 0) {
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+  h->full_url = strdup(url);
+  if (body) {
+    h->post = malloc(body_len + 1);
+    if (h->post) {
+      memcpy(h->post, body, body_len);
+      h->post[body_len] = '\0';
+    }
   }
-  /* libcurl silently re-sends a request whose reused connection died before
-   * any answer; for POST and PATCH that could run the action twice, so they
-   * get a fresh connection, which it never retries. */
-  if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
-    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
-    /* and that connection closes after: kept, it would only pile up */
-    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
-  }
-  if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
-      strcmp(method, "HEAD") != 0)
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-  else if (strcmp(method, "GET") == 0 && body)
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "GET");
-
-  h->easy = easy;
-  if (e->http->active >= e->http->max_active)
-    queue_push(e->http, h); /* out of descriptors otherwise: wait for a slot */
+  h->post_len = body_len;
+  h->follow = spec.follow;
+  h->compressed = spec.compressed;
+  h->nobody = strcmp(method, "HEAD") == 0;
+  h->host = host_of(e->http, url);
+  if (!h->full_url || (body && !h->post) || !h->host) return luaL_error(L, "out of memory");
+  if (!may_start(e->http, h->host))
+    queue_push(h->host, h); /* its turn comes as the host's transfers end */
   else if (!start(h)) {
     h->refused = true;
     return luaL_error(L, "http.request: cannot start the transfer"); /* the guard frees h */

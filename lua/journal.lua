@@ -114,35 +114,89 @@ function journal.run_id() return run_id end
 function journal.resumed() return resumed end
 
 local errors = require "engine.c.error"
+local tasks = require "engine.c.task"
+local timer = require "engine.c.timer"
 
--- Runs fn(db) in one short write transaction; durable: commit with fsync.
--- Raises an error object of kind "journal" when it cannot write.
+-- Writes wait in `queued` for the end of the loop turn, when one
+-- transaction commits them all: a thousand syncs triggered together cost
+-- one fsync, not a thousand (group commit). A durable write's caller waits
+-- for that commit before it acts; a note's caller does not wait at all.
+local queued = {}
+local committer -- the task that commits `queued`, while one is due
+
+local function log_failure_once(err)
+  if not write_failed then
+    write_failed = true
+    require("engine.log").error("%s (the run goes on; later journal errors are not shown)",
+      tostring(type(err) == "table" and err.message or err))
+  end
+end
+
+-- Runs the queued writes, then fn(...), in one transaction; durable (or a
+-- queued durable write): the commit fsyncs. Raises an error object of kind
+-- "journal" when the transaction cannot commit (each queued write then
+-- holds the error too).
 local function write(durable, fn, ...)
+  local items = queued
+  queued = {}
+  for _, item in ipairs(items) do durable = durable or item.durable end
   if durable then db:exec("PRAGMA synchronous = FULL") end
   local ok, a, b = pcall(function(...)
     db:exec("BEGIN IMMEDIATE")
-    local x, y = fn(...)
+    for _, item in ipairs(items) do
+      item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
+      if not item.ok and not item.durable then log_failure_once(item.a) end
+    end
+    local x, y
+    if fn then x, y = fn(...) end
     db:exec("COMMIT")
     return x, y
   end, ...)
   if durable then pcall(db.exec, db, "PRAGMA synchronous = NORMAL") end
   if not ok then
     pcall(db.exec, db, "ROLLBACK")
-    error(errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
-      {path = path}), 0)
+    local err = errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
+      {path = path})
+    for _, item in ipairs(items) do
+      if item.ok then item.ok, item.a = false, err end
+    end
+    error(err, 0)
   end
   return a, b
 end
 
--- A write the run can go on without (status changes, results): a failure
--- is logged once instead of raised.
-local function note(fn, ...)
-  local ok, err = pcall(write, false, fn, ...)
-  if not ok and not write_failed then
-    write_failed = true
-    require("engine.log").error("%s (the run goes on; later journal errors are not shown)",
-      tostring(err.message or err))
+-- Commits what is queued, when the tasks that run in this loop turn have
+-- queued theirs (a stop does not keep it from committing).
+local function commit_queued()
+  pcall(timer.sleep, 0)
+  committer = nil
+  if #queued > 0 then
+    local ok, err = pcall(write, false)
+    if not ok then log_failure_once(err) end
   end
+end
+
+-- fn(...) at the next group commit. durable: waits for the commit (fsync)
+-- and returns fn's results or raises; else returns at once. Outside a task
+-- (start, end) it writes at once.
+local function queue(durable, fn, ...)
+  if not tasks.current() then return write(durable, fn, ...) end
+  local item = table.pack(...)
+  item.fn, item.durable = fn, durable
+  queued[#queued + 1] = item
+  if not committer then committer = tasks.spawn(commit_queued) end
+  if not durable then return end
+  committer:wait()
+  if not item.ok then error(item.a, 0) end
+  return item.a, item.b
+end
+
+-- A write the run can go on without (status changes, results): queued, and
+-- a failure is logged once instead of raised.
+local function note(fn, ...)
+  if tasks.current() then return queue(false, fn, ...) end
+  local ok, err = pcall(write, false, fn, ...)
+  if not ok then log_failure_once(err) end
 end
 
 local function encode(v)
@@ -185,10 +239,11 @@ end
 
 function journal.end_run(outcome, exit_code)
   if not db or not run_id then return end
-  note(function()
+  local ok, err = pcall(write, false, function()
     db:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ? WHERE id = ?",
       now(), outcome, exit_code, run_id)
   end)
+  if not ok then log_failure_once(err) end
 end
 
 -- The latest run of flow with these arguments that did not succeed, or the
@@ -250,11 +305,12 @@ end
 
 function journal.step_started(name, occurrence)
   if not db or not run_id then return end
-  local id
-  note(function()
-    id = select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at) VALUES (?, ?, ?, 'running', ?)",
+  -- written at once: later writes name its row
+  local ok, id = pcall(write, false, function()
+    return select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at) VALUES (?, ?, ?, 'running', ?)",
       run_id, name, occurrence, now()))
   end)
+  if not ok then log_failure_once(id) return nil end
   return id
 end
 
@@ -308,7 +364,7 @@ end
 function journal.intent(sync_id, occurrence)
   if not db or not run_id then return end
   local t = now()
-  return select(2, write(true, function()
+  return select(2, queue(true, function()
     return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
       "VALUES (?, ?, ?, ?, 'triggering', ?)", run_id, sync_id, occurrence, t, t)
   end))
@@ -320,7 +376,7 @@ end
 -- wait goes on either way.
 function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
   if not db or not run_id then return end
-  local ok, id = pcall(write, true, function()
+  local ok, id = pcall(queue, true, function()
     if row_id then
       db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",
         sync_run_id, link, row_id)

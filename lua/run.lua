@@ -211,7 +211,7 @@ end
 function run.finish(stop, json_path, metrics_path, show)
   local outcome = stop == "signal" and "interrupted" or stop == "exit" and "exited"
     or (summary.exit_code == 0 and "ok" or "failed")
-  journal.end_run(outcome, summary.exit_code)
+  journal.end_run(outcome, summary.exit_code) -- after what is still queued
   local ok = true
   if metrics_path then ok = require("engine.metrics").write(summary, metrics_path) end
   if not show then return ok end
