@@ -16,7 +16,8 @@ void exec_register(lua_State *L);    /* exec.c: run */
 void rules_register(lua_State *L);   /* rules_lua.c: the pure rules */
 void sqlite_register(lua_State *L);  /* sqlite.c: open, db:run, db:rows, db:exec */
 void files_register(lua_State *L);   /* files.c: mkdirs, lock, write_file, ... */
-void log_register(lua_State *L);    /* log.c: <level>(fields, fmt, ...), set_context */
+void json_values_register(lua_State *L); /* json_values.c: integers, strip_nulls */
+void log_register(lua_State *L);    /* log.c: <level>(fields, fmt, ...), enabled, set_context */
 void corolib_open(lua_State *L);     /* corolib.c: the coroutine library */
 
 /* options.c: one checker for option tables. Raises "<what>: unknown

@@ -70,6 +70,7 @@ static const struct {
     {"engine.c.exec", exec_register},   {"engine.c.rules", rules_register},
     {"engine.c.options", options_register}, {"engine.c.sqlite", sqlite_register},
     {"engine.c.files", files_register}, {"engine.c.log", log_register},
+    {"engine.c.json", json_values_register},
 };
 
 static int open_c_module(lua_State *L) {

@@ -248,7 +248,21 @@ static void set_levels(lua_State *L, engine *e, lua_CFunction fn) {
   lua_pop(L, 1);
 }
 
+/* engine.c.log's enabled(level) -> whether a line at level is written,
+ * and whether it would carry fields (the JSON format): callers skip
+ * building what would be thrown away. */
+static int enabled(lua_State *L) {
+  static const char *const names[] = {"debug", "info", "warn", "error", NULL};
+  engine *e = engine_from(L);
+  bool on = luaL_checkoption(L, 1, NULL, names) >= (int)e->log_level;
+  lua_pushboolean(L, on);
+  lua_pushboolean(L, on && e->log_json);
+  return 2;
+}
+
 void log_register(lua_State *L) {
+  lua_pushcfunction(L, enabled);
+  lua_setfield(L, -2, "enabled");
   set_levels(L, engine_from(L), log_with_fields);
   lua_pushcfunction(L, set_context);
   lua_setfield(L, -2, "set_context");

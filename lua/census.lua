@@ -28,6 +28,7 @@ local run_id_of, has_run_id = answers.run_id_of, answers.has_run_id
 local TRIGGER_FORM = "https://bearer:secret-token:<token>@app.getcensus.com" ..
   "/api/v1/syncs/<sync id>/trigger (app-eu.getcensus.com for EU workspaces)"
 local POLL_FLOOR = 5
+local POLL_JITTER = 0.1 -- fraction of the poll interval
 
 -- Connections and task defaults hold tokens: they live here, keyed weakly by
 -- the objects users see, so printing a run or a task never shows a token.
@@ -391,67 +392,75 @@ function census.wait(run, opts)
   return result
 end
 
-function wait_loop(w, opts, timeout, conn)
+-- One poll of the run: its result when it ended, nil while it runs. The
+-- answer is dropped when this returns, so a sleeping wait holds none.
+local function poll_once(w, opts, timeout, conn, started, deadline)
   local run_id = w.sync_run_id
+  local body = request(conn, {method = "GET", path = "/sync_runs/" .. run_id, what = w.what,
+    check = has_run_status, deadline = deadline,
+    fields = {sync_id = w.sync_id, sync_run_id = run_id, run_id = run_id, url = w.url}})
+  local data = body.data
+  local sync_id = w.sync_id or math.tointeger(data.sync_id)
+  if sync_id ~= w.sync_id then w.sync_id, w.what = sync_id, describe(sync_id, run_id, w.label) end
+  events.emit("census.status", w, data)
+  local what = w.what
+  local meaning = answers.meaning(data)
+  local function fail(kind, fmt, ...)
+    local result = finish(conn, data, sync_id, run_id, started)
+    raise(kind, {sync_id = sync_id, sync_run_id = run_id, run_id = run_id, url = result.url, result = result,
+      error_code = result.error_code, error_message = result.error_message,
+      error_detail = result.error_detail}, "%s " .. fmt .. " (%s)", what, ...)
+  end
+  if meaning ~= "waiting" then w.final = true end
+  if meaning == "canceled" then
+    fail("canceled", "was canceled in Census", history_url(conn, sync_id))
+  elseif meaning == "failed" then
+    fail("failed", "failed: %s", tostring(strip_nulls(data).error_message or "no error message"),
+      history_url(conn, sync_id))
+  elseif meaning == "skipped" and not opts.allow_skipped then
+    fail("skipped", "was skipped: an earlier run of the sync was still running",
+      history_url(conn, sync_id))
+  elseif meaning == "unknown" then
+    fail("unknown_status", "reported status %q, which is not a known Census status; " ..
+      "treating it as a failure, not a success", tostring(data.status), history_url(conn, sync_id))
+  elseif meaning ~= "waiting" then
+    local result = finish(conn, data, sync_id, run_id, started)
+    local failed = math.tointeger(result.records_failed) or 0
+    local processed = tonumber(result.records_processed) or 0
+    if opts.max_records_failed and failed > opts.max_records_failed then
+      fail("threshold", "completed with %d failed records, more than max_records_failed = %d",
+        failed, opts.max_records_failed, result.url)
+    end
+    if opts.max_failed_ratio and failed > 0 and
+      (processed == 0 or failed / processed > opts.max_failed_ratio) then
+      fail("threshold", "completed with %d of %d records failed, more than max_failed_ratio = %g",
+        failed, processed, opts.max_failed_ratio, result.url)
+    end
+    return result
+  end
+  if timer.now() >= deadline then
+    if opts.cancel_on_timeout then
+      events.emit("census.timed_out", w, timeout)
+      local ok, err = pcall(cancel_run, conn, run_id, what)
+      if not ok and errors.is_error(err, "canceled") then error(err, 0) end
+      if not ok then events.emit("census.cancel_failed", w, err) end
+    end
+    raise("timeout", {sync_id = sync_id, sync_run_id = run_id, run_id = run_id,
+      url = history_url(conn, sync_id), seconds = timeout},
+      "%s: still %s after the %g s timeout%s (%s)", what, data.status, timeout,
+      opts.cancel_on_timeout and "; cancelled it" or "", history_url(conn, sync_id))
+  end
+end
+
+-- Polls every w.poll seconds, each sleep stretched by up to POLL_JITTER of
+-- it: syncs started together spread out instead of polling in one burst.
+function wait_loop(w, opts, timeout, conn)
   local started = timer.now()
   local deadline = started + timeout
   while true do
-    local body = request(conn, {method = "GET", path = "/sync_runs/" .. run_id, what = w.what,
-      check = has_run_status, deadline = deadline,
-      fields = {sync_id = w.sync_id, sync_run_id = run_id, run_id = run_id, url = w.url}})
-    local data = body.data
-    local sync_id = w.sync_id or math.tointeger(data.sync_id)
-    w.sync_id, w.what = sync_id, describe(sync_id, run_id, w.label)
-    events.emit("census.status", w, data)
-    local what = w.what
-    local meaning = answers.meaning(data)
-    local function fail(kind, fmt, ...)
-      local result = finish(conn, data, sync_id, run_id, started)
-      raise(kind, {sync_id = sync_id, sync_run_id = run_id, run_id = run_id, url = result.url, result = result,
-        error_code = result.error_code, error_message = result.error_message,
-        error_detail = result.error_detail}, "%s " .. fmt .. " (%s)", what, ...)
-    end
-    if meaning ~= "waiting" then w.final = true end
-    if meaning == "canceled" then
-      fail("canceled", "was canceled in Census", history_url(conn, sync_id))
-    elseif meaning == "failed" then
-      fail("failed", "failed: %s", tostring(strip_nulls(data).error_message or "no error message"),
-        history_url(conn, sync_id))
-    elseif meaning == "skipped" and not opts.allow_skipped then
-      fail("skipped", "was skipped: an earlier run of the sync was still running",
-        history_url(conn, sync_id))
-    elseif meaning == "unknown" then
-      fail("unknown_status", "reported status %q, which is not a known Census status; " ..
-        "treating it as a failure, not a success", tostring(data.status), history_url(conn, sync_id))
-    elseif meaning ~= "waiting" then
-      local result = finish(conn, data, sync_id, run_id, started)
-      local failed = math.tointeger(result.records_failed) or 0
-      local processed = tonumber(result.records_processed) or 0
-      if opts.max_records_failed and failed > opts.max_records_failed then
-        fail("threshold", "completed with %d failed records, more than max_records_failed = %d",
-          failed, opts.max_records_failed, result.url)
-      end
-      if opts.max_failed_ratio and failed > 0 and
-        (processed == 0 or failed / processed > opts.max_failed_ratio) then
-        fail("threshold", "completed with %d of %d records failed, more than max_failed_ratio = %g",
-          failed, processed, opts.max_failed_ratio, result.url)
-      end
-      return result
-    end
-    local now = timer.now()
-    if now >= deadline then
-      if opts.cancel_on_timeout then
-        events.emit("census.timed_out", w, timeout)
-        local ok, err = pcall(cancel_run, conn, run_id, what)
-        if not ok and errors.is_error(err, "canceled") then error(err, 0) end
-        if not ok then events.emit("census.cancel_failed", w, err) end
-      end
-      raise("timeout", {sync_id = sync_id, sync_run_id = run_id, run_id = run_id,
-        url = history_url(conn, sync_id), seconds = timeout},
-        "%s: still %s after the %g s timeout%s (%s)", what, data.status, timeout,
-        opts.cancel_on_timeout and "; cancelled it" or "", history_url(conn, sync_id))
-    end
-    timer.sleep(math.min(w.poll, deadline - now))
+    local result = poll_once(w, opts, timeout, conn, started, deadline)
+    if result then return result end
+    timer.sleep(math.max(0, math.min(w.poll * (1 + POLL_JITTER * math.random()), deadline - timer.now())))
   end
 end
 

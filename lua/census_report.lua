@@ -28,8 +28,11 @@ local function records_summary(d)
   return text
 end
 
--- The fields of a wait's log lines: the sync, its run, and what is known.
-local function fields_of(w, data)
+-- The fields of a wait's log lines: the sync, its run, and what is known;
+-- nil unless the line is written in the JSON format.
+local function fields_of(w, data, level)
+  local on, json_format = clog.enabled(level or "info")
+  if not (on and json_format) then return nil end
   local f = {sync_id = w.sync_id, sync_run_id = w.sync_run_id, label = w.label}
   if data then
     f.status = type(data.status) == "string" and data.status or nil
@@ -85,7 +88,7 @@ events.on("census.status", function(w, data)
   local entry = entry_of[w]
   entry.run_status = data.status
   entry.records_processed = math.tointeger(data.records_processed) or entry.records_processed
-  if data.status ~= last_status[w] then
+  if data.status ~= last_status[w] and clog.enabled("info") then
     clog.info(fields_of(w, data), "census: %s: %s%s", w.what, data.status,
       data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")
     last_status[w] = data.status
@@ -112,13 +115,15 @@ events.on("census.wait_ended", function(w, ok, result)
   local data = ok and result or (type(result) == "table" and result.result) or {}
   if ok and not w.recorded then
     local failed = math.tointeger(result.records_failed) or 0
-    local line = failed > 0 and clog.warn or result.status == "completed" and clog.info or clog.warn
-    line(fields_of(w, result), "census: %s %s in %.1f s: %s (%s)", w.what, result.status,
-      result.elapsed, records_summary(result), result.url)
+    local level = (failed > 0 or result.status ~= "completed") and "warn" or "info"
+    if clog.enabled(level) then
+      clog[level](fields_of(w, result, level), "census: %s %s in %.1f s: %s (%s)", w.what, result.status,
+        result.elapsed, records_summary(result), result.url)
+    end
   elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
     -- (a wait the engine stopped is told by census.stopped, not here)
-    local f = fields_of(w, data)
-    f.status = f.status or (errors.is_error(result) and result.kind) or "failed"
+    local f = fields_of(w, data, "error")
+    if f then f.status = f.status or (errors.is_error(result) and result.kind) or "failed" end
     if errors.is_error(result) then
       clog.error(f, "census: %s", result.message)
     else

@@ -51,12 +51,17 @@ end
 local env_seconds = transport.env_seconds
 
 -- opts or {}, after checking every key is one of the names (the lists).
+local option_names = {} -- what -> its sorted names (a call site passes the same lists)
 function transport.check_options(what, opts, ...)
-  local names = {}
-  for _, list in ipairs{...} do
-    for _, name in ipairs(list) do names[#names + 1] = name end
+  local names = option_names[what]
+  if not names then
+    names = {}
+    for _, list in ipairs{...} do
+      for _, name in ipairs(list) do names[#names + 1] = name end
+    end
+    table.sort(names)
+    option_names[what] = names
   end
-  table.sort(names)
   local ok, err = pcall(options.check_options, what, opts, names)
   if not ok then invalid("%s", err) end
   return err
@@ -76,8 +81,15 @@ local function env_token()
   return token
 end
 
+-- Connections already made, by token, region and API version: ten
+-- thousand syncs share one (the environment does not change in a run).
+local connections = {}
+
 function transport.connection(opts, token)
   token = token or opts.token or env_token()
+  local key = type(token) == "string" and table.concat({token, tostring(opts.region),
+    tostring(opts.api_version)}, "\0")
+  if key and connections[key] then return connections[key] end
   if type(token) == "string" then
     -- hidden in everything the process prints from now on
     rules.add_secret(token)
@@ -121,12 +133,14 @@ function transport.connection(opts, token)
   if request_timeout < 0.001 then
     invalid("CENSUS_REQUEST_TIMEOUT must be at least 0.001 seconds, got %q", env("CENSUS_REQUEST_TIMEOUT"))
   end
-  return {
+  local conn = {
     token = token, base = base, version = version,
     request_timeout = request_timeout, max_bytes = max_bytes,
     retry_delay = env_seconds("CENSUS_RETRY_DELAY") or 1,
     retry_budget = env_seconds("CENSUS_RETRY_BUDGET") or 300,
   }
+  connections[key] = conn
+  return conn
 end
 
 function transport.history_url(conn, sync_id)
@@ -134,14 +148,8 @@ function transport.history_url(conn, sync_id)
 end
 
 -- JSON null -> nil, recursively, so results read naturally.
-function transport.strip_nulls(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      if x == json.null then v[k] = nil else transport.strip_nulls(x) end
-    end
-  end
-  return v
-end
+local c_strip_nulls = require("engine.c.json").strip_nulls
+function transport.strip_nulls(v) return c_strip_nulls(v, json.null) end
 
 function transport.excerpt(body)
   local text = (body or ""):gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")

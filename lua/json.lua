@@ -3,26 +3,13 @@
 -- number as a float, which would print ids as 1234.0).
 local cjson = require("cjson").new()
 local errors = require "engine.c.error"
+local integers = require("engine.c.json").integers
 
 cjson.encode_number_precision(14) -- the most lua-cjson 2.1 allows
 cjson.decode_max_depth(200)
 cjson.encode_max_depth(200)
 
 local json = {null = cjson.null}
-
-local function integers(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      if type(x) == "number" then
-        local i = math.tointeger(x)
-        if i then v[k] = i end
-      elseif type(x) == "table" then
-        integers(x)
-      end
-    end
-  end
-  return v
-end
 
 function json.decode(text)
   if type(text) ~= "string" then
