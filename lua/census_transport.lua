@@ -199,7 +199,6 @@ local function attempt(conn, method, path, query, what)
   local status, body = res.status, decode(res.body)
   local server_time = rules.parse_time(res.headers.date)
   local fields = {http_status = status}
-  local detail = body and type(body.message) == "string" and body.message or excerpt(res.body)
   if status >= 200 and status < 300 then
     if not body then
       return "retry", errors.error("bad_response", rules.redact(string.format(
@@ -214,6 +213,7 @@ local function attempt(conn, method, path, query, what)
     end
     return "ok", {body = body, server_skew = server_time and server_time - rules.wallclock()}
   end
+  local detail = body and type(body.message) == "string" and body.message or excerpt(res.body)
   if status == 429 or status >= 500 then
     fields.retry_after = rules.retry_after(res.headers["retry-after"])
     return "retry", errors.error("http", rules.redact(string.format(
