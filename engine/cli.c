@@ -6,10 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <lua.h>
 
 #include "cli.h"
+#include "curl_api.h"
 
 static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
@@ -105,9 +105,10 @@ int cli_parse(int argc, char **argv, options *o) {
       return 0;
     }
     if (strcmp(a, "--version") == 0) {
-      curl_version_info_data *c = curl_version_info(CURLVERSION_NOW);
+      char why[256];
+      curl_version_info_data *c = curl_api_load(why, sizeof why) ? curl_version_info(CURLVERSION_NOW) : NULL;
       printf("engine %s (%s, libuv %s, libcurl %s)\n", ENGINE_VERSION,
-             LUA_RELEASE, uv_version_string(), c->version);
+             LUA_RELEASE, uv_version_string(), c ? c->version : "not found");
       return 0;
     }
     if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {

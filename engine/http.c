@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <lauxlib.h>
 
 #include "bindings.h"
+#include "curl_api.h"
 #include "errors.h"
 #include "task.h"
 #include "text.h"
@@ -482,6 +482,8 @@ static http_glue *glue_get(lua_State *L, engine *e) {
   for (int i = 0; i < 2; i++)
     if ((i == 0 ? cap : buffered) < 0)
       luaL_error(L, "%s must be a whole number >= 1, got \"%s\"", names[i], getenv(names[i]));
+  char why[256];
+  if (!curl_api_load(why, sizeof why)) luaL_error(L, "http.request: %s", why);
   if (curl_global_init(CURL_GLOBAL_DEFAULT)) return NULL;
   http_glue *g = calloc(1, sizeof *g);
   if (!g || !(g->multi = curl_multi_init())) {
