@@ -65,7 +65,7 @@ static const char usage[] =
     "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
     "  ENGINE_LOG_FORMAT       text or json, as --log-format (which wins)\n"
-    "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  connections per host (default: no cap)\n"
+    "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  transfers at once per host (64); more wait\n"
     "  ENGINE_HTTP_MAX_BUFFERED  bytes all answers in flight may hold (256 MiB)\n"
     "  ENGINE_CA_BUNDLE        CA certificates for TLS (also CURL_CA_BUNDLE,\n"
     "                          SSL_CERT_FILE, SSL_CERT_DIR)\n"

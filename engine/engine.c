@@ -165,6 +165,76 @@ static void osexit_open(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* A global module loaded on first use: its table starts empty, with a
+ * metatable whose first read (or pairs) loads the module into it and goes
+ * away; require of the module gives the same table. Flows and REPL lines
+ * that never touch it do not pay for loading it at start-up. */
+static void lazy_fill(lua_State *L, int proxy) {
+  proxy = lua_absindex(L, proxy);
+  if (!lua_getmetatable(L, proxy)) return; /* already filled */
+  lua_getfield(L, -1, "loader");
+  lua_getfield(L, -2, "name");
+  lua_call(L, 1, 1);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, proxy);
+  }
+  lua_pop(L, 2); /* module, metatable */
+  lua_pushnil(L);
+  lua_setmetatable(L, proxy);
+}
+
+static int lazy_index(lua_State *L) {
+  lazy_fill(L, 1);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+static int raw_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int lazy_pairs(lua_State *L) {
+  lazy_fill(L, 1);
+  lua_pushcfunction(L, raw_next); /* not the flow's `next`, which it may change */
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* preload[name] once the global is lazy: the filled global table. */
+static int lazy_preload(lua_State *L) {
+  lazy_fill(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static void lazy_global(lua_State *L, const char *global, const char *module) {
+  lua_newtable(L); /* the global */
+  lua_createtable(L, 0, 4);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, module);
+  lua_setfield(L, -3, "loader");
+  lua_pushstring(L, module);
+  lua_setfield(L, -3, "name");
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, lazy_preload, 1);
+  lua_setfield(L, -2, module);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, lazy_pairs);
+  lua_setfield(L, -2, "__pairs");
+  lua_setmetatable(L, -2);
+  lua_setglobal(L, global);
+}
+
 static int setup_state(lua_State *L) {
   engine *e = lua_touserdata(L, 1);
   const char *key = getenv("CENSUS_API_KEY"); /* hidden even before any census call */
@@ -177,13 +247,14 @@ static int setup_state(lua_State *L) {
   osexit_open(L);
   preload(L);
   make_private_env(L);
-  static const char *const globals[] = {"flow", "http", "json", "log", "census"};
+  static const char *const globals[] = {"flow", "http", "json", "log"};
   for (size_t i = 0; i < sizeof globals / sizeof *globals; i++) {
     lua_pushfstring(L, "engine.%s", globals[i]);
     engine_require(L, lua_tostring(L, -1));
     lua_setglobal(L, globals[i]);
     lua_pop(L, 1);
   }
+  lazy_global(L, "census", "engine.census");
   return 0;
 }
 

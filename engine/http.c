@@ -96,8 +96,7 @@ typedef struct http_op {
   bool headers_done; /* the blank line after the last response's headers */
   double timeout;
   char method[METHOD_MAX];
-  char url[MESSAGE_URL_MAX]; /* redacted, for messages */
-  char errbuf[CURL_ERROR_SIZE];
+  char *errbuf;      /* curl's message, while the transfer runs */
 } http_op;
 
 static bool buffer_append(buffer *b, const char *data, size_t n) {
@@ -199,6 +198,10 @@ static CURL *prepare(http_op *h) {
   /* Compressed answers only when asked (Census answers are): the body cap
    * counts bytes after decompression either way. */
   if (h->compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  if (!h->errbuf && !(h->errbuf = calloc(1, CURL_ERROR_SIZE))) {
+    curl_easy_cleanup(easy);
+    return NULL;
+  }
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
@@ -280,6 +283,7 @@ static void release(http_op *h) {
   curl_slist_free_all(h->req_headers);
   free(h->full_url);
   free(h->post);
+  free(h->errbuf);
   free(h->body.data);
   free(h->headers.data);
   free(h);
@@ -333,11 +337,14 @@ static void url_host(const char *url, char *out, size_t outsz) {
 static void complete(http_op *h, CURLcode res) {
   task *t = h->base.owner;
   lua_State *T = task_wake_begin(t);
+  char url[MESSAGE_URL_MAX]; /* redacted, for messages */
+  url_redact(h->full_url, url, sizeof url);
+  const char *errbuf = h->errbuf ? h->errbuf : "";
   if (res == CURLE_OK && !h->headers_done) {
     /* curl reports a reply that stopped inside its headers as complete */
     lua_pushboolean(T, 0);
-    error_push(T, "network", "%s %s: the answer ended inside its headers", h->method, h->url);
-    lua_pushstring(T, h->url);
+    error_push(T, "network", "%s %s: the answer ended inside its headers", h->method, url);
+    lua_pushstring(T, url);
     lua_setfield(T, -2, "url");
   } else if (res == CURLE_OK) {
     long status = 0;
@@ -354,26 +361,26 @@ static void complete(http_op *h, CURLcode res) {
     lua_pushboolean(T, 0);
     if (res == CURLE_OPERATION_TIMEDOUT)
       error_push(T, "timeout", "%s %s: no complete response within %f s",
-                 h->method, h->url, h->timeout);
+                 h->method, url, h->timeout);
     else if (h->too_large)
       error_push(T, "network", "%s %s: the answer is larger than %d bytes (max_bytes)",
-                 h->method, h->url, (int)h->max_bytes);
+                 h->method, url, (int)h->max_bytes);
     else if (res == CURLE_PEER_FAILED_VERIFICATION) {
       char host[256];
-      url_host(h->url, host, sizeof host);
+      url_host(url, host, sizeof host);
       error_push(T, "network", "%s %s: the TLS certificate of %s is not trusted (%s); if the "
                  "server is yours, point ENGINE_CA_BUNDLE at the certificate of its CA",
-                 h->method, h->url, host, h->errbuf[0] ? h->errbuf : "unknown issuer");
+                 h->method, url, host, errbuf[0] ? errbuf : "unknown issuer");
     } else if (h->over_budget)
       error_push(T, "network", "%s %s: answers in flight hold more than %d bytes "
-                 "(ENGINE_HTTP_MAX_BUFFERED)", h->method, h->url, (int)h->glue->max_buffered);
+                 "(ENGINE_HTTP_MAX_BUFFERED)", h->method, url, (int)h->glue->max_buffered);
     else if (os_errno(h) == EMFILE || os_errno(h) == ENFILE)
       error_push(T, "network", "%s %s: out of file descriptors (%s): raise ulimit -n",
-                 h->method, h->url, os_errno(h) == EMFILE ? "EMFILE" : "ENFILE");
+                 h->method, url, os_errno(h) == EMFILE ? "EMFILE" : "ENFILE");
     else
-      error_push(T, "network", "%s %s: %s", h->method, h->url,
-                 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
-    lua_pushstring(T, h->url);
+      error_push(T, "network", "%s %s: %s", h->method, url,
+                 errbuf[0] ? errbuf : curl_easy_strerror(res));
+    lua_pushstring(T, url);
     lua_setfield(T, -2, "url");
   }
   release(h);
@@ -721,7 +728,6 @@ static int http_request(lua_State *L) {
   h->timeout = timeout;
   h->max_bytes = spec.max_bytes;
   snprintf(h->method, sizeof h->method, "%s", method);
-  url_redact(url, h->url, sizeof h->url);
   set_headers(L, h);
 
   h->full_url = strdup(url);

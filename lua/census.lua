@@ -29,6 +29,11 @@ local TRIGGER_FORM = "https://bearer:secret-token:<token>@app.getcensus.com" ..
   "/api/v1/syncs/<sync id>/trigger (app-eu.getcensus.com for EU workspaces)"
 local POLL_FLOOR = 5
 local POLL_JITTER = 0.1 -- fraction of the poll interval
+-- Waits polling now: with many, the first sleep of each is stretched by up
+-- to a whole interval, so thousands of syncs started together poll spread
+-- over it instead of in one burst (and stay spread).
+local waiting = 0
+local SPREAD_AT = 1000 -- this many waits at once spread over a whole interval
 
 -- Connections and task defaults hold tokens: they live here, keyed weakly by
 -- the objects users see, so printing a run or a task never shows a token.
@@ -207,7 +212,7 @@ local function adopt_earlier(conn, id, occurrence, label)
     if data then
       local run_id = run_id_of(data.id) or row.sync_run_id
       if answers.meaning(data) == "waiting" then
-        journal.settle(row.id, "adopted", string.format("adopted by engine run %d", journal.run_id()))
+        journal.settle(row.id, "adopted", string.format("adopted by engine run %s", tostring(journal.recorded_run_id())))
         events.emit("census.adopted_earlier", id, run_id, row.run)
         return new_run(conn, id, run_id, nil, occurrence, label)
       end
@@ -382,7 +387,9 @@ function census.wait(run, opts)
   if here.recorded then
     ok, result, w.final = true, here.recorded, true
   else
+    waiting = waiting + 1
     ok, result = pcall(wait_loop, w, opts, timeout, conn)
+    waiting = waiting - 1
     if not ok and errors.is_error(result, "canceled") and started_here[run] then
       stop_run(conn, w, result, opts)
     end
@@ -452,15 +459,17 @@ local function poll_once(w, opts, timeout, conn, started, deadline)
   end
 end
 
--- Polls every w.poll seconds, each sleep stretched by up to POLL_JITTER of
--- it: syncs started together spread out instead of polling in one burst.
+-- Polls every w.poll seconds (never sooner), each sleep stretched by up to
+-- POLL_JITTER of it, the first by up to the spread.
 function wait_loop(w, opts, timeout, conn)
   local started = timer.now()
   local deadline = started + timeout
+  local spread = math.max(POLL_JITTER, math.min(1, waiting / SPREAD_AT))
   while true do
     local result = poll_once(w, opts, timeout, conn, started, deadline)
     if result then return result end
-    timer.sleep(math.max(0, math.min(w.poll * (1 + POLL_JITTER * math.random()), deadline - timer.now())))
+    timer.sleep(math.max(0, math.min(w.poll * (1 + spread * math.random()), deadline - timer.now())))
+    spread = POLL_JITTER
   end
 end
 

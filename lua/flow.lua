@@ -33,7 +33,7 @@ flow.now = timer.now
 flow.error = errors.error
 flow.is_error = errors.is_error
 flow.on_finish = run.on_finish
-flow.params = require("engine.params").parse
+function flow.params(...) return require("engine.params").parse(...) end
 
 -- The first line of an error value, as lua prints it (never raises).
 local function message_of(err)

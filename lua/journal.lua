@@ -52,6 +52,7 @@ local occurrences = {steps = {}, syncs = {}}
 local write_failed = false
 
 local now = rules.wallclock
+local started_at = now() -- the run's start, recorded with its row
 
 -- The state directory: --state DIR, else $ENGINE_STATE_DIR, else
 -- $XDG_STATE_HOME/engine, else ~/.local/state/engine.
@@ -110,7 +111,7 @@ end
 
 function journal.enabled() return db ~= nil end
 function journal.path() return path end
-function journal.run_id() return run_id end
+function journal.run_id() return run_id end -- nil until the run's row is written
 function journal.resumed() return resumed end
 
 local errors = require "engine.c.error"
@@ -226,14 +227,27 @@ end
 
 -- The run ------------------------------------------------------------------
 
+-- The run's row is written with the first step or sync, not at start: a
+-- run that does neither (a quick -e, a REPL session) leaves no record and
+-- costs no write (a write makes SQLite create, sync and checkpoint the WAL).
+local pending_run
+
 function journal.begin_run(flow, args, resume_from)
   if not db then return end
+  pending_run = {flow = flow, args = args, resume_from = resume_from}
+  resumed = resume_from
+end
+
+-- This engine's run id, its row written first if it was not yet.
+local function ensure_run()
+  if run_id or not pending_run then return run_id end
+  local p = pending_run
   local pid, host = files.whoami()
   run_id = select(2, write(false, function()
     return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from) VALUES (?, ?, ?, ?, ?, ?)",
-      flow, encode(args), pid, host, now(), resume_from)
+      p.flow, encode(p.args), pid, host, started_at, p.resume_from)
   end))
-  resumed = resume_from
+  pending_run = nil
   return run_id
 end
 
@@ -303,8 +317,21 @@ function journal.step_occurrence(name)
   return occurrence
 end
 
+local function run_recorded()
+  local ok, err = pcall(ensure_run)
+  if not ok then log_failure_once(err) end
+  return ok and run_id ~= nil
+end
+
+-- This engine's run id, its row written now if it was not yet (nil
+-- without a journal).
+function journal.recorded_run_id()
+  if db then run_recorded() end
+  return run_id
+end
+
 function journal.step_started(name, occurrence)
-  if not db or not run_id then return end
+  if not db or not run_recorded() then return end
   -- written at once: later writes name its row
   local ok, id = pcall(write, false, function()
     return select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at) VALUES (?, ?, ?, 'running', ?)",
@@ -362,7 +389,9 @@ end
 
 -- Before the POST: the intent, durable. Returns the row id.
 function journal.intent(sync_id, occurrence)
-  if not db or not run_id then return end
+  if not db then return end
+  ensure_run() -- raises kind "journal": then nothing is triggered
+  if not run_id then return end
   local t = now()
   return select(2, queue(true, function()
     return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
@@ -375,7 +404,7 @@ end
 -- started by now, so a failure to record it is logged, not raised: the
 -- wait goes on either way.
 function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
-  if not db or not run_id then return end
+  if not db or not run_recorded() then return end
   local ok, id = pcall(queue, true, function()
     if row_id then
       db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",

@@ -42,6 +42,15 @@ if(CLANG)
   set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE)
 endif()
 
+# A smoke run of the benchmark (./dev bench runs it whole): small N, no
+# timing asserted, only that the engine and the floor complete the same
+# requests and the table comes out.
+add_test(NAME bench:smoke COMMAND ${Python3_EXECUTABLE} tests/bench/bench.py --sizes 1,50
+         --callgrind 0 --waiting 0 --startup-runs 5
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(bench:smoke PROPERTIES TIMEOUT 300
+    PASS_REGULAR_EXPRESSION "\\| 50 \\| 0.05 \\| \\*\\*engine / floor\\*\\* \\|")
+
 # The names in t.test("name", ...) lines of a Lua test file.
 function(lua_test_names file out)
   file(STRINGS ${file} lines REGEX "^t\\.test\\(\"[^\"]+\"")

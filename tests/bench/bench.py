@@ -65,9 +65,12 @@ def engine_env(sim, state):
                 ENGINE_STATE_DIR=state)
 
 
+ENGINE_ARGS = []  # --engine-args
+
+
 def command(which, sim, n, poll, flow):
     if which == "engine":
-        return [os.path.join(BUILD, "engine"), "-q", flow, str(n), str(poll)]
+        return [os.path.join(BUILD, "engine"), "-q"] + ENGINE_ARGS + [flow, str(n), str(poll)]
     return [os.path.join(BUILD, "bench_floor"), sim.url, str(n), str(poll), str(JITTER)]
 
 
@@ -142,8 +145,9 @@ def waiting_rss(n, flow, state):
     return (rss_waiting(n) - base) / (n - 1), base
 
 
-def startup(runs=200):
-    """Median wall time of `engine -e ''` (no journal) and of `lua5.4 -e ''`."""
+def startup(runs):
+    """Median wall time of `engine -e ''` (with and without the journal) and
+    of `lua5.4 -e ''`."""
     def median(cmd):
         times = []
         for _ in range(runs):
@@ -152,7 +156,9 @@ def startup(runs=200):
             times.append(time.perf_counter() - t0)
         return statistics.median(times) * 1000
     lua = shutil.which("lua5.4")
-    return median([os.path.join(BUILD, "engine"), "--no-state", "-e", ""]), lua and median([lua, "-e", ""])
+    engine = os.path.join(BUILD, "engine")
+    return (median([engine, "-e", ""]), median([engine, "--no-state", "-e", ""]),
+            lua and median([lua, "-e", ""]))
 
 
 def main():
@@ -162,7 +168,10 @@ def main():
     ap.add_argument("--poll-large", type=float, default=5, help="poll seconds for N >= 10000")
     ap.add_argument("--callgrind", type=int, default=300, help="N for instruction counts (0: skip)")
     ap.add_argument("--waiting", type=int, default=10000, help="N for the waiting-sync RSS (0: skip)")
+    ap.add_argument("--startup-runs", type=int, default=200, help="runs of engine -e '' to time")
+    ap.add_argument("--engine-args", default="", help="more engine options, e.g. --no-state")
     a = ap.parse_args()
+    ENGINE_ARGS.extend(a.engine_args.split())
     state = tempfile.mkdtemp(prefix="bench-state-")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(FLOW)
@@ -203,9 +212,9 @@ def main():
             per_sync, base = waiting_rss(a.waiting, f.name, state)
             print("RSS of a waiting sync (N = %d, poll 60 s, between polls): %.1f KiB (one sync: %.1f MB)"
                   % (a.waiting, per_sync, base / 1024))
-        eng, lua = startup()
-        print("start-up, median of 200: engine --no-state -e '' %.2f ms; lua5.4 -e '' %s ms"
-              % (eng, "%.2f" % lua if lua else "?"))
+        eng, eng_no_state, lua = startup(a.startup_runs)
+        print("start-up, median of %d: engine -e '' %.2f ms; engine --no-state -e '' %.2f ms; "
+              "lua5.4 -e '' %s ms" % (a.startup_runs, eng, eng_no_state, "%.2f" % lua if lua else "?"))
     finally:
         os.unlink(f.name)
         shutil.rmtree(state, True)
