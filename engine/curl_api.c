@@ -1,28 +1,14 @@
-/* curl_api.c: loads libcurl on first use (see curl_api.h for why). */
-#include <dlfcn.h>
-#include <stdio.h>
-#include <string.h>
-
+/* curl_api.c: libcurl, loaded on first use (see curl_api.h for why). */
 #include "curl_api.h"
-
-#define LIBCURL "libcurl.so.4"
+#include "lazylib.h"
 
 curl_api curl_fns;
 
-static bool loaded;
-
 bool curl_api_load(char *why, size_t whysz) {
+  static bool loaded;
   if (loaded) return true;
-  void *lib = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    snprintf(why, whysz, "cannot load %s (%s): install libcurl4", LIBCURL, dlerror());
-    return false;
-  }
-  static const struct {
-    const char *name;
-    size_t offset;
-  } fns[] = {
 #define FN(field, symbol) {#symbol, offsetof(curl_api, field)}
+  static const lazy_symbol fns[] = {
       FN(global_init, curl_global_init),
       FN(global_cleanup, curl_global_cleanup),
       FN(version_info, curl_version_info),
@@ -42,20 +28,9 @@ bool curl_api_load(char *why, size_t whysz) {
       FN(multi_assign, curl_multi_assign),
       FN(slist_append, curl_slist_append),
       FN(slist_free_all, curl_slist_free_all),
-#undef FN
   };
-  curl_api table;
-  for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
-    void *f = dlsym(lib, fns[i].name);
-    if (!f) {
-      snprintf(why, whysz, "%s has no %s: install libcurl4 7.85 or later", LIBCURL, fns[i].name);
-      dlclose(lib);
-      return false;
-    }
-    /* POSIX guarantees a data pointer from dlsym converts to a function pointer */
-    memcpy((char *)&table + fns[i].offset, &f, sizeof f);
-  }
-  curl_fns = table;
-  loaded = true; /* the library stays loaded for the process */
-  return true;
+#undef FN
+  loaded = lazylib_load("libcurl.so.4", "libcurl4 (7.85 or later)", fns,
+                        sizeof fns / sizeof *fns, &curl_fns, why, whysz);
+  return loaded;
 }

@@ -17,9 +17,9 @@
 #include <unistd.h>
 #include <wchar.h>
 
-#include <histedit.h>
 #include <lauxlib.h>
 
+#include "edit_api.h"
 #include "output.h"
 #include "repl.h"
 #include "secrets.h"
@@ -30,7 +30,7 @@
 typedef struct {
   EditLine *el;
   History *hist;
-  char history[HISTORY_PATH_MAX];
+  char history_path[HISTORY_PATH_MAX];
   uv_thread_t thread;
   bool thread_started;
   uv_mutex_t lock;
@@ -242,7 +242,7 @@ static void remember(struct repl *repl, const char *text) {
   uv_mutex_lock(&r->lock);
   history(r->hist, &ev, H_ENTER, safe);
   free(safe);
-  if (r->history[0]) history(r->hist, &ev, H_SAVE, r->history);
+  if (r->history_path[0]) history(r->hist, &ev, H_SAVE, r->history_path);
   uv_mutex_unlock(&r->lock);
 }
 
@@ -333,9 +333,14 @@ static int start(struct repl *repl) {
   const char *path = getenv("ENGINE_HISTORY");
   const char *home = getenv("HOME");
   if (path && *path)
-    snprintf(r->history, sizeof r->history, "%s", path);
+    snprintf(r->history_path, sizeof r->history_path, "%s", path);
   else if (home && *home)
-    snprintf(r->history, sizeof r->history, "%s/.engine_history", home);
+    snprintf(r->history_path, sizeof r->history_path, "%s/.engine_history", home);
+  char why[256];
+  if (!edit_api_load(why, sizeof why)) {
+    fprintf(stderr, "engine: the prompt needs line editing: %s\n", why);
+    return -1;
+  }
   if (pipe(r->wake_pipe) != 0) return -1;
   uv_mutex_init(&r->lock);
   uv_cond_init(&r->cond);
@@ -345,7 +350,7 @@ static int start(struct repl *repl) {
   HistEvent ev;
   history(r->hist, &ev, H_SETSIZE, HISTORY_SIZE);
   history(r->hist, &ev, H_SETUNIQUE, 1);
-  if (r->history[0]) history(r->hist, &ev, H_LOAD, r->history);
+  if (r->history_path[0]) history(r->hist, &ev, H_LOAD, r->history_path);
   el_set(r->el, EL_CLIENTDATA, r);
   el_set(r->el, EL_EDITOR, "emacs");
   el_set(r->el, EL_SIGNAL, 0);
