@@ -4,6 +4,7 @@
  * their variant with fields, for lua/ files. A line never carries control bytes (they are shown
  * escaped) nor a known secret, and is cut at LOG_MESSAGE_MAX bytes, with a
  * marker. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +75,8 @@ static void append_value(lua_State *L, int idx, growing *g) {
       n = snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
     } else {
       lua_Number x = lua_tonumber(L, idx);
-      n = x == x && x - x == 0 ? snprintf(num, sizeof num, "%.14g", (double)x)
-                               : snprintf(num, sizeof num, "null");
+      n = isfinite(x) ? snprintf(num, sizeof num, "%.14g", (double)x)
+                      : snprintf(num, sizeof num, "null"); /* JSON has no inf or nan */
     }
     append(g, num, (size_t)n);
     return;

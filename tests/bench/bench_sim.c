@@ -68,7 +68,12 @@ static void reply(conn *c, int status, const char *body) {
 static long new_run(void) {
   if (run_count == run_cap) {
     run_cap = run_cap ? run_cap * 2 : 1024;
-    runs = realloc(runs, (size_t)run_cap * sizeof *runs);
+    sim_run *more = realloc(runs, (size_t)run_cap * sizeof *runs);
+    if (!more) {
+      fprintf(stderr, "bench_sim: out of memory\n");
+      exit(1);
+    }
+    runs = more;
   }
   runs[run_count] = (sim_run){0, now(), 0};
   return ++run_count; /* run ids from 1 */
