@@ -383,6 +383,12 @@ class History(SimTestCase):
         r = run(["runs", "--bogus"])
         self.assertEqual(r.rc, 2)
 
+    def test_a_run_without_steps_or_syncs_writes_nothing(self):
+        run(["-e", "print('quick')"])
+        self.assertEqual(json.loads(run(["runs", "--json"]).stdout), [])
+        run(["-e", "flow.step('a', function() end)"])
+        self.assertEqual(len(json.loads(run(["runs", "--json"]).stdout)), 1)
+
     def test_prune(self):
         run(["-e", "flow.step('a', function() end)"])
         time.sleep(0.1)

@@ -83,12 +83,27 @@ class Http(ServerTestCase):
                         "print(ok, flow.now() - t0)", timeout=60)
         ok, wall = out.split()
         self.assertEqual(ok, "100")
-        self.assertLess(float(wall), 2.0, "100 requests of 0.5 s each overlap")
+        self.assertLess(float(wall), 10.0, "100 requests of 0.5 s each overlap (50 s one by one)")
 
     def test_connections_are_reused(self):
         before = self.server.connections
         self.flow("for i = 1, 20 do assert(http.get(base .. '/status/200').status == 200) end")
         self.assertLessEqual(self.server.connections - before, 2)
+
+    def test_at_most_64_transfers_per_host_by_default(self):
+        before = self.server.connections
+        out = self.flow("local fns = {}\n"
+                        "for i = 1, 100 do fns[i] = function() return http.get(base .. '/slow/0.2').status end end\n"
+                        "local res = flow.parallel(fns)\nprint(#res, res[1], res[100])")
+        self.assertEqual(out.strip(), "100\t200\t200")
+        self.assertLessEqual(self.server.connections - before, 64, "the rest waited and reused connections")
+
+    def test_libcurl_is_loaded_by_the_first_request_only(self):
+        out = self.flow("local function loaded()\n"
+                        "  local f = io.open('/proc/self/maps') local maps = f:read('a') f:close()\n"
+                        "  return maps:find('libcurl', 1, true) ~= nil end\n"
+                        "print(loaded()) http.get(base .. '/status/200') print(loaded())")
+        self.assertEqual(out, "false\ntrue\n")
 
     def test_connection_cap_per_host(self):
         before = self.server.connections
