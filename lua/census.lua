@@ -37,10 +37,10 @@ local SPREAD_AT = 1000 -- this many waits at once spread over a whole interval
 
 -- Connections and task defaults hold tokens: they live here, keyed weakly by
 -- the objects users see, so printing a run or a task never shows a token.
--- Runs this engine started (or adopted) also keep their journal row and,
--- under --resume, the result recorded for them.
+-- private[run] = {conn =, row = (its journal row), recorded = (under
+-- --resume, the result recorded for it), occurrence =} for a run this
+-- engine started or adopted; private[job] = a census.task's defaults.
 local private = setmetatable({}, {__mode = "k"})
-local started_here = setmetatable({}, {__mode = "k"}) -- run -> {row =, recorded =}
 
 -- How long stopping may spend cancelling runs in Census, in total.
 local CANCEL_ON_STOP_BUDGET = 5
@@ -166,8 +166,7 @@ end
 -- journal (row) before anyone can wait on it.
 local function new_run(conn, sync_id, run_id, row, occurrence, label)
   local run = {sync_id = sync_id, sync_run_id = run_id, label = label}
-  private[run] = conn
-  started_here[run] = {row = journal.run_started(row, sync_id, occurrence, run_id,
+  private[run] = {conn = conn, row = journal.run_started(row, sync_id, occurrence, run_id,
     history_url(conn, sync_id))}
   return run
 end
@@ -228,8 +227,7 @@ function census.trigger(spec)
   local recorded = journal.recorded_sync(id, occurrence)
   if recorded then -- --resume: it completed in the run being resumed
     local run = {sync_id = id, sync_run_id = recorded.sync_run_id, label = t.label}
-    private[run] = conn
-    started_here[run] = {recorded = recorded, occurrence = occurrence}
+    private[run] = {conn = conn, recorded = recorded, occurrence = occurrence}
     events.emit("census.recorded", id, recorded.sync_run_id, journal.resumed())
     return run
   end
@@ -375,8 +373,8 @@ function census.wait(run, opts)
   opts = opts or {}
   local timeout = check_wait_options(opts)
   local poll = poll_interval(opts)
-  local conn = private[run] or connection(opts)
-  local here = started_here[run] or {}
+  local here = private[run] or {}
+  local conn = here.conn or connection(opts)
   -- The wait as observers see it: they may keep their own state in it.
   local label = opts.label or (type(run.label) == "string" and run.label ~= "" and run.label) or nil
   local w = {sync_id = sync_id, sync_run_id = run_id, label = label, what = describe(sync_id, run_id, label),
@@ -390,7 +388,7 @@ function census.wait(run, opts)
     waiting = waiting + 1
     ok, result = pcall(wait_loop, w, opts, timeout, conn)
     waiting = waiting - 1
-    if not ok and errors.is_error(result, "canceled") and started_here[run] then
+    if not ok and errors.is_error(result, "canceled") and private[run] then
       stop_run(conn, w, result, opts)
     end
   end
@@ -480,7 +478,8 @@ end
 
 function census.cancel(run, opts)
   local run_id, sync_id = run_of(run, "census.cancel")
-  local conn = private[run] or connection(check_options("census.cancel", opts, CONNECTION_OPTIONS))
+  local conn = private[run] and private[run].conn or
+    connection(check_options("census.cancel", opts, CONNECTION_OPTIONS))
   cancel_run(conn, run_id, describe(sync_id, run_id))
   events.emit("census.cancel_requested", describe(sync_id, run_id))
 end

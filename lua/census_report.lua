@@ -8,8 +8,9 @@ local log = require "engine.log"
 local report = require "engine.report"
 local events = require "engine.events"
 
-local entry_of = setmetatable({}, {__mode = "k"}) -- wait -> report entry
-local last_status = setmetatable({}, {__mode = "k"})
+-- A wait keeps its report entry (w.report_entry) and the last status
+-- logged (w.logged_status) in itself: no side table for the collector to
+-- walk in every cycle's atomic step, with ten thousand waits.
 
 local clog = require "engine.c.log" -- log lines with fields for --log-format=json
 
@@ -56,7 +57,7 @@ events.on("census.recorded", function(sync_id, run_id, engine_run)
 end)
 
 events.on("census.stopped", function(w, what)
-  local entry = entry_of[w]
+  local entry = w.report_entry
   entry.detail = what
   if what == "cancelled in Census" then
     log.warn("census: %s: stopped; cancelled in Census", w.what)
@@ -79,19 +80,19 @@ events.on("census.warning", function(line)
 end)
 
 events.on("census.wait_started", function(w)
-  entry_of[w] = report.start("sync", w.label or (w.sync_id and ("sync " .. w.sync_id)) or ("run " .. w.sync_run_id),
+  w.report_entry = report.start("sync", w.label or (w.sync_id and ("sync " .. w.sync_id)) or ("run " .. w.sync_run_id),
     {sync_id = w.sync_id, sync_run_id = w.sync_run_id, url = w.url})
   clog.info(fields_of(w), "census: %s: waiting, polling every %g s", w.what, w.poll)
 end)
 
 events.on("census.status", function(w, data)
-  local entry = entry_of[w]
+  local entry = w.report_entry
   entry.run_status = data.status
   entry.records_processed = math.tointeger(data.records_processed) or entry.records_processed
-  if data.status ~= last_status[w] and clog.enabled("info") then
+  if data.status ~= w.logged_status and clog.enabled("info") then
     clog.info(fields_of(w, data), "census: %s: %s%s", w.what, data.status,
       data.current_step and data.current_step ~= json.null and (" (" .. tostring(data.current_step) .. ")") or "")
-    last_status[w] = data.status
+    w.logged_status = data.status
   end
 end)
 
@@ -111,7 +112,7 @@ end)
 -- with failed records), a failure at ERROR with Census's message and the
 -- link; a wait stopped by the engine was told by census.stopped.
 events.on("census.wait_ended", function(w, ok, result)
-  local entry = entry_of[w]
+  local entry = w.report_entry
   local data = ok and result or (type(result) == "table" and result.result) or {}
   if ok and not w.recorded then
     local failed = math.tointeger(result.records_failed) or 0
