@@ -149,15 +149,10 @@ static void queue_remove(host_slot *q, http_op *h) {
 
 /* The slot of the URL's scheme://host:port (few hosts: a list). */
 static host_slot *host_of(http_glue *g, const char *url) {
-  const char *p = strstr(url, "://");
-  const char *auth = p ? p + 3 : url;
-  size_t n = strcspn(auth, "/?#");
-  const char *at = NULL;
-  for (const char *c = auth; c < auth + n; c++)
-    if (*c == '@') at = c; /* userinfo is not part of the host */
+  url_parts u = url_split(url);
   char key[HOST_KEY_MAX];
-  snprintf(key, sizeof key, "%.*s%.*s", (int)(auth - url), url,
-           (int)(auth + n - (at ? at + 1 : auth)), at ? at + 1 : auth);
+  snprintf(key, sizeof key, "%.*s%.*s", (int)(u.authority - url), url, (int)u.hostport_len,
+           u.hostport);
   for (host_slot *q = g->hosts; q; q = q->next)
     if (strcmp(q->key, key) == 0) return q;
   host_slot *q = calloc(1, sizeof *q);
@@ -180,6 +175,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp);
 /* An easy handle set up for h's request. */
 static CURL *prepare(http_op *h) {
   http_glue *g = h->glue;
+  if (!h->errbuf && !(h->errbuf = calloc(1, CURL_ERROR_SIZE))) return NULL;
   CURL *easy = easy_get(g);
   if (!easy) return NULL;
   curl_easy_setopt(easy, CURLOPT_URL, h->full_url);
@@ -198,10 +194,6 @@ static CURL *prepare(http_op *h) {
   /* Compressed answers only when asked (Census answers are): the body cap
    * counts bytes after decompression either way. */
   if (h->compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-  if (!h->errbuf && !(h->errbuf = calloc(1, CURL_ERROR_SIZE))) {
-    curl_easy_cleanup(easy);
-    return NULL;
-  }
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, h->errbuf);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, h);
@@ -325,20 +317,19 @@ static long os_errno(http_op *h) {
 
 /* The host part of a URL (no scheme, credentials, port or path). */
 static void url_host(const char *url, char *out, size_t outsz) {
-  const char *p = strstr(url, "://");
-  p = p ? p + 3 : url;
-  const char *at = strchr(p, '@'), *slash = strchr(p, '/');
-  if (at && (!slash || at < slash)) p = at + 1;
-  size_t n = strcspn(p, p[0] == '[' ? "]/" : ":/");
-  if (p[0] == '[' && p[n] == ']') n++;
+  url_parts u = url_split(url);
+  const char *p = u.hostport;
+  size_t n = strcspn(p, p[0] == '[' ? "]" : ":");
+  if (n > u.hostport_len) n = u.hostport_len;
+  if (p[0] == '[' && n < u.hostport_len) n++; /* keep the closing ']' */
   snprintf(out, outsz, "%.*s", (int)n, p);
 }
 
 static void complete(http_op *h, CURLcode res) {
   task *t = h->base.owner;
   lua_State *T = task_wake_begin(t);
-  char url[MESSAGE_URL_MAX]; /* redacted, for messages */
-  url_redact(h->full_url, url, sizeof url);
+  char url[MESSAGE_URL_MAX] = ""; /* redacted, for messages: only a failure has one */
+  if (res != CURLE_OK || !h->headers_done) url_redact(h->full_url, url, sizeof url);
   const char *errbuf = h->errbuf ? h->errbuf : "";
   if (res == CURLE_OK && !h->headers_done) {
     /* curl reports a reply that stopped inside its headers as complete */

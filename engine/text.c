@@ -6,26 +6,32 @@
 
 #include "text.h"
 
+url_parts url_split(const char *url) {
+  const char *scheme = strstr(url, "://");
+  url_parts u = {.authority = scheme ? scheme + 3 : url};
+  size_t len = strcspn(u.authority, "/?#");
+  u.hostport = u.authority;
+  for (const char *c = u.authority; c < u.authority + len; c++)
+    if (*c == '@') u.hostport = c + 1; /* the last '@' ends the userinfo */
+  u.hostport_len = (size_t)(u.authority + len - u.hostport);
+  return u;
+}
+
 char *url_redact(const char *url, char *out, size_t outsz) {
   if (outsz == 0) return out;
-  const char *scheme = strstr(url, "://");
-  const char *auth = scheme ? scheme + 3 : url;
-  size_t auth_len = strcspn(auth, "/?#");
-  const char *at = NULL;
-  for (const char *c = auth; c < auth + auth_len; c++)
-    if (*c == '@') at = c; /* the last '@' ends the userinfo */
-  if (!at) {
+  url_parts u = url_split(url);
+  if (u.hostport == u.authority) { /* no userinfo */
     size_t n = strlen(url);
     if (n >= outsz) n = outsz - 1;
     memcpy(out, url, n);
     out[n] = '\0';
     return out;
   }
-  size_t prefix = (size_t)(auth - url);
+  size_t prefix = (size_t)(u.authority - url);
   size_t n = 0;
   for (size_t i = 0; i < prefix && n + 1 < outsz; i++) out[n++] = url[i];
   for (const char *m = "***"; *m && n + 1 < outsz; m++) out[n++] = *m;
-  for (const char *c = at; *c && n + 1 < outsz; c++) out[n++] = *c;
+  for (const char *c = u.hostport - 1; *c && n + 1 < outsz; c++) out[n++] = *c;
   out[n] = '\0';
   return out;
 }

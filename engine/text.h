@@ -6,6 +6,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Where a URL's authority starts (after "scheme://", or the URL itself
+ * without one), and its host[:port]: after the last '@' of any userinfo,
+ * up to the path, query or fragment. Pointers into the URL. */
+typedef struct {
+  const char *authority;
+  const char *hostport;
+  size_t hostport_len;
+} url_parts;
+url_parts url_split(const char *url);
+
 /* Copies url into out (always NUL-terminated, truncated to outsz), with any
  * userinfo ("user:secret@") replaced by "***@". Returns out. */
 char *url_redact(const char *url, char *out, size_t outsz);

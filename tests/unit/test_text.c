@@ -70,6 +70,17 @@ static void test_printable(void) {
   CHECK_STR(out, "abc [... 3 bytes cut]");
 }
 
+static void test_split(void) {
+  const char *url = "https://u:p@q@h.example:8443/a@b?c#d";
+  url_parts u = url_split(url);
+  CHECK(u.authority == url + 8);
+  CHECK(u.hostport_len == 14 && strncmp(u.hostport, "h.example:8443", 14) == 0);
+  u = url_split("http://[::1]:80?x@y");
+  CHECK(u.hostport_len == 8 && strncmp(u.hostport, "[::1]:80", 8) == 0);
+  u = url_split("host");
+  CHECK(u.hostport_len == 4 && u.authority == u.hostport);
+}
+
 static void test_json_string(void) {
   char out[256] = "";
   text_json_string("a\"b\\c\n\t\x01\x7f", 9, printable_to, out);
@@ -85,6 +96,7 @@ static void test_json_string(void) {
 }
 
 int main(void) {
+  test_split();
   test_json_string();
   test_redact();
   test_headers();
