@@ -69,26 +69,24 @@ end
 
 function report.start(kind, name, fields)
   local scope = retry_of[coroutine.running()]
-  local e
+  local rows, n, e -- in a retry: the unit's rows, which of them, the earlier attempt's
   if scope then
     local key = kind .. "\0" .. name
-    local n = (scope.seen[key] or 0) + 1
+    n = (scope.seen[key] or 0) + 1
     scope.seen[key] = n
-    local rows = scope.rows[key] or {}
+    rows = scope.rows[key] or {}
     scope.rows[key] = rows
     e = rows[n]
-    if e and e.status ~= "running" then
-      for _, k in ipairs(PER_ATTEMPT) do e[k] = nil end
-      e.attempts = scope.attempt
-      if e.index < first_running then first_running = e.index end
-    else
-      e = nil
-    end
+    if e and e.status == "running" then e = nil end
   end
-  if not e then
+  if e then
+    for _, k in ipairs(PER_ATTEMPT) do e[k] = nil end
+    e.attempts = scope.attempt
+    if e.index < first_running then first_running = e.index end
+  else
     e = {kind = kind, name = name, index = #report.entries + 1}
     report.entries[e.index] = e
-    if scope then scope.rows[kind .. "\0" .. name][scope.seen[kind .. "\0" .. name]] = e end
+    if rows then rows[n] = e end
   end
   e.status, e.started, e.started_at = "running", timer.now(), rules.wallclock()
   for k, v in pairs(fields or {}) do e[k] = v end
