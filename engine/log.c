@@ -86,8 +86,9 @@ static void append_value(lua_State *L, int idx, growing *g) {
 }
 
 /* Appends ,"key":value for each string key of the table at idx whose value
- * is a string, number or boolean (not ts, level or msg). */
-static void append_fields(lua_State *L, int idx, growing *g) {
+ * is a string, number or boolean (not ts, level or msg, nor a key the
+ * table at shadow has: 0 for none). */
+static void append_fields(lua_State *L, int idx, int shadow, growing *g) {
   idx = lua_absindex(L, idx);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -96,7 +97,13 @@ static void append_fields(lua_State *L, int idx, growing *g) {
         (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN)) {
       size_t klen;
       const char *k = lua_tolstring(L, -2, &klen);
-      if (strcmp(k, "ts") && strcmp(k, "level") && strcmp(k, "msg")) {
+      bool shadowed = false;
+      if (shadow) {
+        lua_pushvalue(L, -2);
+        shadowed = lua_rawget(L, shadow) != LUA_TNIL;
+        lua_pop(L, 1);
+      }
+      if (!shadowed && strcmp(k, "ts") && strcmp(k, "level") && strcmp(k, "msg")) {
         append(g, ",", 1);
         text_json_string(k, klen, append, g);
         append(g, ":", 1);
@@ -107,29 +114,17 @@ static void append_fields(lua_State *L, int idx, growing *g) {
   }
 }
 
-/* The context fields of a Lua log call, overlaid with its own fields (at
- * index fields, or 0), as one table pushed on L. Never raises. */
-static void push_fields(lua_State *L, int fields) {
-  lua_newtable(L);
-  int out = lua_gettop(L);
+/* A Lua log call's fields (at index fields, or 0), then its context's
+ * (the step, the attempt, the flow and run) that the call did not give.
+ * Never raises. */
+static void append_lua_fields(lua_State *L, int fields, growing *g) {
+  if (fields && !lua_istable(L, fields)) fields = 0;
+  if (fields) append_fields(L, fields, 0, g);
+  int top = lua_gettop(L);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &context_key) == LUA_TFUNCTION &&
-      lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, out);
-    }
-  }
-  lua_settop(L, out);
-  if (fields && lua_istable(L, fields)) {
-    lua_pushnil(L);
-    while (lua_next(L, fields)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, out);
-    }
-  }
+      lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1))
+    append_fields(L, -1, fields, g);
+  lua_settop(L, top);
 }
 
 /* One log line. L (or NULL) is the Lua state of a Lua log call: in JSON
@@ -159,11 +154,7 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   append(&line, level_names[level], strlen(level_names[level]));
   append(&line, "\",\"msg\":", 8);
   text_json_string(shown.data ? shown.data : "", shown.len, append, &line);
-  if (L && lua_checkstack(L, 8)) {
-    push_fields(L, fields);
-    append_fields(L, -1, &line);
-    lua_pop(L, 1);
-  }
+  if (L && lua_checkstack(L, 8)) append_lua_fields(L, fields, &line);
   append(&line, "}", 1);
   char *safe = line.data ? secrets_scrub(line.data, line.len, NULL) : NULL;
   output_begin(e);
