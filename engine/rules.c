@@ -174,3 +174,43 @@ double time_parse_http_date(const char *s) {
     return -1;
   return utc_seconds(y, (int)(m - months) / 3 + 1, d, h, mi, sec);
 }
+
+static unsigned char fold(unsigned char c) {
+  return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* Ukkonen's band: only cells within max of the diagonal can hold a
+ * distance <= max, so each row looks at 2 * max + 1 of them. */
+size_t edit_distance_within(const char *a, size_t alen, const char *b, size_t blen, size_t max) {
+  size_t diff = alen > blen ? alen - blen : blen - alen;
+  if (diff > max) return max + 1;
+  size_t *row = malloc((blen + 1) * sizeof *row);
+  if (!row) return max + 1;
+  size_t over = max + 1;
+  for (size_t j = 0; j <= blen; j++) row[j] = j <= max ? j : over;
+  for (size_t i = 1; i <= alen; i++) {
+    size_t lo = i > max ? i - max : 1, hi = i + max < blen ? i + max : blen;
+    size_t diag = row[lo - 1]; /* row[i-1][lo-1] */
+    row[lo - 1] = lo - 1 == 0 && i <= max ? i : over;
+    size_t best = row[lo - 1];
+    for (size_t j = lo; j <= hi; j++) {
+      size_t up = row[j], left = row[j - 1];
+      size_t cost = fold((unsigned char)a[i - 1]) == fold((unsigned char)b[j - 1]) ? 0 : 1;
+      size_t v = diag + cost;
+      if (up + 1 < v) v = up + 1;
+      if (left + 1 < v) v = left + 1;
+      if (v > over) v = over;
+      diag = up;
+      row[j] = v;
+      if (v < best) best = v;
+    }
+    if (hi < blen) row[hi + 1] = over;
+    if (best > max) {
+      free(row);
+      return over;
+    }
+  }
+  size_t d = row[blen];
+  free(row);
+  return d > max ? over : d;
+}

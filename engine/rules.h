@@ -38,4 +38,8 @@ double retry_after_seconds(const char *value, double now);
 double time_parse_iso8601(const char *s);
 double time_parse_http_date(const char *s);
 
+/* The edit distance between a and b (bytes, ASCII case folded) when it is
+ * at most max, else max + 1; O(len * max) time, for close-match hints. */
+size_t edit_distance_within(const char *a, size_t alen, const char *b, size_t blen, size_t max);
+
 #endif

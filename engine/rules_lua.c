@@ -108,6 +108,18 @@ static int duplicate_key(lua_State *L) {
   return 1;
 }
 
+/* distance(a, b, max) -> the case-folded edit distance, or max + 1 when
+ * it is larger (bounded work whatever the lengths) */
+static int distance(lua_State *L) {
+  size_t alen, blen;
+  const char *a = luaL_checklstring(L, 1, &alen);
+  const char *b = luaL_checklstring(L, 2, &blen);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  if (max < 0) max = 0;
+  lua_pushinteger(L, (lua_Integer)edit_distance_within(a, alen, b, blen, (size_t)max));
+  return 1;
+}
+
 static int wallclock_lua(lua_State *L) {
   lua_pushnumber(L, wallclock());
   return 1;
@@ -123,6 +135,7 @@ void rules_register(lua_State *L) {
                                  {"wallclock", wallclock_lua},
                                  {"printable", printable},
                                  {"duplicate_key", duplicate_key},
+                                 {"distance", distance},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -1,33 +1,40 @@
 /* secrets.c: the secret values this process knows (Census tokens from the
- * environment, key files, `token =` options and parsed trigger URLs), and
+ * environment, the values of variables whose names say they hold a
+ * secret, key files, `token =` options and parsed trigger URLs), and
  * the one scrub that text passes before it leaves the process: known values
  * become "***", then rules.c's pattern redaction (URL credentials,
  * "secret-token:..."). The log writer, the error printer, the summary, the
  * REPL history and captured child output all use it. The set is
  * process-wide on purpose: a token learned by one flow or REPL line stays
  * hidden in everything the process prints later. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rules.h"
 #include "secrets.h"
 
-#define MAX_SECRETS 64
 #define MIN_SECRET 6 /* shorter values would hide ordinary words */
 
-static struct {
+static struct secret {
   char *value;
   size_t len;
-} known[MAX_SECRETS];
-static int nknown;
+} *known;
+static int nknown, capacity;
 
 void secrets_add(const char *value, size_t len) {
   if (!value || len < MIN_SECRET) return;
   for (int i = 0; i < nknown; i++)
     if (known[i].len == len && memcmp(known[i].value, value, len) == 0) return;
-  if (nknown == MAX_SECRETS) return; /* the pattern redaction still applies */
+  if (nknown == capacity) { /* no cap: a secret left out would be printed */
+    int more = capacity ? 2 * capacity : 16;
+    struct secret *grown = realloc(known, (size_t)more * sizeof *grown);
+    if (!grown) abort(); /* cannot promise to hide it: do not go on */
+    known = grown;
+    capacity = more;
+  }
   char *copy = malloc(len);
-  if (!copy) return;
+  if (!copy) abort();
   memcpy(copy, value, len);
   known[nknown].value = copy;
   known[nknown].len = len;
@@ -36,7 +43,9 @@ void secrets_add(const char *value, size_t len) {
 
 void secrets_clear(void) {
   for (int i = 0; i < nknown; i++) free(known[i].value);
-  nknown = 0;
+  free(known);
+  known = NULL;
+  nknown = capacity = 0;
 }
 
 /* The known secret starting at text, or -1. */
@@ -77,4 +86,33 @@ char *secrets_scrub(const char *text, size_t len, size_t *out_len) {
   free(plain);
   if (out && out_len) *out_len = used;
   return out;
+}
+
+/* Whether an environment variable's name says it holds a secret
+ * (CENSUS_API_KEY, DBT_CLOUD_TOKEN, PGPASSWORD, ...); a name for where
+ * one is kept (..._FILE, ..._PATH, ..._DIR) does not. */
+static bool secret_name(const char *name, size_t len) {
+  static const char *const words[] = {"TOKEN",   "SECRET",     "PASSWORD",    "PASSWD",
+                                      "API_KEY", "APIKEY",     "ACCESS_KEY",  "PRIVATE_KEY",
+                                      "CREDENTIAL", NULL};
+  static const char *const places[] = {"_FILE", "_PATH", "_DIR", NULL};
+  char upper[256];
+  if (len >= sizeof upper) return false;
+  for (size_t i = 0; i < len; i++)
+    upper[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 'a' + 'A' : name[i]);
+  upper[len] = '\0';
+  for (int i = 0; places[i]; i++) {
+    size_t n = strlen(places[i]);
+    if (len >= n && strcmp(upper + len - n, places[i]) == 0) return false;
+  }
+  for (int i = 0; words[i]; i++)
+    if (strstr(upper, words[i])) return true;
+  return false;
+}
+
+void secrets_add_environment(char **env) {
+  for (; env && *env; env++) {
+    const char *eq = strchr(*env, '=');
+    if (eq && secret_name(*env, (size_t)(eq - *env))) secrets_add(eq + 1, strlen(eq + 1));
+  }
 }

@@ -7,6 +7,9 @@
 
 void secrets_add(const char *value, size_t len);
 void secrets_clear(void);
+/* The values of the variables in env (as environ) whose names say they
+ * hold a secret. */
+void secrets_add_environment(char **env);
 /* A malloc'd copy of text[0..len) (NUL bytes allowed) with every known
  * secret and every secret-looking pattern replaced by "***"; its length in
  * *out_len (when not NULL), NUL-terminated. NULL without memory. */

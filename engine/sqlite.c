@@ -4,10 +4,16 @@
  * once per connection and cached. Calls are synchronous and short: a
  * commit in NORMAL mode writes to the WAL without an fsync (durable when
  * the process dies), in durable mode (FULL) it also fsyncs (durable when
- * the machine dies), which the journal asks for before it acts. */
+ * the machine dies), which the journal asks for before it acts. The file
+ * is the user's alone (0600): it holds flow arguments and errors, and
+ * SQLite gives its -wal and -shm files the database file's mode. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <sqlite3.h>
@@ -28,10 +34,12 @@ static database *check_db(lua_State *L) {
   return d;
 }
 
-/* Raises "<message> (<file>)" for the connection's last error. */
+/* Raises "<message> (<file>)" for the connection's last error, without
+ * the Lua position luaL_error would add: the message is the user's. */
 static int db_error(lua_State *L, sqlite3 *db) {
   const char *file = sqlite3_db_filename(db, "main");
-  return luaL_error(L, "%s (%s)", sqlite3_errmsg(db), file && *file ? file : "memory");
+  lua_pushfstring(L, "%s (%s)", sqlite3_errmsg(db), file && *file ? file : "memory");
+  return lua_error(L);
 }
 
 static void finalize_all(lua_State *L, database *d) {
@@ -198,18 +206,46 @@ static const char *use_wal(sqlite3 *db) {
   }
 }
 
-/* open(path) -> db, or nil and a message. */
+/* path (and its -wal and -shm files) made readable by its owner alone,
+ * when it is ours; created so, when missing and create is true. Returns
+ * NULL or why not. */
+static const char *make_private(const char *path, bool create, char *why, size_t whysz) {
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+  if (fd < 0) {
+    if (errno == ENOENT && !create) return "it does not exist (no run was recorded here yet)";
+    snprintf(why, whysz, "%s", errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+    return why;
+  }
+  struct stat st;
+  if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077)) fchmod(fd, 0600);
+  close(fd);
+  static const char *const suffixes[] = {"-wal", "-shm"};
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    char other[4096];
+    if (snprintf(other, sizeof other, "%s%s", path, suffixes[i]) >= (int)sizeof other) continue;
+    if (lstat(other, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077))
+      chmod(other, 0600);
+  }
+  return NULL;
+}
+
+/* open(path[, create]) -> db, or nil and a message. create (default
+ * true): make the file when it is missing. */
 static int db_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  bool create = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+  char buf[256];
+  const char *why = make_private(path, create, buf, sizeof buf);
+  if (why) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
   database *d = lua_newuserdatauv(L, sizeof *d, 0);
   d->db = NULL;
   d->cache_ref = LUA_NOREF;
   luaL_setmetatable(L, DB_MT);
-  int rc = sqlite3_open_v2(path, &d->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
-  const char *why = NULL;
+  int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     why = d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc);
   } else {

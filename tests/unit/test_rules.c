@@ -1,5 +1,6 @@
 /* test_rules.c: unit tests for the trigger-URL grammar, redaction,
  * backoff, Retry-After and timestamp parsing. */
+#include <ctype.h>
 #include <math.h>
 
 #include "check.h"
@@ -92,7 +93,40 @@ static void test_retry_after_and_time(void) {
   CHECK(time_parse_iso8601(NULL) == -1);
 }
 
+/* The full dynamic-programming distance, to hold the banded one against. */
+static size_t full_distance(const char *a, const char *b) {
+  size_t n = strlen(a), m = strlen(b), d[40][40];
+  for (size_t i = 0; i <= n; i++) d[i][0] = i;
+  for (size_t j = 0; j <= m; j++) d[0][j] = j;
+  for (size_t i = 1; i <= n; i++)
+    for (size_t j = 1; j <= m; j++) {
+      size_t v = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      d[i][j] = v;
+    }
+  return d[n][m];
+}
+
+static void test_edit_distance(void) {
+  CHECK(edit_distance_within("orders", 6, "Orders", 6, 2) == 0);
+  CHECK(edit_distance_within("orders", 6, "ordres", 6, 2) == 2);
+  CHECK(edit_distance_within("a", 1, "abcdef", 6, 2) == 3); /* lengths alone rule it out */
+  CHECK(edit_distance_within("", 0, "", 0, 0) == 0);
+  const char *words[] = {"", "a", "ab", "kitten", "sitting", "Saturday", "sunday", "orders sync",
+                         "orders_sync", "sync orders", "flaw", "lawn", "abcdefghij", "jihgfedcba"};
+  size_t n = sizeof words / sizeof *words;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++)
+      for (size_t max = 0; max < 12; max++) {
+        size_t full = full_distance(words[i], words[j]);
+        size_t got = edit_distance_within(words[i], strlen(words[i]), words[j], strlen(words[j]), max);
+        CHECK(got == (full <= max ? full : max + 1));
+      }
+}
+
 int main(void) {
+  test_edit_distance();
   test_trigger_url();
   test_redact();
   test_backoff();
