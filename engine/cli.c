@@ -133,6 +133,7 @@ int cli_parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--state") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a DIR after it", a);
       o->state = argv[++i];
+      if (!*o->state) return usage_error("%s: the directory is empty; give one, or --no-state", a);
     } else if (strcmp(a, "--no-state") == 0) {
       o->no_state = true;
     } else if (strcmp(a, "--resume") == 0) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -20,6 +21,8 @@
 #include "secrets.h"
 #include "signals.h"
 #include "task.h"
+
+extern char **environ;
 
 static const char engine_key = 'e';
 static const char private_env_key = 'p';
@@ -237,8 +240,10 @@ static void lazy_global(lua_State *L, const char *global, const char *module) {
 
 static int setup_state(lua_State *L) {
   engine *e = lua_touserdata(L, 1);
-  const char *key = getenv("CENSUS_API_KEY"); /* hidden even before any census call */
+  /* hidden even before any census call, and whatever a flow does with them */
+  const char *key = getenv("CENSUS_API_KEY");
   if (key) secrets_add(key, strlen(key));
+  secrets_add_environment(environ);
   luaL_openlibs(L);
   srand((unsigned)uv_hrtime()); /* jitter for retry backoff */
   lua_pushlightuserdata(L, e);
@@ -311,8 +316,8 @@ static bool push_run_function(engine *e, const char *name) {
   lua_pushcfunction(L, private_require);
   lua_pushliteral(L, "engine.run");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
+    fprintf(stderr, "engine: %s\n", error_describe(L, -1));
+    lua_pop(L, 2);
     return false;
   }
   lua_getfield(L, -1, name);
@@ -331,10 +336,11 @@ static void push_stop(engine *e) {
 
 /* The flow's tasks ended (lua/run.lua's ending): the summary is made, and
  * flow.on_finish handlers run as a task, bounded by their timeouts; what
- * they leave running is cancelled. */
-static void run_ending(engine *e, int rc, task *main_task) {
+ * they leave running is cancelled. Returns the exit code, which a
+ * handler's os.exit replaces. */
+static int run_ending(engine *e, int rc, task *main_task) {
   lua_State *L = e->L;
-  if (!push_run_function(e, "ending")) return;
+  if (!push_run_function(e, "ending")) return rc;
   lua_pushinteger(L, rc);
   push_stop(e);
   if (task_failed(main_task) || task_canceled(main_task)) {
@@ -345,14 +351,17 @@ static void run_ending(engine *e, int rc, task *main_task) {
     lua_pushnil(L);
   }
   if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
-    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return;
+    fprintf(stderr, "engine: summary: %s\n", error_describe(L, -1));
+    lua_pop(L, 2);
+    return rc;
   }
   if (!lua_isfunction(L, -1)) {
     lua_pop(L, 1);
-    return;
+    return rc;
   }
+  e->finishing = true;
+  int exit_code = e->exit_code;
+  enum engine_stop stop = e->stop;
   task *handlers = task_spawn(e, L, 0);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
   while (!task_finished(handlers)) uv_run(&e->loop, UV_RUN_ONCE);
@@ -360,13 +369,18 @@ static void run_ending(engine *e, int rc, task *main_task) {
   uv_run(&e->loop, UV_RUN_DEFAULT);
   if (task_failed(handlers)) report_failure(e, handlers);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  e->finishing = false;
+  if (e->stop == STOP_EXIT && (stop != STOP_EXIT || e->exit_code != exit_code))
+    rc = e->exit_code;
+  return rc;
 }
 
 /* The run's end (lua/run.lua's finish): the journal's record, then the
  * summary and metrics; false when a file could not be written. */
-static bool finish_run(engine *e) {
+static bool finish_run(engine *e, int rc) {
   lua_State *L = e->L;
   if (!push_run_function(e, "finish")) return false;
+  lua_pushinteger(L, rc);
   push_stop(e);
   if (e->summary_path)
     lua_pushstring(L, e->summary_path);
@@ -377,9 +391,12 @@ static bool finish_run(engine *e) {
   else
     lua_pushnil(L);
   lua_pushboolean(L, !e->no_summary);
-  bool ok = lua_pcall(L, 4, 1, 0) == LUA_OK && lua_toboolean(L, -1);
-  if (!ok && lua_type(L, -1) == LUA_TSTRING)
-    fprintf(stderr, "engine: summary: %s\n", lua_tostring(L, -1));
+  int status = lua_pcall(L, 5, 1, 0);
+  bool ok = status == LUA_OK && lua_toboolean(L, -1);
+  if (status != LUA_OK) {
+    fprintf(stderr, "engine: summary: %s\n", error_describe(L, -1));
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
   return ok;
 }
@@ -412,9 +429,9 @@ int engine_run(engine *e, int nargs) {
   if (e->stop == STOP_SIGNAL) rc = 128 + e->interrupt_signal;
   if (e->stop == STOP_EXIT) rc = e->exit_code;
   output_close(e);
-  run_ending(e, rc, main_task);
+  rc = run_ending(e, rc, main_task);
   luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
-  if (!finish_run(e) && rc == 0) rc = 1;
+  if (!finish_run(e, rc) && rc == 0) rc = 1;
   return rc;
 }
 

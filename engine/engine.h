@@ -56,6 +56,7 @@ struct engine {
   int interrupt_signal; /* with STOP_SIGNAL: SIGINT or SIGTERM */
   int exit_code;        /* with STOP_EXIT: os.exit's code */
   bool exit_close;      /* with STOP_EXIT: close the running task's <close> */
+  bool finishing;       /* flow.on_finish handlers run: they may still wait */
   bool no_summary;      /* a front end (the REPL) reports outcomes itself */
   const char *summary_path; /* --summary-json FILE */
   const char *metrics_path; /* --metrics FILE */

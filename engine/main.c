@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 
 #include "cli.h"
+#include "errors.h"
 #include "frontend.h"
 
 static void set_arg_table(lua_State *L, int argc, char **argv, int script) {
@@ -73,7 +74,7 @@ static int require_into_global(lua_State *L) {
 }
 
 static int load_failed(lua_State *L, int status) {
-  fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
+  fprintf(stderr, "engine: %s\n", error_describe(L, -1));
   return status == LUA_ERRFILE ? EXIT_USAGE : 1;
 }
 
@@ -164,7 +165,7 @@ static int begin_run(lua_State *L, const options *o, int argc, char **argv) {
   lua_setfield(L, -2, "allow_overlap");
   int rc = -1;
   if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
-    fprintf(stderr, "engine: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "engine: %s\n", error_describe(L, -1));
     rc = 1;
   } else if (!lua_toboolean(L, -3)) {
     fprintf(stderr, "engine: %s\n", lua_tostring(L, -2));

@@ -24,7 +24,7 @@ static volatile sig_atomic_t repeatable;
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
+  task_restore_hook(L);
   if (!task_raise_interrupt(L, caught_signal)) /* in the engine's code: later */
     lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
                 RETRY_INSTRUCTIONS);
@@ -64,6 +64,10 @@ static void on_wakeup(uv_async_t *async) {
           "wait on; press Ctrl-C again to exit at once, leaving them running",
           sig == SIGTERM ? "SIGTERM" : "SIGINT", task_live_count(e));
   task_cancel_all(e);
+}
+
+int signals_caught(void) {
+  return caught_signal;
 }
 
 void signals_set_repeatable(bool on) {

@@ -11,6 +11,7 @@
 int signals_init(engine *e);
 void signals_set_running(lua_State *thread);
 void signals_set_repeatable(bool on); /* every SIGINT is a fresh request */
+int signals_caught(void); /* the signal the loop has yet to act on, or 0 */
 void signals_close(void);
 
 #endif

@@ -61,6 +61,8 @@ struct task {
   op *op;
   int nresume;  /* values pushed on thread for the next resume */
   int nresults; /* results kept on a finished thread's stack */
+  int shielded;  /* inside tasks.shield: the engine's own cleanup runs */
+  double deadline; /* uv_hrtime() seconds after which its code is stopped; 0: none */
   bool observed;      /* someone has taken its outcome */
   bool watched;       /* a front end hears of its end */
   bool in_unobserved; /* linked in engine.unobserved */
@@ -149,6 +151,7 @@ static void push_cancel_error(lua_State *L, engine *e) {
 
 /* Takes a pending cancel: true when one was pending (now delivered). */
 static bool take_cancel(task *t) {
+  if (t->shielded > 0) return false; /* delivered when the cleanup ends */
   if (t->cancel == CANCEL_PENDING) {
     t->cancel = CANCEL_DELIVERED;
     return true;
@@ -160,9 +163,16 @@ static bool take_cancel(task *t) {
   return false;
 }
 
-/* Checks that the running code may suspend, and delivers a pending
- * cancellation instead of suspending. Raises; returns the current task. */
-task *task_require_waitable(lua_State *L, const char *what) {
+/* Once the engine is stopping (a signal, os.exit), nothing new starts:
+ * a flow that catches the cancel and goes on (a pcall in a loop) gets
+ * `canceled` from every later wait, except in flow.on_finish handlers
+ * (engine.finishing) and the engine's own cleanup (tasks.shield). */
+static bool stopping_for(const task *t) {
+  const engine *e = t->eng;
+  return e->stop != STOP_NONE && !e->finishing && t->shielded == 0;
+}
+
+static task *require_waitable(lua_State *L, const char *what, bool joining) {
   task *t = task_owner(L);
   if (!t)
     luaL_error(L, "%s must be called from a flow task or a coroutine it "
@@ -173,11 +183,19 @@ task *task_require_waitable(lua_State *L, const char *what) {
                   "C callback (table.sort, string.gsub) or a require'd "
                   "module's top level; call it from the flow body instead",
                what);
-  if (take_cancel(t)) {
+  /* waiting for other tasks to end stays possible: they end by themselves */
+  if (take_cancel(t) || (!joining && stopping_for(t))) {
     push_cancel_error(L, t->eng);
     lua_error(L);
   }
   return t;
+}
+
+/* Checks that the running code may suspend, and delivers a pending
+ * cancellation (or the engine's stop) instead of suspending. Raises;
+ * returns the current task. */
+task *task_require_waitable(lua_State *L, const char *what) {
+  return require_waitable(L, what, false);
 }
 
 /* Raises the error a wake delivered, or returns how many values follow the
@@ -306,7 +324,7 @@ static void join_timeout_cb(uv_timer_t *timer) {
 
 static int join_yield(lua_State *L, task *target, double timeout,
                       lua_KFunction k) {
-  task *self = task_require_waitable(L, "task:wait");
+  task *self = require_waitable(L, "task:wait", true);
   if (target == self) luaL_error(L, "a task cannot wait for itself");
   struct join_op *j = calloc(1, sizeof *j);
   if (!j) luaL_error(L, "out of memory");
@@ -571,7 +589,7 @@ static int exit_blocked(lua_State *L, int status, lua_KContext ctx) {
 
 int task_exit(lua_State *L, int code, bool close) {
   engine *e = engine_from(L);
-  if (e->stop != STOP_EXIT) {
+  if (e->stop != STOP_EXIT || e->finishing) { /* a handler's os.exit has the last word */
     e->stop = STOP_EXIT;
     e->exit_code = code;
     e->exit_close = close;
@@ -655,7 +673,7 @@ void task_cancel(task *t) {
   } else {
     t->cancel = CANCEL_PENDING;
   }
-  if (t->state == TASK_WAITING) {
+  if (t->state == TASK_WAITING && t->shielded == 0) {
     take_cancel(t);
     op *o = t->op;
     t->op = NULL;
@@ -691,6 +709,18 @@ static bool in_engine_code(lua_State *L) {
  * own Lua code it waits (returns false): a pcall there (a journal write,
  * an answer check) must not swallow the interrupt; it arrives in the
  * flow's code or at the next wait. */
+/* Raises the interrupt in t now, unless a front end keeps t running or
+ * it was delivered already. */
+static void task_raise_interrupt_now(lua_State *L, task *t, int signal) {
+  engine *e = t->eng;
+  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return;
+  if (t->cancel >= INTERRUPT_PENDING) return;
+  t->cancel = INTERRUPT_DELIVERED;
+  error_push(L, "canceled", "interrupted by %s",
+             signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  lua_error(L);
+}
+
 bool task_raise_interrupt(lua_State *L, int signal) {
   task *t = task_current(L);
   if (!t) t = task_owner(L);
@@ -699,10 +729,8 @@ bool task_raise_interrupt(lua_State *L, int signal) {
   if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return true;
   if (t->cancel >= INTERRUPT_PENDING) return true;
   if (in_engine_code(L)) return false;
-  t->cancel = INTERRUPT_DELIVERED;
-  error_push(L, "canceled", "interrupted by %s",
-             signal == SIGTERM ? "SIGTERM" : "SIGINT");
-  return lua_error(L);
+  task_raise_interrupt_now(L, t, signal);
+  return true;
 }
 
 /* At shutdown: release the ops of tasks that can never finish (they wait
@@ -749,6 +777,77 @@ static int spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   task_spawn(engine_from(L), L, lua_gettop(L) - 1);
   return 1;
+}
+
+static int shield_k(lua_State *L, int status, lua_KContext ctx) {
+  task *t = (task *)ctx;
+  if (t) t->shielded--;
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* shield(fn, ...): fn(...) as the engine's own cleanup (cancelling a run
+ * it started, after a stop): its waits are allowed once the engine is
+ * stopping, and a cancel that arrives meanwhile is delivered after it. */
+static int shield(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  task *t = task_owner(L);
+  if (t) t->shielded++;
+  int status = lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, (lua_KContext)t, shield_k);
+  return shield_k(L, status, (lua_KContext)t);
+}
+
+/* check_stop(): raises the cancel a wait would raise now (a pending
+ * cancel, or the engine stopping), for work that starts something
+ * without waiting first. */
+static int check_stop(lua_State *L) {
+  task *t = task_owner(L);
+  if (t && (take_cancel(t) || stopping_for(t))) {
+    push_cancel_error(L, t->eng);
+    return lua_error(L);
+  }
+  /* a signal the loop has not seen yet: the engine's long loops (which the
+   * interrupt hook leaves alone) end here */
+  int sig = signals_caught();
+  if (t && sig && t->shielded == 0) task_raise_interrupt_now(L, t, sig);
+  return 0;
+}
+
+/* The count hook of a task with a deadline: past it, the task's own code
+ * (not the engine's, whose pcalls would swallow it) raises `timeout`. */
+#define DEADLINE_INSTRUCTIONS 10000
+
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  task *t = task_owner(L);
+  if (!t || t->deadline <= 0 || (double)uv_hrtime() / 1e9 < t->deadline) return;
+  if (in_engine_code(L)) return; /* the next count tries again */
+  t->deadline = 0;
+  lua_sethook(L, NULL, 0, 0);
+  error_push(L, "timeout", "did not finish in time and was stopped");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "deadline");
+  lua_error(L);
+}
+
+void task_restore_hook(lua_State *L) {
+  task *t = task_owner(L);
+  if (t && t->deadline > 0)
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, DEADLINE_INSTRUCTIONS);
+  else
+    lua_sethook(L, NULL, 0, 0);
+}
+
+/* set_deadline(handle, seconds): past it the task's code stops even if it
+ * never waits (a flow.on_finish handler stuck in a loop); the hook is
+ * inherited by the coroutines it creates. */
+static int set_deadline(lua_State *L) {
+  task *t = check_handle(L, 1);
+  double seconds = luaL_checknumber(L, 2);
+  if (task_finished(t)) return 0;
+  t->deadline = (double)uv_hrtime() / 1e9 + seconds;
+  lua_sethook(t->thread, deadline_hook, LUA_MASKCOUNT, DEADLINE_INSTRUCTIONS);
+  return 0;
 }
 
 /* current(): the running task's id and whether it was ever cancelled. */
@@ -798,8 +897,13 @@ void task_register(lua_State *L) {
     lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
-  static const luaL_Reg fns[] = {{"spawn", spawn},     {"join", join},
-                                 {"current", current}, {"stats", stats},
+  static const luaL_Reg fns[] = {{"spawn", spawn},
+                                 {"join", join},
+                                 {"current", current},
+                                 {"stats", stats},
+                                 {"shield", shield},
+                                 {"check_stop", check_stop},
+                                 {"set_deadline", set_deadline},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

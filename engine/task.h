@@ -48,6 +48,8 @@ bool task_take_interrupt(task *t);
 /* From a Lua hook: raises the interrupt in t's code, or returns false when
  * the engine's own code runs (try again later); true: nothing to do. */
 bool task_raise_interrupt(lua_State *L, int signal);
+/* After the interrupt hook: the task's own hook again (its deadline), or none. */
+void task_restore_hook(lua_State *L);
 void task_abandon_all(engine *e);
 int task_report_unobserved(engine *e);
 long task_live_count(engine *e);

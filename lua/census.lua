@@ -63,20 +63,6 @@ local function check_label(v, what, key)
   return v
 end
 
--- Edit distance, for the syncs whose names are close to one not found.
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = {[0] = i}
-    for j = 1, #b do
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
 local list_pages -- below
 
 -- Every sync of a workspace, listed once per run and connection; calls
@@ -98,20 +84,24 @@ local function workspace_syncs(conn)
   return syncs
 end
 
--- The id of the one sync named `name` (its label in Census).
+-- The id of the one sync named `name` (its label in Census). The close
+-- matches a name not found gets are bounded work (a banded edit distance
+-- in C), whatever the workspace holds.
 local function sync_named(conn, name)
   local found, close = {}, {}
   local lower = name:lower()
-  for _, sync in ipairs(workspace_syncs(conn)) do
+  local near = math.max(2, #name // 4)
+  for i, sync in ipairs(workspace_syncs(conn)) do
+    if i % 1000 == 0 then tasks.check_stop() end
     local label = sync.label or sync.name
     local id = math.tointeger(tonumber(sync.id))
     if type(label) == "string" and id then
       if label == name then
         found[#found + 1] = id
       else
-        local d = label:lower() == lower and 0 or distance(label:lower(), lower)
-        if d <= math.max(2, #name // 4) or label:lower():find(lower, 1, true) then
-          close[#close + 1] = {d = d, text = string.format("%q (id %d)", label, id)}
+        local d = rules.distance(label, name, near)
+        if d <= near or (#label >= #name and label:lower():find(lower, 1, true)) then
+          close[#close + 1] = {d = d, text = string.format("%q (id %d)", label:sub(1, 80), id)}
         end
       end
     end
@@ -166,8 +156,8 @@ end
 -- journal (row) before anyone can wait on it.
 local function new_run(conn, sync_id, run_id, row, occurrence, label)
   local run = {sync_id = sync_id, sync_run_id = run_id, label = label}
-  private[run] = {conn = conn, row = journal.run_started(row, sync_id, occurrence, run_id,
-    history_url(conn, sync_id))}
+  private[run] = {conn = conn, occurrence = occurrence, row = journal.run_started(row, sync_id, occurrence,
+    run_id, history_url(conn, sync_id))}
   return run
 end
 
@@ -186,41 +176,127 @@ local function run_created_since(conn, sync_id, since)
   if created >= since + skew - 2 then return latest end
 end
 
--- Runs of this sync that earlier engine runs started and the journal does
--- not know to be over: one still in flight is adopted instead of
--- triggering again; the others are settled. An intent without a run id
--- (the engine died between the POST and its answer) goes through the
--- lost-trigger search.
-local function adopt_earlier(conn, id, occurrence, label)
-  for _, row in ipairs(journal.open_syncs(id)) do
-    local data
-    if row.sync_run_id then
-      local ok, body = pcall(request, conn, {method = "GET", path = "/sync_runs/" .. row.sync_run_id,
-        what = "sync " .. id .. " run " .. row.sync_run_id, check = has_run_status})
-      if ok then
-        data = body.data
-      elseif errors.is_error(body, "not_found") then
-        journal.settle(row.id, "gone", "Census no longer knows this run")
-      else
-        error(body, 0)
+-- Whether stopping (Ctrl-C, SIGTERM, handle:cancel(), flow.timeout,
+-- os.exit) cancels this wait's run in Census, and if not, why.
+local function cancel_on_stop(opts)
+  if opts.cancel_on_stop == false then return false, "cancel_on_stop = false" end
+  if transport.env("CENSUS_CANCEL_ON_STOP") == "0" then return false, "CENSUS_CANCEL_ON_STOP=0" end
+  return true
+end
+
+-- How a stop's cleanup reaches Census: each request bounded by the stop
+-- budget, retries included.
+local function stop_connection(conn)
+  local c = {}
+  for k, v in pairs(conn) do c[k] = v end
+  c.request_timeout = math.min(conn.request_timeout, CANCEL_ON_STOP_BUDGET)
+  c.retry_budget = CANCEL_ON_STOP_BUDGET
+  return c
+end
+
+-- An intent another engine, still alive, wrote and has not yet the run id
+-- for (its POST is in flight): wait until the row has the run id, is
+-- settled, or its engine died (bounded by the time a trigger may take).
+local OWNER_POLL = 0.1
+
+local function await_owner(conn, row)
+  local give_up = timer.now() + conn.retry_budget + conn.request_timeout
+  while row and not row.sync_run_id and journal.row_owner_alive(row) and timer.now() < give_up do
+    timer.sleep(OWNER_POLL)
+    row = journal.open_row(row.id)
+  end
+  return row
+end
+
+-- Rows of this sync that earlier (or other, concurrent) engine runs
+-- wrote and the journal does not know to be over: a run still in flight
+-- is adopted instead of triggering again; the others are settled. An
+-- intent without a run id (the engine died between the POST and its
+-- answer) goes through the lost-trigger search. Under --resume, a run of
+-- the resumed run (same occurrence) that finished while no engine watched
+-- it is adopted too: its result is this occurrence's.
+local function adopt_earlier(conn, id, occurrence, label, rows)
+  local resumed = journal.resume_chain()
+  for _, open in ipairs(rows) do
+    local row = await_owner(conn, open)
+    if row then
+      local data
+      if row.sync_run_id then
+        local ok, body = pcall(request, conn, {method = "GET", path = "/sync_runs/" .. row.sync_run_id,
+          what = "sync " .. id .. " run " .. row.sync_run_id, check = has_run_status})
+        if ok then
+          data = body.data
+        elseif not errors.is_error(body, "not_found") then
+          error(body, 0)
+        end
+      elseif row.sent_at then
+        data = run_created_since(conn, id, row.sent_at)
       end
-    elseif row.sent_at then
-      data = run_created_since(conn, id, row.sent_at)
-      if not data then journal.settle(row.id, "lost", "the trigger started no run") end
-    end
-    if data then
-      local run_id = run_id_of(data.id) or row.sync_run_id
-      if answers.meaning(data) == "waiting" then
+      local run_id = data and (run_id_of(data.id) or row.sync_run_id)
+      local meaning = data and answers.meaning(data)
+      if meaning == "waiting" then
         journal.settle(row.id, "adopted", string.format("adopted by engine run %s", tostring(journal.recorded_run_id())))
         events.emit("census.adopted_earlier", id, run_id, row.run)
         return new_run(conn, id, run_id, nil, occurrence, label)
+      elseif resumed[row.run] and row.occurrence == occurrence and (meaning == "completed" or meaning == "skipped") then
+        journal.settle(row.id, "adopted", string.format("its result taken by engine run %s (--resume)",
+          tostring(journal.recorded_run_id())))
+        events.emit("census.finished_unwatched", id, run_id, row.run)
+        return new_run(conn, id, run_id, nil, occurrence, label)
+      elseif data then
+        journal.settle(row.id, data.canceled == true and "canceled" or tostring(data.status))
+      elseif row.sync_run_id then
+        journal.settle(row.id, "gone", "Census no longer knows this run")
+      else
+        journal.settle(row.id, "lost", "the trigger started no run")
       end
-      journal.settle(row.id, data.canceled == true and "canceled" or tostring(data.status))
     end
   end
 end
 
-function census.trigger(spec)
+-- The engine stopped while a trigger's answer was pending: Census may
+-- have started a run. Look for it (bounded by the stop budget) and cancel
+-- it, so stopping leaves nothing running that this engine started; say
+-- which when it cannot.
+local function stopped_while_triggering(conn, id, row, occurrence, sent_at, cancel_opts)
+  tasks.shield(function()
+    local c = stop_connection(conn)
+    local deadline = timer.now() + CANCEL_ON_STOP_BUDGET
+    local ok, latest = pcall(run_created_since, c, id, sent_at)
+    local run_id = ok and latest and run_id_of(latest.id)
+    if not run_id then
+      events.emit("census.trigger_stopped", id, nil,
+        ok and "Census had started no run yet; if the trigger still starts one, the next run adopts it"
+        or ("could not ask Census whether it started a run: " .. errors.describe(latest):gsub("\n.*", "")))
+      return
+    end
+    journal.run_started(row, id, occurrence, run_id, history_url(conn, id))
+    local yes, why = cancel_on_stop(cancel_opts or {})
+    if yes then
+      local cancelled, err = pcall(request, c, {method = "POST", path = "/sync_runs/" .. run_id .. "/cancel",
+        what = "sync " .. id .. " run " .. run_id .. ": cancel", deadline = deadline})
+      if cancelled then
+        journal.sync_finished(row, {status = "canceled", final = true, error = "cancelled in Census: the engine stopped"})
+        events.emit("census.trigger_stopped", id, run_id, "cancelled in Census")
+        return
+      end
+      why = errors.describe(err):gsub("\n.*", "")
+    end
+    events.emit("census.trigger_stopped", id, run_id, "left running in Census: " .. why)
+  end)
+end
+
+-- A trigger's error: whether it proves no run started (Census refused the
+-- request), so the intent is settled; otherwise it stays open for the
+-- next run's lost-trigger search.
+local function refused(err)
+  local status = type(err) == "table" and err.http_status
+  return status and status >= 400 and status < 500 and status ~= 429
+end
+
+local MAX_CLAIMS = 20
+
+function census.trigger(spec, cancel_opts)
   local t = trigger_spec(spec)
   local conn, id = t.conn, t.sync_id
   local occurrence = journal.sync_occurrence(id)
@@ -231,12 +307,26 @@ function census.trigger(spec)
     events.emit("census.recorded", id, recorded.sync_run_id, journal.resumed())
     return run
   end
-  if not t.force then
-    local adopted = adopt_earlier(conn, id, occurrence, t.label)
-    if adopted then return adopted end
+  tasks.check_stop() -- nothing new starts once the engine is stopping
+  -- Write before acting: the intent is durable before the POST. Unless
+  -- forced, claiming it is atomic with the look for runs other engines
+  -- started, which are adopted instead.
+  local row
+  if t.force then
+    row = journal.intent(id, occurrence)
+  else
+    for claims = 1, MAX_CLAIMS + 1 do
+      local open
+      row, open = journal.claim(id, occurrence)
+      if not open then break end
+      local adopted = adopt_earlier(conn, id, occurrence, t.label, open)
+      if adopted then return adopted end
+      if claims > MAX_CLAIMS then
+        raise("journal", {sync_id = id}, "sync %d: the journal keeps showing runs of it that cannot be settled",
+          id)
+      end
+    end
   end
-  -- Write before acting: the intent is durable before the POST.
-  local row = journal.intent(id, occurrence)
   -- A trigger whose outcome is unknown may have started a run: adopt it
   -- rather than trigger twice (429 means it was refused: send again).
   local adopted
@@ -249,10 +339,19 @@ function census.trigger(spec)
       return adopted
     end
   end
-  local body = request(conn, {method = "POST", path = "/syncs/" .. id .. "/trigger",
+  local sent_at = rules.wallclock()
+  local ok, body = pcall(request, conn, {method = "POST", path = "/syncs/" .. id .. "/trigger",
     query = t.force_full_sync ~= nil and ("?force_full_sync=" .. tostring(t.force_full_sync)) or nil,
     what = "sync " .. id .. ": trigger", check = has_run_id, unknown = adopt,
     fields = {sync_id = id, url = history_url(conn, id)}})
+  if not ok then
+    if errors.is_error(body, "canceled") and not adopted then
+      stopped_while_triggering(conn, id, row, occurrence, sent_at, cancel_opts)
+    elseif refused(body) then
+      journal.settle(row, "failed", errors.describe(body))
+    end
+    error(body, 0)
+  end
   if adopted then return adopted end
   local run_id = body.data.sync_run_id
   local run = new_run(conn, id, run_id, row, occurrence, t.label)
@@ -338,25 +437,14 @@ end
 
 local wait_loop
 
--- Whether stopping (Ctrl-C, SIGTERM, handle:cancel(), flow.timeout,
--- os.exit) cancels this wait's run in Census, and if not, why.
-local function cancel_on_stop(opts)
-  if opts.cancel_on_stop == false then return false, "cancel_on_stop = false" end
-  if transport.env("CENSUS_CANCEL_ON_STOP") == "0" then return false, "CENSUS_CANCEL_ON_STOP=0" end
-  return true
-end
-
 -- The wait was stopped: cancel the run in Census (bounded), and say so on
 -- the error, which the summary shows.
 local function stop_run(conn, w, err, opts)
   local yes, why = cancel_on_stop(opts)
   if yes then
-    local c = {}
-    for k, v in pairs(conn) do c[k] = v end
-    c.request_timeout = math.min(conn.request_timeout, CANCEL_ON_STOP_BUDGET)
-    c.retry_budget = CANCEL_ON_STOP_BUDGET
-    local ok, cancel_err = pcall(request, c, {method = "POST", what = w.what .. ": cancel",
-      path = "/sync_runs/" .. w.sync_run_id .. "/cancel", deadline = timer.now() + CANCEL_ON_STOP_BUDGET})
+    local ok, cancel_err = tasks.shield(pcall, request, stop_connection(conn), {method = "POST",
+      what = w.what .. ": cancel", path = "/sync_runs/" .. w.sync_run_id .. "/cancel",
+      deadline = timer.now() + CANCEL_ON_STOP_BUDGET})
     if ok then
       err.census = "cancelled in Census"
       w.final = true
@@ -379,7 +467,7 @@ function census.wait(run, opts)
   local label = opts.label or (type(run.label) == "string" and run.label ~= "" and run.label) or nil
   local w = {sync_id = sync_id, sync_run_id = run_id, label = label, what = describe(sync_id, run_id, label),
              poll = poll, url = sync_id and history_url(conn, sync_id), journal_id = here.row,
-             recorded = here.recorded ~= nil}
+             occurrence = here.occurrence, recorded = here.recorded ~= nil}
   events.emit("census.wait_started", w)
   local ok, result
   if here.recorded then
@@ -471,9 +559,17 @@ function wait_loop(w, opts, timeout, conn)
   end
 end
 
+-- Every wait option is checked before the trigger: a bad one never
+-- leaves a run going that nobody waits for.
+local function check_wait(opts)
+  check_wait_options(opts or {})
+  poll_interval(opts or {})
+end
+
 function census.sync(spec, opts)
   check_options("census.sync", opts, CONNECTION_OPTIONS, WAIT_OPTIONS)
-  return census.wait(census.trigger(spec), opts)
+  check_wait(opts)
+  return census.wait(census.trigger(spec, opts), opts)
 end
 
 function census.cancel(run, opts)
@@ -574,7 +670,8 @@ function Task:run(overrides)
   local wait_opts = {}
   for _, k in ipairs(WAIT_OPTIONS) do wait_opts[k] = o[k] end
   for _, k in ipairs(CONNECTION_OPTIONS) do wait_opts[k] = o[k] end
-  return census.wait(census.trigger(spec), wait_opts)
+  check_wait(wait_opts)
+  return census.wait(census.trigger(spec, wait_opts), wait_opts)
 end
 
 function Task:__tostring()

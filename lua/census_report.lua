@@ -51,6 +51,22 @@ events.on("census.adopted_earlier", function(sync_id, run_id, engine_run)
     "adopting it instead of triggering again", sync_id, run_id, engine_run)
 end)
 
+events.on("census.finished_unwatched", function(sync_id, run_id, engine_run)
+  log.info("census: sync %d: run %d, started by engine run %d, ended while no engine watched it; " ..
+    "taking its result instead of triggering again (--resume)", sync_id, run_id, engine_run)
+end)
+
+events.on("census.trigger_stopped", function(sync_id, run_id, what)
+  if what == "cancelled in Census" then
+    log.warn("census: sync %d: the stop interrupted its trigger; run %d, which it started, was cancelled in Census",
+      sync_id, run_id)
+  elseif run_id then
+    log.warn("census: sync %d: the stop interrupted its trigger; run %d, which it started, is %s", sync_id, run_id, what)
+  else
+    log.warn("census: sync %d: the stop interrupted its trigger: %s", sync_id, what)
+  end
+end)
+
 events.on("census.recorded", function(sync_id, run_id, engine_run)
   log.info("census: sync %d: run %s completed in engine run %d; not triggered again (--resume)",
     sync_id, tostring(run_id), engine_run)

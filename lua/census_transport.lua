@@ -18,6 +18,7 @@ local transport = {}
 local HOSTS = {us = "https://app.getcensus.com", eu = "https://app-eu.getcensus.com"}
 transport.CONNECTION_OPTIONS = {"token", "region", "api_version"}
 local MAX_ANSWER_BYTES = 4 * 1024 * 1024 -- a Census answer is a few KiB
+local MIN_ANSWER_BYTES = 16 * 1024
 
 -- Raises an error object; the arguments (never the fixed text) are made
 -- printable (a NUL from an answer shows as \x00) and redacted.
@@ -125,9 +126,13 @@ function transport.connection(opts, token)
     base = HOSTS[region]
   end
   local max_answer = env("CENSUS_MAX_ANSWER_BYTES")
-  local max_bytes = max_answer and math.tointeger(tonumber(max_answer)) or MAX_ANSWER_BYTES
-  if not max_bytes or max_bytes < 1 then
-    invalid("CENSUS_MAX_ANSWER_BYTES must be a whole number of bytes >= 1, got %q", max_answer)
+  local max_bytes = MAX_ANSWER_BYTES
+  if max_answer then
+    -- below a few KiB every answer is cut, and every trigger is lost
+    max_bytes = max_answer:match("^%s*%d+%s*$") and math.tointeger(tonumber(max_answer))
+    if not max_bytes or max_bytes < MIN_ANSWER_BYTES then
+      invalid("CENSUS_MAX_ANSWER_BYTES must be a whole number of bytes >= %d, got %q", MIN_ANSWER_BYTES, max_answer)
+    end
   end
   local request_timeout = env_seconds("CENSUS_REQUEST_TIMEOUT") or 30
   if request_timeout < 0.001 then
@@ -162,6 +167,7 @@ local excerpt = transport.excerpt
 -- A decoded answer, shown in a message: never raises (numbers JSON cannot
 -- write, such as 1e400 read back as infinity, are shown by Lua).
 function transport.show(value)
+  if type(value) ~= "table" then return excerpt(tostring(value)) end -- inf for 1e400
   local ok, text = pcall(json.encode, value)
   if not ok then
     local parts = {}
@@ -213,7 +219,8 @@ local function attempt(conn, method, path, query, what)
     end
     return "ok", {body = body, server_skew = server_time and server_time - rules.wallclock()}
   end
-  local detail = body and type(body.message) == "string" and body.message or excerpt(res.body)
+  -- one line, whatever the body holds (a message with newlines, pretty JSON)
+  local detail = excerpt(body and type(body.message) == "string" and body.message or res.body)
   if status == 429 or status >= 500 then
     fields.retry_after = rules.retry_after(res.headers["retry-after"])
     return "retry", errors.error("http", rules.redact(string.format(

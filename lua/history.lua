@@ -5,6 +5,7 @@
 local json = require "engine.json"
 local journal = require "engine.journal"
 local run = require "engine.run"
+local rules = require "engine.c.rules"
 
 local history = {}
 
@@ -16,6 +17,14 @@ local function fail(code, fmt, ...)
 end
 
 local iso = require("engine.report").iso
+
+-- Every line goes out through here: the journal may hold what an older
+-- engine stored unscrubbed, so secrets are hidden again on the way out.
+local function print(text)
+  io.stdout:write(rules.redact(rules.printable(text)), "\n")
+end
+
+local function printable(v) return rules.printable(tostring(v)) end
 
 -- cjson writes an empty table as {}; lists in our documents are arrays.
 local function array(items, encode_item)
@@ -96,8 +105,8 @@ local function one(id, as_json)
   if #r.steps > 0 then
     print(string.format("  %-28s %-10s %s", "STEP", "STATUS", "ERROR"))
     for _, s in ipairs(r.steps) do
-      print((string.format("  %-28s %-10s %s", s.name .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
-        s.status, s.error or ""):gsub("%s+$", "")))
+      print((string.format("  %-28s %-10s %s", printable(s.name) .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
+        printable(s.status), printable(s.error or "")):gsub("%s+$", "")))
     end
   end
   if #r.syncs > 0 then
@@ -127,17 +136,25 @@ function history.main(args, state)
       if not limit or limit < 1 then fail(2, "--limit needs a whole number >= 1 (%s)", USAGE) end
     elseif a:match("^%d+$") and not id then
       id = math.tointeger(tonumber(a))
+      if not id or id < 1 then fail(2, "runs: %s is not a run id (engine runs lists them)", a) end
     else
       fail(2, "runs: unexpected '%s' (%s)", a, USAGE)
     end
     i = i + 1
   end
-  local ok, err = run.open_journal(state)
+  if prune and id then fail(2, "runs: --prune takes no run id (%s)", USAGE) end
+  local days, days_err = run.keep_days()
+  if prune and not days then fail(2, "%s", days_err) end
+  local ok, err = run.open_journal(state, false)
   if not ok then fail(1, "%s", err) end
   if prune then
-    local days, days_err = run.keep_days()
-    if not days then fail(2, "%s", days_err) end
-    print(string.format("pruned %d run(s) that started more than %g days ago", journal.prune(days), days))
+    local pruned_ok, n = pcall(journal.prune, days)
+    if not pruned_ok then fail(1, "cannot prune the journal: %s", require("engine.c.error").describe(n)) end
+    if as_json then
+      print(json.encode({pruned = n, days = days}))
+    else
+      print(string.format("pruned %d run(s) that started more than %d days ago and have nothing open", n, days))
+    end
   elseif id then
     one(id, as_json)
   else

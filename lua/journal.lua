@@ -12,6 +12,7 @@ local sqlite = require "engine.c.sqlite"
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
 local json = require "engine.json"
+local values = require "engine.values"
 
 local journal = {}
 
@@ -73,13 +74,18 @@ local function fail_open(message)
     path, message)
 end
 
--- Opens (creating) DIR/journal.db. Returns true, or nil and a one-line error.
-function journal.open(dir)
-  local ok, err = files.mkdirs(dir)
+-- Opens DIR/journal.db, creating it (and DIR) unless create is false (to
+-- read the history). Returns true, or nil and a one-line error.
+function journal.open(dir, create)
   path = dir .. "/journal.db"
+  local ok, err = true, nil
+  if create ~= false then ok, err = files.mkdirs(dir) end
   if not ok then return fail_open(err) end
   local handle
-  handle, err = sqlite.open(path)
+  handle, err = sqlite.open(path, create ~= false)
+  if not handle and create == false and err:find("does not exist", 1, true) then
+    return nil, string.format("no journal at %s: no run was recorded with this state directory yet", path)
+  end
   if not handle then return fail_open(err) end
   ok, err = pcall(function()
     handle:exec("PRAGMA foreign_keys = ON")
@@ -200,28 +206,51 @@ local function note(fn, ...)
   if not ok then log_failure_once(err) end
 end
 
+-- Text the journal keeps is scrubbed as what the terminal shows: a token
+-- inside an error (a trigger URL, a `token =` value) is never stored.
+local function scrub(text)
+  if type(text) ~= "string" then return text end
+  return rules.redact(text)
+end
+
 local function encode(v)
   local ok, text = pcall(json.encode, v)
   if ok then return text end
 end
 
 -- What a step returned ({n =, ...}) as JSON: {"n": n, "v": [values]}, nil
--- as null. Values JSON cannot hold (functions, tasks) make it nil.
+-- as null, each value written by lua/values.lua so that it reads back
+-- exactly (integers, floats to the bit, any bytes, nil inside tables). A
+-- value that cannot (a function, a task, a cycle, inf, ...) makes it nil:
+-- the row's results stay NULL and --resume runs the step again.
+local MAX_RESULTS = 100000 -- more would not unpack again
 local function encode_results(r)
+  if math.type(r.n) ~= "integer" or r.n < 0 or r.n > MAX_RESULTS then return nil end
   local v = {}
   for i = 1, r.n do
-    if r[i] == nil then v[i] = json.null else v[i] = r[i] end
+    if r[i] == nil then
+      v[i] = "null"
+    else
+      v[i] = values.encode(r[i])
+      if not v[i] then return nil end
+    end
   end
-  return encode({n = r.n, v = v})
+  return string.format('{"n":%d,"v":[%s]}', r.n, table.concat(v, ","))
 end
 
+-- Rows written by lua-cjson before read too (nil inside tables then was
+-- written as null: it reads as nil now).
 local function decode_results(text)
-  local ok, t = pcall(json.decode, text or "")
-  if not ok or type(t) ~= "table" or math.type(t.n) ~= "integer" or type(t.v) ~= "table" then return nil end
-  local out = {n = t.n}
-  for i = 1, t.n do
-    if t.v[i] ~= json.null then out[i] = t.v[i] end
+  local t = type(text) == "string" and values.decode(text)
+  if type(t) ~= "table" or math.type(t.n) ~= "integer" or t.n < 0 or t.n > MAX_RESULTS
+      or type(t.v) ~= "table" then
+    return nil
   end
+  for k in pairs(t.v) do
+    if math.type(k) ~= "integer" or k < 1 or k > t.n then return nil end
+  end
+  local out = {n = t.n}
+  for i = 1, t.n do out[i] = t.v[i] end
   return out
 end
 
@@ -258,6 +287,17 @@ function journal.end_run(outcome, exit_code)
       now(), outcome, exit_code, run_id)
   end)
   if not ok then log_failure_once(err) end
+end
+
+-- A run's arguments as the journal keeps them (JSON), and as a line.
+function journal.encode_args(args) return encode(args) end
+
+function journal.show_args(text)
+  local ok, args = pcall(json.decode, text or "")
+  if not ok or type(args) ~= "table" or #args == 0 then return "no arguments" end
+  local shown = {}
+  for i, a in ipairs(args) do shown[i] = string.format("%q", tostring(a)) end
+  return table.concat(shown, " ")
 end
 
 -- The latest run of flow with these arguments that did not succeed, or the
@@ -304,7 +344,7 @@ function journal.step_occurrence(name)
     local results = decode_results(row.results)
     if results then return occurrence, results end
     return occurrence, nil, string.format("step %s completed in engine run %d but what it returned " ..
-      "could not be recorded (not JSON); running it again", name, resumed)
+      "could not be recorded exactly (docs/state.md says what can); running it again", name, resumed)
   end
   if not row then
     resumed_steps = resumed_steps or db:rows("SELECT name FROM steps WHERE run = ? ORDER BY id", resumed)
@@ -347,7 +387,7 @@ function journal.step_finished(id, status, err, results)
   if not db or not id then return end
   note(function()
     db:run("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
-      status, now(), err, results and encode_results(results), id)
+      status, now(), scrub(err), results and encode_results(results), id)
   end)
 end
 
@@ -370,12 +410,65 @@ function journal.recorded_sync(sync_id, occurrence)
 end
 
 -- Rows of earlier runs whose Census run of sync_id has not reached a final
--- state, newest first: {id, run, sync_run_id (or nil: only the intent),
--- sent_at}.
+-- state, newest first: {id, run, occurrence, sync_run_id (or nil: only
+-- the intent), sent_at, pid, host, ended_at (of the engine run)}.
+local OPEN_ROWS = "SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, r.pid, r.host, r.ended_at " ..
+  "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.sync_id = ? AND s.final = 0 AND s.run != ? ORDER BY s.id DESC"
+
 function journal.open_syncs(sync_id)
   if not db then return {} end
-  return db:rows("SELECT id, run, sync_run_id, sent_at FROM syncs WHERE sync_id = ? AND final = 0 " ..
-    "AND run != ? ORDER BY id DESC", sync_id, run_id or -1)
+  return db:rows(OPEN_ROWS, sync_id, run_id or -1)
+end
+
+-- One row by id, as open_syncs returns it (nil once it is final).
+function journal.open_row(row_id)
+  if not db then return nil end
+  return db:rows("SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, r.pid, r.host, r.ended_at " ..
+    "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.id = ? AND s.final = 0", row_id)[1]
+end
+
+-- Whether the engine run that wrote a row still lives (on this host; a
+-- run of another host is taken to live until it records its end).
+function journal.row_owner_alive(row)
+  if row.ended_at then return false end
+  local _, host = files.whoami()
+  if row.host ~= host then return true end
+  return files.alive(row.pid)
+end
+
+-- The runs --resume continues: the resumed run and the runs it resumed in
+-- turn, as a set.
+local chain
+function journal.resume_chain()
+  if chain then return chain end
+  chain = {}
+  local id = resumed
+  while db and id and not chain[id] do
+    chain[id] = true
+    local row = db:rows("SELECT resumed_from FROM runs WHERE id = ?", id)[1]
+    id = row and row.resumed_from
+  end
+  return chain
+end
+
+-- Before the POST, atomically (one immediate transaction, so of engines
+-- racing for one sync exactly one triggers): the rows of earlier runs
+-- still open for this sync, or, when there are none, the intent (durable).
+-- Returns the intent's row id, or nil and the open rows; nil, nil without
+-- a journal.
+function journal.claim(sync_id, occurrence)
+  if not db then return nil, nil end
+  ensure_run() -- raises kind "journal": then nothing is triggered
+  if not run_id then return nil, nil end
+  local t = now()
+  local row, open = queue(true, function()
+    local rows = db:rows(OPEN_ROWS, sync_id, run_id)
+    if #rows > 0 then return false, rows end
+    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
+      "VALUES (?, ?, ?, ?, 'triggering', ?)", run_id, sync_id, occurrence, t, t))
+  end)
+  if row then return row end
+  return nil, open
 end
 
 -- An earlier row is settled: its run reached `status`, or was adopted.
@@ -383,7 +476,7 @@ function journal.settle(row_id, status, note_text)
   if not db then return end
   note(function()
     db:run("UPDATE syncs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) WHERE id = ?",
-      status, note_text, now(), row_id)
+      status, scrub(note_text), now(), row_id)
   end)
 end
 
@@ -404,7 +497,7 @@ end
 -- started by now, so a failure to record it is logged, not raised: the
 -- wait goes on either way.
 function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
-  if not db or not run_recorded() then return end
+  if not db or (row_id == nil and sync_id == nil) or not run_recorded() then return end
   local ok, id = pcall(queue, true, function()
     if row_id then
       db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",
@@ -415,8 +508,7 @@ function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
       "VALUES (?, ?, ?, ?, 'triggered', ?, ?)", run_id, sync_id, occurrence or 0, sync_run_id, now(), link))
   end)
   if ok then return id end
-  require("engine.log").error("census: sync %s run %s: %s", tostring(sync_id), tostring(sync_run_id),
-    tostring(id.message or id))
+  log_failure_once(id)
   return row_id
 end
 
@@ -436,7 +528,7 @@ function journal.sync_finished(row_id, f)
     db:run("UPDATE syncs SET status = ?, final = ?, records_processed = ?, records_updated = ?, " ..
       "records_failed = ?, records_invalid = ?, ended_at = ?, link = coalesce(?, link), error = ?, result = ? WHERE id = ?",
       f.status, f.final and 1 or 0, f.records_processed, f.records_updated, f.records_failed,
-      f.records_invalid, now(), f.link, f.error, f.result and encode(f.result), row_id)
+      f.records_invalid, now(), f.link, scrub(f.error), f.result and encode(f.result), row_id)
   end)
 end
 
@@ -477,18 +569,31 @@ function journal.run(id)
 end
 
 -- Deletes runs that started more than `days` days ago; returns how many.
--- With `daily`, only when the last prune was a day ago or more.
+-- A run is kept while its engine lives or any of its syncs is open (its
+-- intent is what keeps a later run from triggering twice). With `daily`,
+-- only when the last prune was a day ago or more.
 function journal.prune(days, daily)
   if not db then return 0 end
+  local _, host = files.whoami()
   return (write(false, function()
     local t = now()
     if daily then
       local last = db:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
-      if last and t - tonumber(last.value) < 86400 then return 0 end
+      if last and t - (tonumber(last.value) or 0) < 86400 then return 0 end
     end
     db:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_at', ?)", tostring(t))
-    return db:run("DELETE FROM runs WHERE started_at < ?", t - days * 86400)
+    local nothing_open = "NOT EXISTS (SELECT 1 FROM syncs WHERE syncs.run = runs.id AND syncs.final = 0)"
+    local cutoff = t - days * 86400
+    local n = db:run("DELETE FROM runs WHERE started_at < ? AND ended_at IS NOT NULL AND " .. nothing_open, cutoff)
+    for _, r in ipairs(db:rows("SELECT id, pid, host FROM runs WHERE started_at < ? AND ended_at IS NULL AND " ..
+      nothing_open, cutoff)) do
+      if r.host == host and not files.alive(r.pid) then n = n + db:run("DELETE FROM runs WHERE id = ?", r.id) end
+    end
+    return n
   end))
 end
+
+-- Whether a write failed during this run (the record is incomplete).
+function journal.write_failed() return write_failed end
 
 return journal

@@ -3,6 +3,7 @@
 -- words) and environment variables. `engine FLOW.lua --help` prints the
 -- parameters; a bad value is a usage error (exit 2) naming the parameter.
 local errors = require "engine.c.error"
+local rules = require "engine.c.rules"
 local run = require "engine.run"
 
 local params = {}
@@ -96,7 +97,9 @@ local function help_text(spec, names, about)
     if p.default ~= nil then
       local d = p.default
       if type(d) == "table" then d = table.concat(d, ",") end
-      notes[#notes + 1] = "default " .. tostring(d)
+      d = tostring(d)
+      -- a default taken from a secret (os.getenv("..._TOKEN")) is not shown
+      notes[#notes + 1] = rules.redact(d) == d and ("default " .. d) or "default hidden: it holds a secret"
     end
     if p.required then notes[#notes + 1] = "required" end
     if p.env then notes[#notes + 1] = "env " .. p.env end
@@ -128,7 +131,7 @@ function params.parse(spec, about)
       for k = i + 1, #args do values[#values + 1] = args[k] end
       break
     elseif a == "--help" or a == "-h" then
-      io.stdout:write(help_text(spec, names, about), "\n")
+      io.stdout:write(rules.redact(help_text(spec, names, about)), "\n")
       io.stdout:flush()
       os.exit(0)
     elseif a:sub(1, 2) == "--" then

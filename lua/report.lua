@@ -135,7 +135,8 @@ function report.progress_lines(width, max)
     if e.status == "running" then
       local detail = e.kind == "sync" and (e.run_status or "starting") or "running"
       if e.records_processed then detail = detail .. ", " .. count(e.records_processed) .. " records" end
-      local line = string.format("  %-24s %-22s %8s", e.name:sub(1, 24), detail, seconds(now - e.started))
+      local line = string.format("  %-24s %-22s %8s", rules.printable(e.name):sub(1, 24), rules.printable(detail),
+        seconds(now - e.started))
       lines[#lines + 1] = line:sub(1, width or 200)
     end
   end
@@ -217,17 +218,20 @@ function report.summary_text(exit_code)
       #report.entries, failed > #rows and string.format(", the first %d of %d", #rows, failed) or "")
     if #rows == 0 then return table.concat(out, "\n") end
   end
+  -- names and messages shown as text: a NUL or a control byte is escaped
   local name_w, outcome_w = #"STEP / SYNC", #"OUTCOME"
-  for _, e in ipairs(rows) do
-    name_w = math.max(name_w, math.min(#e.name, NAME_MAX))
-    outcome_w = math.max(outcome_w, math.min(#outcome(e), OUTCOME_MAX))
+  local names, outcomes = {}, {}
+  for i, e in ipairs(rows) do
+    names[i], outcomes[i] = rules.printable(e.name), rules.printable(outcome(e))
+    name_w = math.max(name_w, math.min(#names[i], NAME_MAX))
+    outcome_w = math.max(outcome_w, math.min(#outcomes[i], OUTCOME_MAX))
   end
   local row = "  %-" .. name_w .. "s  %-" .. outcome_w .. "s  %8s  %9s  %7s  %6s  %7s"
   out[#out + 1] = string.format(row, "STEP / SYNC", "OUTCOME", "DURATION", "PROCESSED",
     "UPDATED", "FAILED", "INVALID")
-  for _, e in ipairs(rows) do
+  for i, e in ipairs(rows) do
     local sync = e.kind == "sync"
-    out[#out + 1] = (string.format(row, cut(e.name, NAME_MAX), cut(outcome(e), OUTCOME_MAX),
+    out[#out + 1] = (string.format(row, cut(names[i], NAME_MAX), cut(outcomes[i], OUTCOME_MAX),
       seconds(e.duration), sync and count(e.records_processed) or "", sync and count(e.records_updated) or "",
       sync and count(e.records_failed) or "", sync and count(e.records_invalid) or ""):gsub("%s+$", ""))
     if not e.ok and e.error then

@@ -40,26 +40,43 @@ end
 function run.keep_days()
   local v = os.getenv("ENGINE_STATE_KEEP_DAYS")
   if v == nil or v == "" then return DEFAULT_KEEP_DAYS end
-  local n = tonumber(v)
-  if not n or n <= 0 then
-    return nil, string.format("ENGINE_STATE_KEEP_DAYS must be a number of days > 0, got %q", v)
+  local n = v:match("^%s*%d+%s*$") and math.tointeger(tonumber(v))
+  if not n or n < 1 then
+    return nil, string.format("ENGINE_STATE_KEEP_DAYS must be a whole number of days >= 1, got %q", v)
   end
   return n
 end
 
--- Where locks live without a state directory.
-local function runtime_dir()
+-- Where the run lock lives without a journal, as a directory that exists
+-- (made when missing), the private directories the engine keeps under it,
+-- and what else the user can do when one of them is not private: the
+-- per-user runtime directory, else the state directory (only the lock goes
+-- there), and only without either the shared temporary directory, where
+-- another user may have made engine-<uid> first. Or nil and a message.
+local function runtime_dir(state)
   local xdg = os.getenv("XDG_RUNTIME_DIR")
-  if xdg and xdg ~= "" then return xdg .. "/engine" end
+  if xdg and xdg ~= "" then return xdg, {"engine", "locks"} end
+  local dir = journal.state_dir(state)
+  if dir then
+    local ok, err = files.mkdirs(dir)
+    if not ok then return nil, err end
+    return dir, {"locks"}
+  end
+  local tmp = os.getenv("TMPDIR")
   local _, _, uid = files.whoami()
-  return string.format("/tmp/engine-%d", uid)
+  return (tmp and tmp ~= "" and tmp or "/tmp"), {"engine-" .. uid, "locks"}, "set XDG_RUNTIME_DIR"
 end
 
--- The journal alone (engine runs): nil and a message when it cannot open.
-function run.open_journal(state)
+-- The journal alone (engine runs, with create false: reading never makes
+-- one): nil and a message when it cannot open.
+function run.open_journal(state, create)
   local dir = journal.state_dir(state)
   if not dir then return nil, "no state directory: set HOME, ENGINE_STATE_DIR or --state DIR" end
-  return journal.open(dir)
+  if files.absolute(dir) == "/" then
+    return nil, "the state directory cannot be / (the journal would be /journal.db): " ..
+      "give a directory of its own, such as /var/lib/engine"
+  end
+  return journal.open(dir, create)
 end
 
 local function subscribe()
@@ -73,7 +90,7 @@ local function subscribe()
   end)
   events.on("census.wait_started", function(w)
     if not w.journal_id then
-      w.journal_id = journal.run_started(nil, w.sync_id, nil, w.sync_run_id, w.url)
+      w.journal_id = journal.run_started(nil, w.sync_id, w.occurrence, w.sync_run_id, w.url)
     end
   end)
   events.on("census.status", function(w, data)
@@ -122,9 +139,17 @@ function run.begin(o)
     return context
   end)
   if o.flow and not o.allow_overlap then
-    local dir = (journal.enabled() and journal.path():match("^(.*)/[^/]*$") or runtime_dir()) .. "/locks"
-    local ok, err = files.mkdirs(dir)
-    if not ok then return nil, "cannot create the lock directory: " .. err, 1 end
+    local base, parts, alternative
+    if journal.enabled() then
+      base, parts = journal.path():match("^(.*)/[^/]*$"), {"locks"}
+    else
+      base, parts, alternative = runtime_dir(o.state)
+      if not base then return nil, "cannot take the run lock: " .. parts, 1 end
+    end
+    -- made or checked in C: a directory another user made or can write
+    -- would let them plant the lock file (a symlink to overwrite) or hold it
+    local dir, err = files.private_dir(base, parts, alternative)
+    if not dir then return nil, "cannot take the run lock: " .. err, 1 end
     local key = flow .. "\0" .. table.concat(args, "\0")
     local pid = files.whoami()
     local held, holder = files.lock(string.format("%s/%s.lock", dir, hash(key)),
@@ -139,6 +164,11 @@ function run.begin(o)
   local resume_from
   if o.resume then
     local target, why = journal.resume_target(flow, args, o.resume ~= true and o.resume or nil)
+    if target and target.args ~= journal.encode_args(args) then
+      return nil, string.format("--resume=%d: run %d ran %s with other arguments (%s, not %s); " ..
+        "rerun it with the same arguments, or without --resume", target.id, target.id, o.flow,
+        journal.show_args(target.args), journal.show_args(journal.encode_args(args))), EXIT_USAGE
+    end
     if not target then
       if o.resume ~= true then return nil, "--resume=" .. o.resume .. ": " .. why, EXIT_USAGE end
       log.warn("--resume: %s; running it anew", why)
@@ -148,7 +178,10 @@ function run.begin(o)
         target.id, iso(target.started_at), target.outcome or "ended without a record: crashed or killed")
     end
   end
-  journal.prune(keep, true)
+  local pruned, prune_err = pcall(journal.prune, keep, true)
+  if not pruned then
+    log.warn("cannot prune the journal: %s; the run goes on", errors.describe(prune_err))
+  end
   journal.begin_run(flow, args, resume_from)
   subscribe()
   return true
@@ -170,7 +203,10 @@ function run.on_finish(fn, opts)
   handlers[#handlers + 1] = {fn = fn, timeout = timeout}
 end
 
+-- A handler's copy of the summary, every text scrubbed as the terminal's
+-- (the documented example posts run.error to a webhook).
 local function copy(v)
+  if type(v) == "string" then return rules.redact(v) end
   if type(v) ~= "table" then return v end
   local c = {}
   for k, x in pairs(v) do c[k] = copy(x) end
@@ -190,14 +226,21 @@ function run.ending(exit_code, stop, ending)
   return function()
     for i, h in ipairs(handlers) do
       local child = tasks.spawn(h.fn, copy(summary))
+      tasks.set_deadline(child, h.timeout) -- stops a handler that never waits
       local ok, finished = pcall(tasks.join, child, h.timeout)
-      if ok and not finished then
+      if not ok then -- a handler called os.exit: later handlers do not run
+        child:cancel()
+        pcall(tasks.join, child)
+        break
+      elseif not finished then
         child:cancel()
         pcall(tasks.join, child)
         log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, h.timeout)
-      elseif ok then
+      else
         local done, err = pcall(child.wait, child)
-        if not done then
+        if not done and type(err) == "table" and err.deadline then
+          log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, h.timeout)
+        elseif not done and not errors.is_error(err, "canceled") then
           log.error("flow.on_finish: handler %d failed: %s", i, (errors.describe(err):gsub("\n.*", "")))
         end
       end
@@ -208,11 +251,18 @@ end
 -- Called by the engine last: records how the run ended, then the summary
 -- (text, --summary-json, --metrics). Returns false when a file could not
 -- be written.
-function run.finish(stop, json_path, metrics_path, show)
+function run.finish(exit_code, stop, json_path, metrics_path, show)
+  summary.exit_code = exit_code -- a flow.on_finish handler may have called os.exit
   local outcome = stop == "signal" and "interrupted" or stop == "exit" and "exited"
     or (summary.exit_code == 0 and "ok" or "failed")
   journal.end_run(outcome, summary.exit_code) -- after what is still queued
   local ok = true
+  if journal.write_failed() then
+    -- what keeps a later run from triggering twice is missing: not a success
+    io.stderr:write("engine: the journal could not be written during this run (the first error is above); ",
+      "its record is incomplete, so the run fails\n")
+    ok = false
+  end
   if metrics_path then ok = require("engine.metrics").write(summary, metrics_path) end
   if not show then return ok end
   return report.write(summary, json_path) and ok

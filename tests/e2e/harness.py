@@ -73,7 +73,12 @@ def run(args, stdin=None, env=None, timeout=60):
     proc = subprocess.Popen([ENGINE] + list(args), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=full_env, text=True)
-    out, err = proc.communicate(stdin, timeout=timeout)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave an engine spinning after a test gave up on it
+        proc.communicate()
+        raise
     keep_output(out + err)
     check_no_secrets(out + err)
     return Result(proc, out, err, time.monotonic() - start)
@@ -85,6 +90,16 @@ def run_flow(code, args=(), **kw):
         return run([path] + list(args), **kw)
     finally:
         os.unlink(path)
+
+
+def wait_until(cond, timeout=30, what="condition"):
+    """Polls cond every 20 ms until it is true; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
 
 
 def free_port():
@@ -238,6 +253,21 @@ class SimTestCase(unittest.TestCase):
         full.update(self.SIM_ENV)
         full.update(env or {})
         return full
+
+    def start(self, args, env=None):
+        """Starts the engine with the simulator's environment; killed at the
+        test's end if it still runs."""
+        proc = subprocess.Popen([ENGINE] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ, **self.sim_env(env)))
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def finish(self, proc, timeout=60):
+        """Waits for a started engine: rc, stdout, stderr (checked for secrets)."""
+        out, err = proc.communicate(timeout=timeout)
+        keep_output(out + err)
+        check_no_secrets(out + err)
+        return proc.returncode, out, err
 
 
 def main():

@@ -66,8 +66,10 @@ class Signals(unittest.TestCase):
         self.assertNotIn("cannot write the journal", err)
 
     def test_second_sigint_exits_at_once(self):
+        # a flow that catches the interrupt and keeps the loop busy (every
+        # wait after a stop raises, so only a loop that never waits stays)
         proc = self.start("pcall(function() print('ready') io.stdout:flush() flow.sleep(30) end)\n"
-                          "print('ignoring') io.stdout:flush()\nflow.sleep(30)")
+                          "print('ignoring') io.stdout:flush()\nlocal t = os.time() while os.time() - t < 30 do end")
         proc.send_signal(signal.SIGINT)
         self.assertEqual(proc.stdout.readline(), "ignoring\n")
         t0 = time.monotonic()

@@ -85,14 +85,8 @@ class Valgrind(ServerTestCase):
         self.assertEqual((rc, out), (0, "true\nfalse\tcannot resume non-suspended coroutine\n"), err)
 
     def test_journal_census_and_history(self):
-        from census_sim import DEFAULT_TOKEN, CensusSim
-        sim = CensusSim(scenarios={1: {"steps": ["working", "completed"]},
-                                   2: {"trigger": ["lost_created"], "steps": ["completed"]}}).start()
-        self.addCleanup(sim.stop)
-        state = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, state, True)
-        env = dict(os.environ, CENSUS_BASE_URL=sim.url, CENSUS_API_KEY=DEFAULT_TOKEN, CENSUS_MIN_POLL="0.05",
-                   CENSUS_POLL="0.05", CENSUS_RETRY_DELAY="0.01", ENGINE_STATE_DIR=state)
+        sim, env = self.census({1: {"steps": ["working", "completed"]},
+                                   2: {"trigger": ["lost_created"], "steps": ["completed"]}})
         flow = write_flow("flow.step('s', function() return 1 end)\n"
                           "flow.parallel({function() return census.sync({sync_id = 1}) end,\n"
                           "  function() return census.sync({sync_id = 2}) end})\n"
@@ -106,14 +100,8 @@ class Valgrind(ServerTestCase):
 
     def test_operability(self):
         # JSON logs, metrics, parameters, syncs by name, retried rows, on_finish handlers
-        from census_sim import DEFAULT_TOKEN, CensusSim
-        sim = CensusSim(scenarios={1: {"name": "Contacts", "runs": [["failed"], ["completed"]]},
-                                   2: {"name": "Leads", "steps": ["completed"]}}).start()
-        self.addCleanup(sim.stop)
-        state = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, state, True)
-        env = dict(os.environ, CENSUS_BASE_URL=sim.url, CENSUS_API_KEY=DEFAULT_TOKEN, CENSUS_MIN_POLL="0.05",
-                   CENSUS_POLL="0.05", CENSUS_RETRY_DELAY="0.01", ENGINE_STATE_DIR=state, HOOK=self.server.url)
+        sim, env = self.census({1: {"name": "Contacts", "runs": [["failed"], ["completed"]]},
+                                   2: {"name": "Leads", "steps": ["completed"]}}, HOOK=self.server.url)
         flow = write_flow("local p = flow.params{names = {type = 'list', default = {'Contacts', 'Leads'}},\n"
                           "  slow = {type = 'boolean'}}\n"
                           "flow.on_finish(function(s) http.post(os.getenv('HOOK') .. '/echo', json.encode(s)) end)\n"
@@ -125,13 +113,44 @@ class Valgrind(ServerTestCase):
                           "pcall(flow.parallel, {function() error('a') end, function() error('b') end})\n"
                           "log.info('done \\1 \\255')")
         self.addCleanup(os.unlink, flow)
-        metrics = os.path.join(state, "m.prom")
+        metrics = os.path.join(env["ENGINE_STATE_DIR"], "m.prom")
         for args, rc in [(["--log-format=json", "--metrics", metrics, flow], 0), ([flow, "--help"], 0),
                          ([flow, "--bad"], 2)]:
             p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
             self.assertEqual(p.returncode, rc, p.stderr)
             self.check(p.stderr)
         self.assertTrue(os.path.exists(metrics))
+
+    def test_stop_paths(self):
+        # a stop while a trigger is answered (its run found and cancelled),
+        # a handler stopped at its deadline, a handler's os.exit
+        sim, env = self.census({1: {"trigger": [{"created_slow": 20}], "steps": ["working"]}})
+        flow = write_flow("flow.on_finish(function() while true do end end, {timeout = 0.3})\n"
+                          "flow.on_finish(function() os.exit(5) end)\n"
+                          "for i = 1, 3 do pcall(census.sync, {sync_id = 1}) end")
+        self.addCleanup(os.unlink, flow)
+        proc = subprocess.Popen(ARGS + [ENGINE, flow], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        deadline = time.monotonic() + 120
+        while not sim.runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=240)
+        self.assertNotEqual(proc.returncode, 99, err)
+        self.check(err)
+        self.assertEqual(proc.returncode, 5, err)
+        self.assertEqual(sum(sim.cancels.values()), 1, err)
+
+    def census(self, scenarios, **env):
+        """A Census simulator playing scenarios, and the environment (token,
+        fast polls, a state directory of its own) that reaches it."""
+        from census_sim import DEFAULT_TOKEN, CensusSim
+        sim = CensusSim(scenarios=scenarios).start()
+        self.addCleanup(sim.stop)
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        return sim, dict(os.environ, CENSUS_BASE_URL=sim.url, CENSUS_API_KEY=DEFAULT_TOKEN, CENSUS_MIN_POLL="0.05",
+                         CENSUS_POLL="0.05", CENSUS_RETRY_DELAY="0.01", ENGINE_STATE_DIR=state, **env)
 
     def check(self, err):
         self.assertNotRegex(err, r"==\d+== (Invalid|Conditional|.*definitely lost|.*indirectly lost)")
