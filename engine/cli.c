@@ -27,6 +27,7 @@ static const char usage[] =
     "  -               read the flow from standard input\n"
     "  --summary-json FILE  also write the run summary as JSON to FILE\n"
     "  --metrics FILE  at the end, write Prometheus metrics to FILE\n"
+    "  --metrics-label NAME=VALUE  add this label to every metric (repeatable)\n"
     "  --log-format=text|json  log lines as text (default) or one JSON object each\n"
     "  --state DIR    keep the journal (run history, durable runs) in DIR\n"
     "  --no-state     keep no journal (the REPL keeps none unless --state)\n"
@@ -63,6 +64,8 @@ static const char usage[] =
     "  CENSUS_RETRY_DELAY      first retry delay in seconds (1)\n"
     "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
     "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
+    "  ENGINE_STOP_TIMEOUT     seconds from a stop to the exit: cancels and\n"
+    "                          flow.on_finish handlers together (20)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
     "  ENGINE_LOG_FORMAT       text or json, as --log-format (which wins)\n"
     "  ENGINE_HTTP_MAX_HOST_CONNECTIONS  transfers at once per host (64); more wait\n"
@@ -88,6 +91,46 @@ static int usage_error(const char *fmt, const char *what) {
   fprintf(stderr, fmt, what);
   fprintf(stderr, " (see engine --help)\n");
   return EXIT_USAGE;
+}
+
+/* Labels every series already has: a second one would make the file
+ * unreadable to Prometheus, or rename a series the alerts select on. */
+static const char *const engine_labels[] = {"flow", "outcome", "kind", "sync_id",
+                                            "name", "provider", "resource"};
+
+#define TEXT_OF(n) #n
+#define LABELS_MAX_TEXT_OF(n) TEXT_OF(n)
+#define LABELS_MAX_TEXT LABELS_MAX_TEXT_OF(MAX_METRIC_LABELS)
+
+static int label_error(const char *text, const char *why) {
+  fprintf(stderr, "engine: --metrics-label %s: %s (see engine --help)\n", text, why);
+  return EXIT_USAGE;
+}
+
+/* --metrics-label NAME=VALUE: a name Prometheus accepts, that no series
+ * has yet, and a value (an empty one means no label to Prometheus, so two
+ * files would clash on the series they were meant to tell apart). */
+static int add_metric_label(options *o, const char *text) {
+  const char *eq = strchr(text, '=');
+  if (!eq) return label_error(text, "give NAME=VALUE");
+  size_t n = (size_t)(eq - text);
+  static const char first[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_";
+  if (n == 0 || !strchr(first, text[0]) ||
+      strspn(text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789") != n)
+    return label_error(text, "NAME must match [a-zA-Z_][a-zA-Z0-9_]*");
+  if (n >= 2 && text[0] == '_' && text[1] == '_')
+    return label_error(text, "names starting with __ are Prometheus' own; pick another");
+  for (size_t i = 0; i < sizeof engine_labels / sizeof *engine_labels; i++)
+    if (strlen(engine_labels[i]) == n && memcmp(engine_labels[i], text, n) == 0)
+      return label_error(text, "the engine sets this label itself; pick another name");
+  if (!eq[1]) return label_error(text, "the value is empty; give one, or leave the label out");
+  for (int i = 0; i < o->nmetrics_labels; i++)
+    if (o->metrics_labels[i].name_len == n && memcmp(o->metrics_labels[i].text, text, n) == 0)
+      return label_error(text, "this NAME is given twice; give each label once");
+  if (o->nmetrics_labels == MAX_METRIC_LABELS)
+    return label_error(text, "too many labels (at most " LABELS_MAX_TEXT ")");
+  o->metrics_labels[o->nmetrics_labels++] = (metric_label){text, n};
+  return -1;
 }
 
 /* Returns -1 to go on, or an exit code. */
@@ -126,6 +169,11 @@ int cli_parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--metrics") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a FILE after it", a);
       o->metrics_path = argv[++i];
+    } else if (strcmp(a, "--metrics-label") == 0 || strncmp(a, "--metrics-label=", 16) == 0) {
+      const char *text = a[15] == '=' ? a + 16 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!text) return usage_error("%s needs NAME=VALUE after it", a);
+      int rc = add_metric_label(o, text);
+      if (rc >= 0) return rc;
     } else if (strncmp(a, "--log-format=", 13) == 0) {
       o->log_format = a + 13;
       if (strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
@@ -181,6 +229,8 @@ int cli_parse(int argc, char **argv, options *o) {
     if (strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
       return usage_error("ENGINE_LOG_FORMAT=%s: use text or json", o->log_format);
   }
+  if (o->nmetrics_labels && !o->metrics_path)
+    return usage_error("%s", "--metrics-label needs --metrics FILE: give both, or neither");
   if (o->state && o->no_state) return usage_error("%s", "--state and --no-state exclude each other");
   if (o->resume && !o->script) return usage_error("%s", "--resume needs a FLOW.lua file");
   return -1;

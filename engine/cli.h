@@ -3,16 +3,25 @@
 #define CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "engine.h"
 
 #define MAX_CHUNKS 64 /* -e and -l options */
+#define MAX_METRIC_LABELS 32 /* --metrics-label options */
 
 /* A -e or -l option, in command-line order. */
 typedef struct {
   char kind; /* 'e' or 'l' */
   const char *text;
 } pre_chunk;
+
+/* A --metrics-label NAME=VALUE, checked: name_len bytes of text are the
+ * name, the value follows the '='. */
+typedef struct {
+  const char *text;
+  size_t name_len;
+} metric_label;
 
 typedef struct {
   pre_chunk chunks[MAX_CHUNKS];
@@ -25,6 +34,8 @@ typedef struct {
   bool runs;          /* engine runs ...: the history */
   const char *summary_path;
   const char *metrics_path; /* --metrics FILE */
+  metric_label metrics_labels[MAX_METRIC_LABELS];
+  int nmetrics_labels;
   const char *log_format;   /* "text" or "json" */
   const char *state;  /* --state DIR */
   bool no_state;      /* --no-state */

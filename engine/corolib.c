@@ -9,7 +9,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "bindings.h"
+#include "corolib.h"
 #include "task.h"
 
 enum co_status { CO_RUNNING, CO_DEAD, CO_SUSPENDED, CO_NORMAL };

@@ -40,7 +40,13 @@ extern curl_api curl_fns;
 /* Loads libcurl once; false (with why) when it cannot. */
 bool curl_api_load(char *why, size_t whysz);
 
-/* curl.h may define some of these as type-checking macros */
+/* The calls go through the table. curl.h's type-checking macros for
+ * curl_easy_setopt and curl_easy_getinfo cannot see through it, so the
+ * build compiles every file that includes this header once more with
+ * ENGINE_CURL_TYPECHECK (CMakeLists.txt's curl_typecheck: compiled, never
+ * linked): there the calls stay libcurl's own, its macros check each
+ * option's argument type, and a wrong one fails the build. */
+#ifndef ENGINE_CURL_TYPECHECK
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
 #undef curl_multi_setopt
@@ -63,5 +69,6 @@ bool curl_api_load(char *why, size_t whysz);
 #define curl_multi_assign curl_fns.multi_assign
 #define curl_slist_append curl_fns.slist_append
 #define curl_slist_free_all curl_fns.slist_free_all
+#endif
 
 #endif

@@ -1,12 +1,14 @@
 /* errors.c: error objects. Operational failures are tables with kind,
  * message and context fields; tostring gives one line, prefixed with the
- * flow location that caused it (the first frame outside embedded lua/). */
+ * flow location that caused it (the first frame outside the engine's own
+ * Lua code). */
 #include <stdarg.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "errors.h"
+#include "own_code.h"
 
 #define ERROR_MT "engine.error"
 
@@ -55,7 +57,7 @@ void error_locate(lua_State *L, int idx) {
   lua_Debug ar;
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
-    if (ar.currentline <= 0 || strncmp(ar.source, "@lua/", 5) == 0) continue;
+    if (ar.currentline <= 0 || own_code_is(L, &ar)) continue;
     lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
     lua_setfield(L, idx, "where");
     return;

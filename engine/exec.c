@@ -17,15 +17,14 @@
 
 #include "bindings.h"
 #include "errors.h"
-#include "rules.h"
+#include "log.h"
+#include "options.h"
 #include "secrets.h"
 #include "task.h"
 
 #define DEFAULT_CAPTURE (1024 * 1024) /* bytes of each stream kept */
 #define KILL_GRACE_MS 5000            /* SIGTERM, then SIGKILL after this */
 #define LOG_LINE_MAX 2048             /* one logged line of output */
-#define NAME_MAX_LEN 64
-#define COMMAND_MAX 256
 
 extern char **environ;
 
@@ -54,18 +53,20 @@ struct exec_op {
   size_t capacity;
   int handles; /* open libuv handles; freed when the last one closes */
   bool exited, timed_out, orphaned, killing, in_open;
+  bool inherit_stdio; /* the child writes to the engine's own stdout and stderr */
   int64_t code;
   int signal;
-  double timeout;
-  char name[NAME_MAX_LEN];
-  char command[COMMAND_MAX]; /* redacted, for messages */
+  char *name;    /* the log lines' prefix */
+  char *command; /* redacted, for messages and the result */
+  char *context; /* JSON log fields of the code that started it (flow, run, step), or NULL */
 };
 
 static void maybe_complete(exec_op *x);
 
-static void handle_closed(uv_handle_t *h) {
-  exec_op *x = h->data;
-  if (--x->handles > 0) return;
+static void op_free(exec_op *x) {
+  free(x->name);
+  free(x->command);
+  free(x->context);
   free(x->out.line);
   free(x->err.line);
   free(x->out.capture);
@@ -74,15 +75,32 @@ static void handle_closed(uv_handle_t *h) {
   free(x);
 }
 
+static void handle_closed(uv_handle_t *h) {
+  exec_op *x = h->data;
+  if (--x->handles == 0) op_free(x);
+}
+
 static void close_handle(exec_op *x, uv_handle_t *h) {
   if (uv_is_closing(h)) return;
   h->data = x; /* pipes carried their stream until now */
   uv_close(h, handle_closed);
 }
 
-/* One line of the child's output to the log, which escapes and redacts. */
+/* One line of the child's output to the log, which escapes and redacts;
+ * in the JSON format it carries the stream and the context of the code
+ * that started the child (flow, run, step). */
 static void log_line(exec_op *x, bool is_stderr, const char *text, size_t len) {
-  log_msg(x->eng, is_stderr ? LOG_WARN : LOG_INFO, "[%s] %.*s", x->name, (int)len, text);
+  enum log_level level = is_stderr ? LOG_WARN : LOG_INFO;
+  if (!x->context) {
+    log_msg(x->eng, level, "[%s] %.*s", x->name, (int)len, text);
+    return;
+  }
+  const char *stream_field = is_stderr ? ",\"stream\":\"stderr\"" : ",\"stream\":\"stdout\"";
+  size_t n = strlen(stream_field) + strlen(x->context) + 1;
+  char *fields = malloc(n);
+  if (fields) snprintf(fields, n, "%s%s", stream_field, x->context);
+  log_msg_with(x->eng, level, fields, "[%s] %.*s", x->name, (int)len, text);
+  free(fields);
 }
 
 static void keep(stream *s, const char *data, size_t n) {
@@ -185,8 +203,10 @@ static void push_capture(lua_State *T, stream *s) {
 static void release(exec_op *x) {
   close_handle(x, (uv_handle_t *)&x->timer);
   close_handle(x, (uv_handle_t *)&x->process);
-  close_handle(x, (uv_handle_t *)&x->out.pipe);
-  close_handle(x, (uv_handle_t *)&x->err.pipe);
+  if (!x->inherit_stdio) {
+    close_handle(x, (uv_handle_t *)&x->out.pipe);
+    close_handle(x, (uv_handle_t *)&x->err.pipe);
+  }
   if (x->in_open) close_handle(x, (uv_handle_t *)&x->in);
 }
 
@@ -288,19 +308,20 @@ static void forget_env(lua_State *L, char **env) {
 }
 
 static const char *const exec_fields[] = {"env", "inherit_env", "cwd", "timeout", "stdin",
-                                          "check", "name", "max_output", NULL};
+                                          "check", "name", "max_output", "stdio", NULL};
 
 /* What a command asks for; its strings live in the options table (1) and
  * in the userdata parse_command leaves on the stack. */
 typedef struct {
   char **args;
-  char command[COMMAND_MAX]; /* as given, before redaction */
+  const char *command; /* as given, before redaction */
   const char *cwd, *input, *name;
   size_t input_len;
   double timeout;
   lua_Integer capacity;
   int env_index; /* the env table's stack index, or 0 */
   bool inherit_env; /* start from our environment (true by default) */
+  bool inherit_stdio; /* stdio = "inherit": nothing captured or logged */
 } command_spec;
 
 /* Reads {cmd, arg..., options} at 1 into spec; raises on misuse. */
@@ -311,17 +332,21 @@ static void parse_command(lua_State *L, command_spec *spec) {
     luaL_error(L, "flow.exec: expected {\"command\", \"arg\", ...} with the command first");
   lua_pop(L, 1);
   spec->args = lua_newuserdatauv(L, ((size_t)argc + 1) * sizeof *spec->args, 0);
-  spec->command[0] = '\0';
   for (lua_Integer i = 1; i <= argc; i++) {
     if (lua_geti(L, 1, i) != LUA_TSTRING)
       luaL_error(L, "flow.exec: argument %d must be a string", (int)i);
     spec->args[i - 1] = (char *)lua_tostring(L, -1); /* table 1 keeps it alive */
     lua_pop(L, 1);
-    size_t used = strlen(spec->command);
-    snprintf(spec->command + used, sizeof spec->command - used, "%s%s",
-             i > 1 ? " " : "", spec->args[i - 1]);
   }
   spec->args[argc] = NULL;
+  luaL_Buffer b; /* the command line, left on the stack */
+  luaL_buffinit(L, &b);
+  for (lua_Integer i = 0; i < argc; i++) {
+    if (i) luaL_addchar(&b, ' ');
+    luaL_addstring(&b, spec->args[i]);
+  }
+  luaL_pushresult(&b);
+  spec->command = lua_tostring(L, -1);
   lua_getfield(L, 1, "cwd");
   spec->cwd = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "timeout");
@@ -340,6 +365,13 @@ static void parse_command(lua_State *L, command_spec *spec) {
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     luaL_error(L, "flow.exec: inherit_env must be true or false, got a %s", luaL_typename(L, -1));
   spec->inherit_env = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_getfield(L, 1, "stdio");
+  if (!lua_isnil(L, -1) && (!lua_isstring(L, -1) || strcmp(lua_tostring(L, -1), "inherit") != 0))
+    luaL_error(L, "flow.exec: stdio must be \"inherit\" (the child writes to the engine's own "
+                  "stdout and stderr), or left out");
+  spec->inherit_stdio = !lua_isnil(L, -1);
+  if (spec->inherit_stdio && spec->input)
+    luaL_error(L, "flow.exec: stdio = \"inherit\" and stdin exclude each other");
   spec->env_index = 0;
   if (lua_getfield(L, 1, "env") != LUA_TNIL) {
     luaL_argexpected(L, lua_istable(L, -1), 1, "env as a table");
@@ -371,11 +403,133 @@ static bool command_found(const char *cmd, const char *cwd, bool own_path) {
   return false;
 }
 
-static int cannot_run(lua_State *L, const char *cmd, int rc) {
-  error_push(L, "exec", "flow.exec: cannot run %s: %s%s", cmd, uv_strerror(rc),
-             rc == UV_ENOENT ? " (is it installed and on PATH?)" : "");
+/* Raises the "exec" error object on top, located in the flow. */
+static int raise_exec(lua_State *L) {
   error_locate(L, -1);
   return lua_error(L);
+}
+
+static int spawn_failed(lua_State *L, const char *cmd, int rc) {
+  error_push(L, "exec", "flow.exec: cannot run %s: %s%s", cmd, uv_strerror(rc),
+             rc == UV_ENOENT ? " (is it installed and on PATH?)" : "");
+  return raise_exec(L);
+}
+
+/* Raises when the command cannot be found (before anything is started). */
+static void check_found(lua_State *L, const command_spec *spec) {
+  bool own_path = !spec->inherit_env;
+  if (spec->env_index) {
+    own_path = lua_getfield(L, spec->env_index, "PATH") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  if (!command_found(spec->args[0], spec->cwd, own_path))
+    spawn_failed(L, spec->args[0], UV_ENOENT);
+}
+
+/* The child runs under `engine --supervise`, which leads its process group
+ * and stops the group if the engine dies (supervise.c): the argument list
+ * for that, in a userdata left on the stack (with the binary's path). */
+static char **supervised_args(lua_State *L, const command_spec *spec) {
+  size_t argc = 0;
+  while (spec->args[argc]) argc++;
+  char **argv = lua_newuserdatauv(L, (argc + 3) * sizeof *argv + PATH_MAX, 0);
+  char *self = (char *)(argv + argc + 3);
+  size_t self_len = PATH_MAX;
+  if (uv_exepath(self, &self_len) != 0) {
+    error_push(L, "exec", "flow.exec: cannot find the engine binary");
+    raise_exec(L);
+  }
+  argv[0] = self;
+  argv[1] = "--supervise";
+  memcpy(argv + 2, spec->args, (argc + 1) * sizeof *argv);
+  return argv;
+}
+
+/* An op for spec, before anything is started; raises without memory. */
+static exec_op *op_new(lua_State *L, engine *e, const command_spec *spec) {
+  exec_op *x = calloc(1, sizeof *x);
+  if (!x) luaL_error(L, "out of memory");
+  x->eng = e;
+  x->base.cancel = exec_cancel;
+  x->capacity = (size_t)spec->capacity;
+  x->out.capture = malloc(x->capacity);
+  x->err.capture = malloc(x->capacity);
+  x->out.line = malloc(LOG_LINE_MAX);
+  x->err.line = malloc(LOG_LINE_MAX);
+  if (spec->input && (x->input = malloc(spec->input_len ? spec->input_len : 1)))
+    memcpy(x->input, spec->input, spec->input_len);
+  x->command = secrets_scrub(spec->command, strlen(spec->command), NULL);
+  const char *base = strrchr(spec->args[0], '/');
+  x->name = strdup(spec->name ? spec->name : (base ? base + 1 : spec->args[0]));
+  x->context = log_context_fields(L, e, "command", x->name);
+  if (!x->out.capture || !x->err.capture || !x->out.line || !x->err.line ||
+      (spec->input && !x->input) || !x->command || !x->name) {
+    op_free(x);
+    luaL_error(L, "out of memory");
+  }
+  x->out.x = x->err.x = x;
+  x->err.is_stderr = true;
+  x->inherit_stdio = spec->inherit_stdio;
+  return x;
+}
+
+/* Starts the child with x's pipes (stdin only with input); a libuv error
+ * code when it cannot, after which x is released. */
+static int spawn_child(exec_op *x, char **argv, char **env, const char *cwd) {
+  uv_loop_t *loop = &x->eng->loop;
+  uv_timer_init(loop, &x->timer);
+  x->handles = 1;
+  x->timer.data = x;
+  x->process.data = x;
+  uv_stdio_container_t stdio[3] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&x->out.pipe},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&x->err.pipe}};
+  if (x->inherit_stdio) { /* as os.execute's child: the engine's own stdin, stdout, stderr */
+    fflush(stdout); /* what the flow printed comes first */
+    for (int fd = 0; fd < 3; fd++) stdio[fd] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = fd};
+  } else {
+    uv_pipe_init(loop, &x->out.pipe, 0);
+    uv_pipe_init(loop, &x->err.pipe, 0);
+    x->handles += 2;
+    x->out.pipe.data = &x->out;
+    x->err.pipe.data = &x->err;
+  }
+  if (x->input) {
+    uv_pipe_init(loop, &x->in, 0);
+    x->in.data = x;
+    x->handles++;
+    x->in_open = true;
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&x->in;
+  }
+  uv_process_options_t options = {
+      .exit_cb = on_exit_cb, .file = argv[0], .args = argv, .env = env, .cwd = cwd,
+      .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
+      .stdio_count = 3, .stdio = stdio};
+  int rc = uv_spawn(loop, &x->process, &options);
+  x->handles++; /* the process handle is closed too, spawned or not */
+  if (rc != 0) {
+    x->orphaned = true;
+    x->exited = true;
+    release(x);
+  }
+  return rc;
+}
+
+/* The child runs: read its output, feed its input, arm its timeout. */
+static void start_io(exec_op *x, size_t input_len, double timeout) {
+  if (!x->inherit_stdio) {
+    x->out.open = x->err.open = true;
+    uv_read_start((uv_stream_t *)&x->out.pipe, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&x->err.pipe, on_alloc, on_read);
+  }
+  if (x->input) {
+    uv_buf_t buf = uv_buf_init(x->input, (unsigned)input_len);
+    x->write_req.data = x;
+    uv_write(&x->write_req, (uv_stream_t *)&x->in, &buf, 1, on_written);
+  }
+  if (timeout > 0) uv_timer_start(&x->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
 }
 
 /* run{cmd, arg..., env=, cwd=, timeout=, stdin=, name=, max_output=}
@@ -387,108 +541,17 @@ static int exec_run(lua_State *L) {
   command_spec spec;
   parse_command(L, &spec);
   task *t = task_require_waitable(L, "flow.exec");
-  engine *e = task_engine(t);
-  bool own_path = !spec.inherit_env;
-  if (spec.env_index) {
-    own_path = lua_getfield(L, spec.env_index, "PATH") != LUA_TNIL;
-    lua_pop(L, 1);
-  }
-  if (!command_found(spec.args[0], spec.cwd, own_path))
-    return cannot_run(L, spec.args[0], UV_ENOENT);
-  /* The child runs under `engine --supervise`, which leads its process
-   * group and stops the group if the engine dies (supervise.c). */
-  char self[PATH_MAX];
-  size_t self_len = sizeof self;
-  if (uv_exepath(self, &self_len) != 0) return luaL_error(L, "flow.exec: cannot find the engine binary");
-  size_t argc = 0;
-  while (spec.args[argc]) argc++;
-  char **supervised = lua_newuserdatauv(L, (argc + 3) * sizeof *supervised, 0);
-  supervised[0] = self;
-  supervised[1] = "--supervise";
-  memcpy(supervised + 2, spec.args, (argc + 1) * sizeof *supervised);
+  check_found(L, &spec);
+  char **argv = supervised_args(L, &spec);
   /* built last: its strings are anchored until the spawn */
   char **env = spec.env_index || !spec.inherit_env
                    ? build_env(L, spec.env_index, spec.inherit_env) : NULL;
-  char **args = spec.args;
-  const char *input = spec.input, *name = spec.name, *cwd = spec.cwd;
-  size_t input_len = spec.input_len;
-  double timeout = spec.timeout;
-  lua_Integer capacity = spec.capacity;
-
-  exec_op *x = calloc(1, sizeof *x);
-  if (!x) return luaL_error(L, "out of memory");
-  x->eng = e;
-  x->base.cancel = exec_cancel;
-  x->capacity = (size_t)capacity;
-  x->timeout = timeout;
-  x->out.capture = malloc(x->capacity);
-  x->err.capture = malloc(x->capacity);
-  x->out.line = malloc(LOG_LINE_MAX);
-  x->err.line = malloc(LOG_LINE_MAX);
-  if (input) x->input = malloc(input_len ? input_len : 1);
-  if (!x->out.capture || !x->err.capture || !x->out.line || !x->err.line ||
-      (input && !x->input)) {
-    free(x->out.capture), free(x->err.capture), free(x->out.line), free(x->err.line);
-    free(x->input), free(x);
-    return luaL_error(L, "out of memory");
-  }
-  if (input) memcpy(x->input, input, input_len);
-  char *safe_command = secrets_scrub(spec.command, strlen(spec.command), NULL);
-  snprintf(x->command, sizeof x->command, "%s", safe_command ? safe_command : "(command)");
-  free(safe_command);
-  const char *base = strrchr(args[0], '/');
-  snprintf(x->name, sizeof x->name, "%s", name ? name : (base ? base + 1 : args[0]));
-  x->out.x = x->err.x = x;
-  x->err.is_stderr = true;
-
-  uv_loop_t *loop = &e->loop;
-  uv_pipe_init(loop, &x->out.pipe, 0);
-  uv_pipe_init(loop, &x->err.pipe, 0);
-  uv_timer_init(loop, &x->timer);
-  x->handles = 3;
-  x->out.pipe.data = &x->out;
-  x->err.pipe.data = &x->err;
-  x->timer.data = x;
-  x->process.data = x;
-  uv_stdio_container_t stdio[3];
-  if (input) {
-    uv_pipe_init(loop, &x->in, 0);
-    x->in.data = x;
-    x->handles++;
-    x->in_open = true;
-    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    stdio[0].data.stream = (uv_stream_t *)&x->in;
-  } else {
-    stdio[0].flags = UV_IGNORE;
-  }
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&x->out.pipe;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&x->err.pipe;
-  uv_process_options_t options = {
-      .exit_cb = on_exit_cb, .file = self, .args = supervised, .env = env, .cwd = cwd,
-      .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
-      .stdio_count = 3, .stdio = stdio};
-  int rc = uv_spawn(loop, &x->process, &options);
+  exec_op *x = op_new(L, task_engine(t), &spec);
+  int rc = spawn_child(x, argv, env, spec.cwd);
   if (env) forget_env(L, env);
-  if (rc != 0) {
-    x->handles++; /* the process handle must be closed too */
-    x->orphaned = true;
-    x->exited = true;
-    release(x);
-    return cannot_run(L, args[0], rc);
-  }
-  x->handles++;
-  x->out.open = x->err.open = true;
-  uv_read_start((uv_stream_t *)&x->out.pipe, on_alloc, on_read);
-  uv_read_start((uv_stream_t *)&x->err.pipe, on_alloc, on_read);
-  if (input) {
-    uv_buf_t buf = uv_buf_init(x->input, (unsigned)input_len);
-    x->write_req.data = x;
-    uv_write(&x->write_req, (uv_stream_t *)&x->in, &buf, 1, on_written);
-  }
-  if (timeout > 0) uv_timer_start(&x->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
-  log_msg(e, LOG_DEBUG, "[%s] started: %s (pid %d)", x->name, x->command, x->process.pid);
+  if (rc != 0) return spawn_failed(L, spec.args[0], rc);
+  start_io(x, spec.input_len, spec.timeout);
+  log_msg(x->eng, LOG_DEBUG, "[%s] started: %s (pid %d)", x->name, x->command, x->process.pid);
   lua_settop(L, 1);
   return task_wait_op(L, t, &x->base);
 }

@@ -7,7 +7,7 @@
 #include "engine.h"
 
 /* repl.c */
-int repl_start(lua_State *L); /* as the last chunk of the main task */
+int repl_start(lua_State *L); /* the last chunk of the main task; upvalue: the engine */
 int repl_exit_code(engine *e); /* -1 when no REPL ran */
 void repl_free(engine *e);
 

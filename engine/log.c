@@ -14,7 +14,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "engine.h"
+#include "log.h"
 #include "output.h"
 #include "secrets.h"
 #include "text.h"
@@ -128,9 +128,10 @@ static void append_lua_fields(lua_State *L, int fields, growing *g) {
 }
 
 /* One log line. L (or NULL) is the Lua state of a Lua log call: in JSON
- * format its context and the fields at index fields (or 0) join the line. */
-static void write_line(engine *e, enum log_level level, const char *msg,
-                       size_t len, lua_State *L, int fields) {
+ * format its context and the fields at index fields (or 0) join the line;
+ * extra (or NULL) is more of them, already JSON (",\"k\":v..."). */
+static void write_line_with(engine *e, enum log_level level, const char *msg, size_t len,
+                            lua_State *L, int fields, const char *extra) {
   struct timespec ts;
   struct tm tm;
   char stamp[40];
@@ -154,6 +155,7 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   append(&line, level_names[level], strlen(level_names[level]));
   append(&line, "\",\"msg\":", 8);
   text_json_string(shown.data ? shown.data : "", shown.len, append, &line);
+  if (extra) append(&line, extra, strlen(extra));
   if (L && lua_checkstack(L, 8)) append_lua_fields(L, fields, &line);
   append(&line, "}", 1);
   char *safe = line.data ? secrets_scrub(line.data, line.len, NULL) : NULL;
@@ -165,22 +167,89 @@ static void write_line(engine *e, enum log_level level, const char *msg,
   free(shown.data);
 }
 
+static void write_line(engine *e, enum log_level level, const char *msg, size_t len,
+                       lua_State *L, int fields) {
+  write_line_with(e, level, msg, len, L, fields, NULL);
+}
+
+void log_final(engine *e, const char *msg, size_t len, const char *trace) {
+  if (!e->log_json) {
+    output_begin(e);
+    fputs("engine: ", stderr);
+    log_write_safe(stderr, msg, len, len);
+    fprintf(stderr, "\n%s%s", trace ? trace : "", trace && *trace ? "\n" : "");
+    output_end(e);
+    return;
+  }
+  growing extra = {0};
+  if (trace && *trace) {
+    append(&extra, ",\"traceback\":", 13);
+    text_json_string(trace, strlen(trace), append, &extra);
+  }
+  /* the run's context (flow, run) as every other line has it */
+  write_line_with(e, LOG_ERROR, msg, len, e->L, 0, extra.data);
+  free(extra.data);
+}
+
+char *log_context_fields(lua_State *L, engine *e, const char *name, const char *value) {
+  if (!e->log_json) return NULL;
+  growing g = {0};
+  append(&g, "", 0);
+  if (name) {
+    append(&g, ",", 1);
+    text_json_string(name, strlen(name), append, &g);
+    append(&g, ":", 1);
+    text_json_string(value, strlen(value), append, &g);
+  }
+  if (lua_checkstack(L, 8)) append_lua_fields(L, 0, &g);
+  return g.data;
+}
+
+void log_msg_with(engine *e, enum log_level level, const char *fields, const char *fmt, ...) {
+  if (!log_enabled(e, level)) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (!whole) return;
+  va_start(ap, fmt);
+  vsnprintf(whole, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  write_line_with(e, level, whole, (size_t)n, NULL, 0, fields);
+  free(whole);
+}
+
 void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
-  if (level < e->log_level) return;
+  if (!log_enabled(e, level)) return;
   char buf[4096];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  write_line(e, level, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, NULL, 0);
+  if ((size_t)n < sizeof buf) {
+    write_line(e, level, buf, (size_t)n, NULL, 0);
+    return;
+  }
+  /* longer than the buffer: formatted whole, write_line cuts it visibly */
+  char *whole = malloc((size_t)n + 1);
+  if (!whole) {
+    write_line(e, level, buf, sizeof buf - 1, NULL, 0);
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(whole, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  write_line(e, level, whole, (size_t)n, NULL, 0);
+  free(whole);
 }
 
 /* Formats the message from the arguments at first.. (string.format when
  * more than one, tostring of one) and writes it with the fields at index
  * fields (or 0). */
 static int log_call(lua_State *L, engine *e, enum log_level level, int first, int fields) {
-  if (level < e->log_level) return 0;
+  if (!log_enabled(e, level)) return 0;
   int top = lua_gettop(L);
   if (top > first) {
     luaL_checkstring(L, first);
@@ -209,6 +278,41 @@ static int log_with_fields(lua_State *L) {
   engine *e = lua_touserdata(L, lua_upvalueindex(1));
   if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
   return log_call(L, e, (enum log_level)lua_tointeger(L, lua_upvalueindex(2)), 2, 1);
+}
+
+/* engine.c.log's final(text): a line that ends the run, whatever the
+ * level: "engine: text", or a JSON object at ERROR. */
+static int final_line(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  log_final(e, text, len, NULL);
+  return 0;
+}
+
+/* engine.c.log's summary(text, json): the run's summary, whatever the
+ * level: the text as it is, or one JSON object at INFO whose msg is the
+ * text's first line and whose "summary" is the document (json, as
+ * --summary-json writes it). */
+static int summary_line(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  const char *doc = luaL_checkstring(L, 2);
+  if (!e->log_json) {
+    output_begin(e);
+    log_write_safe(stderr, text, len, len);
+    fputc('\n', stderr);
+    output_end(e);
+    return 0;
+  }
+  const char *nl = memchr(text, '\n', len);
+  growing extra = {0};
+  append(&extra, ",\"summary\":", 11);
+  append(&extra, doc, strlen(doc));
+  write_line_with(e, LOG_INFO, text, nl ? (size_t)(nl - text) : len, L, 0, extra.data);
+  free(extra.data);
+  return 0;
 }
 
 /* engine.c.log's set_context(fn): fn() gives each Lua log call its
@@ -245,19 +349,26 @@ static void set_levels(lua_State *L, engine *e, lua_CFunction fn) {
  * building what would be thrown away. */
 static int enabled(lua_State *L) {
   static const char *const names[] = {"debug", "info", "warn", "error", NULL};
-  engine *e = engine_from(L);
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
   bool on = luaL_checkoption(L, 1, NULL, names) >= (int)e->log_level;
   lua_pushboolean(L, on);
   lua_pushboolean(L, on && e->log_json);
   return 2;
 }
 
-void log_register(lua_State *L) {
-  lua_pushcfunction(L, enabled);
+void log_register(lua_State *L, engine *e) {
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, enabled, 1);
   lua_setfield(L, -2, "enabled");
-  set_levels(L, engine_from(L), log_with_fields);
+  set_levels(L, e, log_with_fields);
   lua_pushcfunction(L, set_context);
   lua_setfield(L, -2, "set_context");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, final_line, 1);
+  lua_setfield(L, -2, "final");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, summary_line, 1);
+  lua_setfield(L, -2, "summary");
 }
 
 void log_open(lua_State *L, engine *e) {

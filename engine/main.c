@@ -13,6 +13,9 @@
 #include "cli.h"
 #include "errors.h"
 #include "frontend.h"
+#include "lifetime.h"
+#include "log.h"
+#include "modules.h"
 
 static void set_arg_table(lua_State *L, int argc, char **argv, int script) {
   lua_createtable(L, argc - script, script + 1);
@@ -73,14 +76,22 @@ static int require_into_global(lua_State *L) {
   return 0;
 }
 
-static int load_failed(lua_State *L, int status) {
-  fprintf(stderr, "engine: %s\n", error_describe(L, -1));
+/* The error on top of L as the run's one end line (text or JSON). */
+static void say(engine *e, lua_State *L, int idx) {
+  size_t len;
+  const char *msg = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len)
+                                                     : (error_describe(L, idx), lua_tolstring(L, -1, &len));
+  log_final(e, msg, len, NULL);
+}
+
+static int load_failed(engine *e, lua_State *L, int status) {
+  say(e, L, -1);
   return status == LUA_ERRFILE ? EXIT_USAGE : 1;
 }
 
 /* LUA_INIT_5_4 or LUA_INIT: code, or @FILE. Pushes a chunk or nothing;
  * returns -1 or an exit code. */
-static int load_init(lua_State *L, int *count) {
+static int load_init(engine *e, lua_State *L, int *count) {
   const char *name = "=LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR;
   const char *init = getenv(name + 1);
   if (!init) {
@@ -91,16 +102,16 @@ static int load_init(lua_State *L, int *count) {
   int status = init[0] == '@'
                    ? luaL_loadfilex(L, init + 1, NULL)
                    : luaL_loadbufferx(L, init, strlen(init), name, "t");
-  if (status != LUA_OK) return load_failed(L, status);
+  if (status != LUA_OK) return load_failed(e, L, status);
   lua_rawseti(L, -2, ++*count);
   return -1;
 }
 
 /* Loads every chunk into a table; returns -1 or an exit code. */
-static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
+static int load_chunks(engine *e, lua_State *L, const options *o, int argc, char **argv) {
   lua_newtable(L);
   int count = 0, rc;
-  if (!o->ignore_env && (rc = load_init(L, &count)) >= 0) return rc;
+  if (!o->ignore_env && (rc = load_init(e, L, &count)) >= 0) return rc;
   for (int i = 0; i < o->nchunks; i++) {
     const pre_chunk *c = &o->chunks[i];
     if (c->kind == 'l') {
@@ -108,7 +119,7 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
       lua_pushcclosure(L, require_into_global, 1);
     } else if (luaL_loadbufferx(L, c->text, strlen(c->text), "=(command line)",
                                 "t") != LUA_OK) {
-      return load_failed(L, LUA_ERRSYNTAX);
+      return load_failed(e, L, LUA_ERRSYNTAX);
     }
     lua_rawseti(L, -2, ++count);
   }
@@ -119,7 +130,7 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
   }
   const char *path = strcmp(o->script, "-") == 0 ? NULL : o->script;
   int status = luaL_loadfilex(L, path, NULL); /* source or luac output */
-  if (status != LUA_OK) return load_failed(L, status);
+  if (status != LUA_OK) return load_failed(e, L, status);
   lua_rawseti(L, -2, ++count);
   lua_createtable(L, argc - o->script_index, 0);
   for (int i = o->script_index + 1; i < argc; i++) {
@@ -132,9 +143,9 @@ static int load_chunks(lua_State *L, const options *o, int argc, char **argv) {
 
 /* The run's start (lua/run.lua): journal, lock, --resume. Returns -1 to
  * go on, or an exit code after printing why not. */
-static int begin_run(lua_State *L, const options *o, int argc, char **argv) {
+static int begin_run(engine *e, lua_State *L, const options *o, int argc, char **argv) {
   bool file = o->script && strcmp(o->script, "-") != 0;
-  engine_require(L, "engine.run");
+  modules_require(L, "engine.run");
   lua_getfield(L, -1, "begin");
   lua_createtable(L, 0, 8);
   if (o->state) {
@@ -163,12 +174,24 @@ static int begin_run(lua_State *L, const options *o, int argc, char **argv) {
   lua_setfield(L, -2, "resume");
   lua_pushboolean(L, o->allow_overlap);
   lua_setfield(L, -2, "allow_overlap");
+  /* --metrics-label NAME=VALUE, in order: {{name, value}, ...} */
+  lua_createtable(L, o->nmetrics_labels, 0);
+  for (int i = 0; i < o->nmetrics_labels; i++) {
+    const metric_label *l = &o->metrics_labels[i];
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, l->text, l->name_len);
+    lua_rawseti(L, -2, 1);
+    lua_pushstring(L, l->text + l->name_len + 1);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "metrics_labels");
   int rc = -1;
   if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
-    fprintf(stderr, "engine: %s\n", error_describe(L, -1));
+    say(e, L, -1);
     rc = 1;
   } else if (!lua_toboolean(L, -3)) {
-    fprintf(stderr, "engine: %s\n", lua_tostring(L, -2));
+    say(e, L, -2);
     rc = (int)lua_tointeger(L, -1);
   }
   lua_settop(L, 0);
@@ -177,7 +200,7 @@ static int begin_run(lua_State *L, const options *o, int argc, char **argv) {
 
 /* engine [--state DIR] runs ...: lua/history.lua as the main task. */
 static int run_history(lua_State *L) {
-  engine_require(L, "engine.history");
+  modules_require(L, "engine.history");
   lua_getfield(L, -1, "main");
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, lua_upvalueindex(2));
@@ -224,16 +247,17 @@ int main(int argc, char **argv) {
   e.summary_path = o.summary_path;
   e.metrics_path = o.metrics_path;
   if (o.warnings) lua_warning(L, "@on", 0);
-  rc = begin_run(L, &o, argc, argv);
+  rc = begin_run(&e, L, &o, argc, argv);
   if (rc < 0 && !o.interactive && progress_start(&e, o.progress) != 0)
     fprintf(stderr, "engine: cannot start the progress view\n");
   if (rc < 0) {
     set_arg_table(L, argc, argv, o.script ? o.script_index : argc);
-    rc = load_chunks(L, &o, argc, argv);
+    rc = load_chunks(&e, L, &o, argc, argv);
   }
   if (rc < 0) {
     if (o.interactive) {
-      lua_pushcfunction(L, repl_start);
+      lua_pushlightuserdata(L, &e);
+      lua_pushcclosure(L, repl_start, 1);
       lua_rawseti(L, -4, (lua_Integer)luaL_len(L, -4) + 1);
     }
     lua_pushcclosure(L, run_chunks, 3);

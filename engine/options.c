@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 
 #include "bindings.h"
+#include "options.h"
 
 static int unknown_option(lua_State *L, const char *what, int key,
                           const char *const fields[]) {
@@ -38,8 +39,6 @@ void options_check(lua_State *L, int idx, const char *what,
   }
 }
 
-#define MAX_FIELDS 32
-
 /* check_options(what, opts, {"name", ...}): opts or an empty table; raises
  * at level 3 (the caller of the function that checks) when opts is not a
  * table or holds an unknown key. */
@@ -53,10 +52,14 @@ static int check_options(lua_State *L) {
   if (!lua_istable(L, 2))
     return luaL_error(L, "%s: expected an options table, got a %s", what,
                       luaL_typename(L, 2));
-  const char *fields[MAX_FIELDS + 1];
-  int n = 0;
-  for (; n < MAX_FIELDS && lua_rawgeti(L, 3, n + 1) == LUA_TSTRING; n++)
-    fields[n] = lua_tostring(L, -1); /* table 3 keeps it alive */
+  size_t n = lua_rawlen(L, 3);
+  const char **fields = lua_newuserdatauv(L, (n + 1) * sizeof *fields, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (lua_rawgeti(L, 3, (lua_Integer)i + 1) != LUA_TSTRING)
+      return luaL_error(L, "check_options: option %d of %s is not a name", (int)i + 1, what);
+    fields[i] = lua_tostring(L, -1); /* table 3 keeps it alive */
+    lua_pop(L, 1);
+  }
   fields[n] = NULL;
   options_check(L, 2, what, fields, false);
   lua_settop(L, 2);

@@ -44,9 +44,10 @@ void output_close(engine *e) {
   }
 }
 
-/* print() through the guard, for flows and the REPL alike. */
+/* print() through the guard, for flows and the REPL alike: upvalue 1 is
+ * the print it guards, 2 the engine. */
 static int guarded_print(lua_State *L) {
-  engine *e = engine_from(L);
+  engine *e = lua_touserdata(L, lua_upvalueindex(2));
   int n = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
@@ -57,12 +58,13 @@ static int guarded_print(lua_State *L) {
   return status == LUA_OK ? 0 : lua_error(L);
 }
 
-void output_guard_print(lua_State *L) {
+void output_guard_print(lua_State *L, engine *e) {
   lua_getglobal(L, "print");
   if (lua_tocfunction(L, -1) == guarded_print) {
     lua_pop(L, 1); /* already guarded */
     return;
   }
-  lua_pushcclosure(L, guarded_print, 1);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, guarded_print, 2);
   lua_setglobal(L, "print");
 }

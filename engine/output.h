@@ -22,6 +22,6 @@ void output_unobserve(engine *e, output_observer *o);
 void output_begin(engine *e);
 void output_end(engine *e);
 void output_close(engine *e); /* tells and drops every observer with a close */
-void output_guard_print(lua_State *L); /* print() through the guard */
+void output_guard_print(lua_State *L, engine *e); /* print() through the guard */
 
 #endif

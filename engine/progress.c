@@ -97,16 +97,12 @@ static void tick(uv_timer_t *timer) {
   draw(p);
 }
 
-static void progress_closed(uv_handle_t *h) {
-  free(h->data);
-}
-
 /* The run's output ends: take the block off the screen for good. */
 static void progress_close(void *data) {
   struct progress *p = data;
   erase(p);
   free(p->block);
-  uv_close((uv_handle_t *)&p->timer, progress_closed);
+  uv_close((uv_handle_t *)&p->timer, engine_free_handle_data);
 }
 
 int progress_start(engine *e, const char *mode) {
@@ -123,6 +119,6 @@ int progress_start(engine *e, const char *mode) {
   p->observer = (output_observer){
       .begin = erase, .end = draw, .close = progress_close, .data = p};
   output_observe(e, &p->observer);
-  output_guard_print(e->L);
+  output_guard_print(e->L, e);
   return 0;
 }

@@ -15,13 +15,19 @@
 
 #include "errors.h"
 #include "frontend.h"
+#include "modules.h"
 #include "output.h"
 #include "repl.h"
 #include "signals.h"
 #include "task.h"
 
+static void on_finished(void *data, lua_State *L, task *t);
+
+/* The REPL attached to e, found among e's hooks by its own. */
 static struct repl *repl_of(engine *e) {
-  return e->hooks.task_finished ? e->hooks.data : NULL;
+  for (engine_hooks *h = e->hooks; h; h = h->next)
+    if (h->finished == on_finished) return h->data;
+  return NULL;
 }
 
 static int call_repl(struct repl *r, const char *fn, int nargs, int nresults) {
@@ -115,10 +121,12 @@ void repl_quit(struct repl *r, int code) {
 
 /* --- engine hooks -------------------------------------------------------- */
 
-/* Tasks a chunk starts are background tasks: their end is reported. */
+/* Tasks a chunk's own code starts (flow.spawn) are background tasks:
+ * their end is reported. Those the engine starts for itself (a journal
+ * commit, flow.parallel's workers) are not the user's business. */
 static void on_spawned(void *data, task *parent, task *child) {
   struct repl *r = data;
-  if (parent && parent == r->fg) task_watch(child);
+  if (parent && parent == r->fg && task_visible(child)) task_watch(child);
 }
 
 static void on_finished(void *data, lua_State *L, task *t) {
@@ -159,10 +167,12 @@ static bool on_interrupted(void *data, int sig) {
 /* --- functions the REPL adds --------------------------------------------- */
 
 /* os.exit: leave cleanly (history saved, tasks cancelled, terminal
- * restored), asking once when background tasks are still running. */
+ * restored), asking once when background tasks are still running. The
+ * upvalue is the engine: the REPL may be gone (a __gc at lua_close). */
 static int repl_os_exit(lua_State *L) {
-  engine *e = engine_from(L);
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
   struct repl *r = repl_of(e);
+  if (!r) return 0;
   int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
   long others = task_live_count(e) - (task_owner(L) ? 1 : 0);
   if (others > 0 && !r->asked) {
@@ -180,7 +190,7 @@ static int repl_os_exit(lua_State *L) {
 
 static int help_fn(lua_State *L) {
   lua_settop(L, 1);
-  engine_require(L, "engine.help");
+  modules_require(L, "engine.help");
   lua_getfield(L, -1, "text");
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
@@ -192,39 +202,42 @@ static int help_fn(lua_State *L) {
 
 /* quitting(): true once the REPL is leaving (lua/repl.lua stays quiet). */
 static int repl_quitting(lua_State *L) {
-  struct repl *r = repl_of(engine_from(L));
+  struct repl *r = repl_of(lua_touserdata(L, lua_upvalueindex(1)));
   lua_pushboolean(L, r && r->quitting);
   return 1;
 }
 
 /* --- start and end ------------------------------------------------------- */
 
-/* Runs as the last chunk of the main task. */
+/* Runs as the last chunk of the main task; upvalue 1 is the engine. */
 int repl_start(lua_State *L) {
-  engine *e = engine_from(L);
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
   if (repl_of(e)) return 0;
   struct repl *r = calloc(1, sizeof *r);
   if (!r) return luaL_error(L, "out of memory");
   r->eng = e;
   r->input = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) ? &repl_terminal
                                                            : &repl_piped;
-  engine_require(L, "engine.repl");
-  lua_pushcfunction(L, repl_quitting);
+  modules_require(L, "engine.repl");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, repl_quitting, 1);
   lua_setfield(L, -2, "quitting");
   lua_pushglobaltable(L);
   lua_setfield(L, -2, "globals");
   r->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  e->hooks = (engine_hooks){.data = r,
-                            .task_spawned = on_spawned,
-                            .task_finished = on_finished,
+  r->hooks = (engine_hooks){.data = r,
+                            .spawned = on_spawned,
+                            .finished = on_finished,
                             .interruptible = on_interruptible,
                             .interrupted = on_interrupted};
+  engine_hooks_add(e, &r->hooks);
   e->no_summary = true;
   signals_set_repeatable(true);
 
-  output_guard_print(L);
+  output_guard_print(L, e);
   lua_getglobal(L, "os");
-  lua_pushcfunction(L, repl_os_exit);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, repl_os_exit, 1);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
   lua_pushcfunction(L, help_fn);
@@ -245,9 +258,9 @@ int repl_exit_code(engine *e) {
 void repl_free(engine *e) {
   struct repl *r = repl_of(e);
   if (!r) return;
+  engine_hooks_remove(e, &r->hooks);
   r->input->free(r);
   free(r->fg_text);
   free(r);
-  e->hooks = (engine_hooks){0};
   signals_set_repeatable(false);
 }

@@ -21,6 +21,7 @@ typedef struct repl_input {
 
 struct repl {
   engine *eng;
+  engine_hooks hooks; /* how it attaches to the engine */
   const repl_input *input;
   void *in;       /* the input's own state */
   bool continued; /* the next line continues a chunk */

@@ -25,12 +25,11 @@
 #include "secrets.h"
 
 #define HISTORY_SIZE 1000
-#define HISTORY_PATH_MAX 1024
 
 typedef struct {
   EditLine *el;
   History *hist;
-  char history_path[HISTORY_PATH_MAX];
+  char *history_path; /* NULL: no history file */
   uv_thread_t thread;
   bool thread_started;
   uv_mutex_t lock;
@@ -242,7 +241,7 @@ static void remember(struct repl *repl, const char *text) {
   uv_mutex_lock(&r->lock);
   history(r->hist, &ev, H_ENTER, safe);
   free(safe);
-  if (r->history_path[0]) history(r->hist, &ev, H_SAVE, r->history_path);
+  if (r->history_path) history(r->hist, &ev, H_SAVE, r->history_path);
   uv_mutex_unlock(&r->lock);
 }
 
@@ -332,10 +331,13 @@ static int start(struct repl *repl) {
   r->saved_ok = tcgetattr(STDIN_FILENO, &r->saved) == 0;
   const char *path = getenv("ENGINE_HISTORY");
   const char *home = getenv("HOME");
-  if (path && *path)
-    snprintf(r->history_path, sizeof r->history_path, "%s", path);
-  else if (home && *home)
-    snprintf(r->history_path, sizeof r->history_path, "%s/.engine_history", home);
+  if (path && *path) {
+    if (!(r->history_path = strdup(path))) return -1;
+  } else if (home && *home) {
+    size_t len = strlen(home) + sizeof "/.engine_history";
+    if (!(r->history_path = malloc(len))) return -1;
+    snprintf(r->history_path, len, "%s/.engine_history", home);
+  }
   char why[256];
   if (!edit_api_load(why, sizeof why)) {
     fprintf(stderr, "engine: the prompt needs line editing: %s\n", why);
@@ -350,7 +352,7 @@ static int start(struct repl *repl) {
   HistEvent ev;
   history(r->hist, &ev, H_SETSIZE, HISTORY_SIZE);
   history(r->hist, &ev, H_SETUNIQUE, 1);
-  if (r->history_path[0]) history(r->hist, &ev, H_LOAD, r->history_path);
+  if (r->history_path) history(r->hist, &ev, H_LOAD, r->history_path);
   el_set(r->el, EL_CLIENTDATA, r);
   el_set(r->el, EL_EDITOR, "emacs");
   el_set(r->el, EL_SIGNAL, 0);
@@ -390,6 +392,7 @@ static void term_free(struct repl *repl) {
   free(r->matches);
   free(r->complete_word);
   free(r->line);
+  free(r->history_path);
   free(r);
   repl->in = NULL;
 }

@@ -63,7 +63,10 @@ char *secret_redact(const char *text, char *out, size_t outsz) {
   char *p = out;
   while ((p = strstr(p, marker))) {
     char *start = p + sizeof marker - 1, *end = start;
-    while (*end && !isspace((unsigned char)*end) && !strchr("@/?#\"'", *end))
+    /* a token may hold '/', '?' or '#' (an invalid trigger URL): only
+     * what cannot be in one ends it, so no tail of it is ever shown ('<'
+     * keeps a placeholder such as <token> in help text readable) */
+    while (*end && !isspace((unsigned char)*end) && !strchr("@<\"'", *end))
       end++;
     if (end == start) {
       p = start;

@@ -102,9 +102,10 @@ static int printable(lua_State *L) {
 static int duplicate_key(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  char key[128];
-  if (!json_duplicate_key(s, len, key, sizeof key)) return 0;
-  lua_pushstring(L, key);
+  luaL_Buffer b; /* room for any key the text holds: none is cut */
+  char *key = luaL_buffinitsize(L, &b, len + 1);
+  if (!json_duplicate_key(s, len, key, len + 1)) return 0;
+  luaL_pushresultsize(&b, strlen(key));
   return 1;
 }
 

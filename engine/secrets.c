@@ -88,6 +88,15 @@ char *secrets_scrub(const char *text, size_t len, size_t *out_len) {
   return out;
 }
 
+/* Whether text[0..n) spells upper (ASCII, upper case), ignoring case. */
+static bool same_letters(const char *text, const char *upper, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = text[i] >= 'a' && text[i] <= 'z' ? (char)(text[i] - 'a' + 'A') : text[i];
+    if (c != upper[i]) return false;
+  }
+  return true;
+}
+
 /* Whether an environment variable's name says it holds a secret
  * (CENSUS_API_KEY, DBT_CLOUD_TOKEN, PGPASSWORD, ...); a name for where
  * one is kept (..._FILE, ..._PATH, ..._DIR) does not. */
@@ -96,17 +105,15 @@ static bool secret_name(const char *name, size_t len) {
                                       "API_KEY", "APIKEY",     "ACCESS_KEY",  "PRIVATE_KEY",
                                       "CREDENTIAL", NULL};
   static const char *const places[] = {"_FILE", "_PATH", "_DIR", NULL};
-  char upper[256];
-  if (len >= sizeof upper) return false;
-  for (size_t i = 0; i < len; i++)
-    upper[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 'a' + 'A' : name[i]);
-  upper[len] = '\0';
   for (int i = 0; places[i]; i++) {
     size_t n = strlen(places[i]);
-    if (len >= n && strcmp(upper + len - n, places[i]) == 0) return false;
+    if (len >= n && same_letters(name + len - n, places[i], n)) return false;
   }
-  for (int i = 0; words[i]; i++)
-    if (strstr(upper, words[i])) return true;
+  for (int i = 0; words[i]; i++) {
+    size_t n = strlen(words[i]);
+    for (size_t at = 0; at + n <= len; at++)
+      if (same_letters(name + at, words[i], n)) return true;
+  }
   return false;
 }
 

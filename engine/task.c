@@ -7,14 +7,15 @@
  * task_current(L) is one load. A user coroutine's extra space names the
  * task that resumed it only while that resume runs (task_lend), so no
  * coroutine ever keeps a pointer to a task that may be gone. */
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "errors.h"
-#include "signals.h"
+#include "log.h"
+#include "own_code.h"
 #include "task.h"
 
 #define TASK_MT "engine.task"
@@ -62,8 +63,11 @@ struct task {
   int nresume;  /* values pushed on thread for the next resume */
   int nresults; /* results kept on a finished thread's stack */
   int shielded;  /* inside tasks.shield: the engine's own cleanup runs */
+  char *cancel_message; /* why it was cancelled (tasks.cancel), or NULL */
+  char cancel_cause[16];
   double deadline; /* uv_hrtime() seconds after which its code is stopped; 0: none */
   bool observed;      /* someone has taken its outcome */
+  bool visible;       /* the flow started it (flow.spawn): front ends may show it */
   bool watched;       /* a front end hears of its end */
   bool in_unobserved; /* linked in engine.unobserved */
   struct join_op *waiters;
@@ -129,6 +133,7 @@ bool task_finished(const task *t) {
 bool task_failed(const task *t) { return t->state == TASK_FAILED; }
 bool task_canceled(const task *t) { return t->state == TASK_CANCELED; }
 bool task_was_canceled(const task *t) { return t->cancel != CANCEL_NONE; }
+bool task_visible(const task *t) { return t->visible; }
 void task_watch(task *t) { t->watched = true; }
 
 static task *check_handle(lua_State *L, int idx) {
@@ -139,14 +144,22 @@ void task_push_handle(lua_State *L, task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
 }
 
-static void push_cancel_error(lua_State *L, engine *e) {
-  if (e->stop == STOP_SIGNAL)
-    error_push(L, "canceled", "interrupted by %s",
-               e->interrupt_signal == SIGINT ? "SIGINT" : "SIGTERM");
-  else if (e->stop == STOP_EXIT)
+/* The cancel error t gets: why the engine stops, else why t was
+ * cancelled (its cause, e.g. "timeout" from flow.timeout, is a field the
+ * report shows as the job's outcome), else a plain cancel. */
+static void push_cancel_error(lua_State *L, task *t) {
+  engine *e = t->eng;
+  if (e->stop == STOP_SIGNAL) {
+    error_push(L, "canceled", "%s", engine_interrupted_by(e->interrupt_signal));
+  } else if (e->stop == STOP_EXIT) {
     error_push(L, "canceled", "the flow called os.exit(%d)", e->exit_code);
-  else
+  } else if (t->cancel_message) {
+    error_push(L, "canceled", "%s", t->cancel_message);
+    lua_pushstring(L, t->cancel_cause);
+    lua_setfield(L, -2, "cause");
+  } else {
     error_push(L, "canceled", "task canceled");
+  }
 }
 
 /* Takes a pending cancel: true when one was pending (now delivered). */
@@ -185,7 +198,7 @@ static task *require_waitable(lua_State *L, const char *what, bool joining) {
                what);
   /* waiting for other tasks to end stays possible: they end by themselves */
   if (take_cancel(t) || (!joining && stopping_for(t))) {
-    push_cancel_error(L, t->eng);
+    push_cancel_error(L, t);
     lua_error(L);
   }
   return t;
@@ -281,14 +294,6 @@ void task_wake(task *t, int nvalues) {
 
 /* --- join ---------------------------------------------------------------- */
 
-static void join_free(struct join_op *j) {
-  free(j);
-}
-
-static void join_timer_closed(uv_handle_t *h) {
-  join_free((struct join_op *)h->data);
-}
-
 static void join_release(struct join_op *j) {
   task *target = j->target;
   if (j->prev)
@@ -298,9 +303,9 @@ static void join_release(struct join_op *j) {
   if (j->next) j->next->prev = j->prev;
   if (j->has_timer) {
     uv_timer_stop(&j->timer);
-    uv_close((uv_handle_t *)&j->timer, join_timer_closed);
+    uv_close((uv_handle_t *)&j->timer, engine_free_handle_data);
   } else {
-    join_free(j);
+    free(j);
   }
 }
 
@@ -465,6 +470,8 @@ static int handle_index(lua_State *L) {
  * that outlives its handle (coroutine.running() kept it) reads as dead. */
 static int handle_gc(lua_State *L) {
   task *t = check_handle(L, 1);
+  free(t->cancel_message);
+  t->cancel_message = NULL;
   if (!t->thread) return 0;
   *extra(t->thread) = NULL;
   if (task_finished(t)) lua_settop(t->thread, 0);
@@ -474,9 +481,15 @@ static int handle_gc(lua_State *L) {
 
 /* --- spawning, running, finishing ---------------------------------------- */
 
+static task *spawn_task(engine *e, lua_State *L, int nargs, bool visible);
+
 /* Spawns fn(args...) from the top nargs + 1 values of L; pushes the handle.
  * The task starts from the run queue, never from inside this call. */
 task *task_spawn(engine *e, lua_State *L, int nargs) {
+  return spawn_task(e, L, nargs, false);
+}
+
+static task *spawn_task(engine *e, lua_State *L, int nargs, bool visible) {
   int fn = lua_gettop(L) - nargs;
   luaL_checktype(L, fn, LUA_TFUNCTION);
   task *t = lua_newuserdatauv(L, sizeof *t, 1);
@@ -489,6 +502,7 @@ task *task_spawn(engine *e, lua_State *L, int nargs) {
   t->thread = T;
   t->id = ++e->next_task_id;
   t->state = TASK_NEW;
+  t->visible = visible;
   *extra(T) = t;
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -496,7 +510,7 @@ task *task_spawn(engine *e, lua_State *L, int nargs) {
   lua_xmove(L, T, nargs + 1);
   live_link(&e->live, t);
   e->live_count++;
-  if (e->hooks.task_spawned) e->hooks.task_spawned(e->hooks.data, task_owner(L), t);
+  engine_tell_spawned(e, task_owner(L), t);
   enqueue(t);
   return t;
 }
@@ -511,7 +525,7 @@ static void finish(task *t) {
     if (t->state != TASK_DONE) task_cancel_all(e);
     return; /* engine_run holds the main handle and takes its outcome */
   }
-  bool tell = t->watched && e->hooks.task_finished;
+  bool tell = t->watched && e->hooks;
   if (tell) {
     t->observed = true; /* the front end shows its outcome */
     task_push_handle(e->L, t);
@@ -524,7 +538,7 @@ static void finish(task *t) {
     t->ref = LUA_NOREF;
   }
   if (tell) {
-    e->hooks.task_finished(e->hooks.data, e->L, t);
+    engine_tell_finished(e, e->L, t);
     lua_pop(e->L, 1);
   }
 }
@@ -553,7 +567,7 @@ static void fail_with(task *t, bool canceled, const char *message) {
   lua_State *T = t->thread;
   lua_settop(T, 0);
   if (canceled)
-    push_cancel_error(T, t->eng);
+    push_cancel_error(T, t);
   else
     lua_pushstring(T, message);
   task_fail(t, false);
@@ -578,26 +592,27 @@ static void exit_finish(task *t) {
 }
 
 /* Where the task cannot stop at once (a C boundary: metamethod, sort
- * comparator, require), every task, this one included, is cancelled. */
+ * comparator, require), every task, this one included, is cancelled. The
+ * context is the engine. */
 static int exit_blocked(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  engine *e = engine_from(L);
+  (void)status;
+  engine *e = (engine *)ctx;
   task_cancel_all(e);
   error_push(L, "canceled", "the flow called os.exit(%d)", e->exit_code);
   return lua_error(L);
 }
 
-int task_exit(lua_State *L, int code, bool close) {
-  engine *e = engine_from(L);
+int task_exit(lua_State *L, engine *e, int code, bool close) {
   if (e->stop != STOP_EXIT || e->finishing) { /* a handler's os.exit has the last word */
     e->stop = STOP_EXIT;
     e->exit_code = code;
     e->exit_close = close;
   }
+  engine_begin_stop(e);
   task *t = task_owner(L);
-  if (!t || !lua_isyieldable(L)) return exit_blocked(L, LUA_OK, 0);
+  if (!t || !lua_isyieldable(L)) return exit_blocked(L, LUA_OK, (lua_KContext)e);
   t->op = &exit_op;
-  return suspend(L, t, 0, exit_blocked);
+  return suspend(L, t, (lua_KContext)e, exit_blocked);
 }
 
 static void resume(task *t) {
@@ -614,15 +629,17 @@ static void resume(task *t) {
     if (take_cancel(t)) { /* cancelled after its op completed */
       lua_pop(T, nargs);
       lua_pushboolean(T, 0);
-      push_cancel_error(T, t->eng);
+      push_cancel_error(T, t);
       nargs = 2;
     }
   }
   t->state = TASK_RUNNING;
   int nres = 0;
-  signals_set_running(T);
+  t->eng->running = T;
+  atomic_store_explicit(&t->eng->resume_started, uv_hrtime(), memory_order_relaxed);
   int status = lua_resume(T, t->eng->L, nargs, &nres);
-  signals_set_running(NULL);
+  atomic_store_explicit(&t->eng->resume_started, 0, memory_order_relaxed);
+  t->eng->running = NULL;
   if (status == LUA_YIELD) {
     if (t->op == &exit_op) {
       exit_finish(t);
@@ -680,7 +697,7 @@ void task_cancel(task *t) {
     o->cancel(o);
     lua_State *T = t->thread;
     lua_pushboolean(T, 0);
-    push_cancel_error(T, t->eng);
+    push_cancel_error(T, t);
     task_wake(t, 2);
   }
 }
@@ -694,14 +711,19 @@ void task_cancel_all(engine *e) {
 }
 
 /* Whether the innermost Lua function running on L is the engine's own
- * (the lua/ library, chunk names "@lua/..."). */
+ * (its loader recorded which: own_code.h). */
 static bool in_engine_code(lua_State *L) {
-  lua_Debug ar;
-  for (int level = 0; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "S", &ar);
-    if (strcmp(ar.what, "C") != 0) return strncmp(ar.source, "@lua/", 5) == 0;
-  }
-  return false;
+  return own_code_at(L, 0);
+}
+
+/* Raises the interrupt in t now, unless a front end keeps t running or
+ * it was delivered already. */
+static void task_raise_interrupt_now(lua_State *L, task *t, int signal) {
+  if (!engine_interruptible(t->eng, t)) return;
+  if (t->cancel >= INTERRUPT_PENDING) return;
+  t->cancel = INTERRUPT_DELIVERED;
+  error_push(L, "canceled", "%s", engine_interrupted_by(signal));
+  lua_error(L);
 }
 
 /* Called from the interrupt hook while t runs Lua code: raises the cancel
@@ -709,24 +731,11 @@ static bool in_engine_code(lua_State *L) {
  * own Lua code it waits (returns false): a pcall there (a journal write,
  * an answer check) must not swallow the interrupt; it arrives in the
  * flow's code or at the next wait. */
-/* Raises the interrupt in t now, unless a front end keeps t running or
- * it was delivered already. */
-static void task_raise_interrupt_now(lua_State *L, task *t, int signal) {
-  engine *e = t->eng;
-  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return;
-  if (t->cancel >= INTERRUPT_PENDING) return;
-  t->cancel = INTERRUPT_DELIVERED;
-  error_push(L, "canceled", "interrupted by %s",
-             signal == SIGTERM ? "SIGTERM" : "SIGINT");
-  lua_error(L);
-}
-
 bool task_raise_interrupt(lua_State *L, int signal) {
   task *t = task_current(L);
   if (!t) t = task_owner(L);
   if (!t) return true;
-  engine *e = t->eng;
-  if (e->hooks.interruptible && !e->hooks.interruptible(e->hooks.data, t)) return true;
+  if (!engine_interruptible(t->eng, t)) return true;
   if (t->cancel >= INTERRUPT_PENDING) return true;
   if (in_engine_code(L)) return false;
   task_raise_interrupt_now(L, t, signal);
@@ -773,9 +782,36 @@ void task_runner_init(engine *e) {
 
 /* --- Lua functions ------------------------------------------------------- */
 
+/* The engine these functions were registered for (upvalue 1). */
+static engine *engine_of(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* spawn(fn, ...): a task of the engine's own (a journal commit, a Census
+ * listing); front ends do not show it. */
 static int spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  task_spawn(engine_from(L), L, lua_gettop(L) - 1);
+  spawn_task(engine_of(L), L, lua_gettop(L) - 1, false);
+  return 1;
+}
+
+/* Whether the code that called the Lua function calling this one (flow.spawn)
+ * is the flow's. After a tail call (a flow's `return flow.spawn(f)`, a REPL
+ * line) that caller is gone from the stack: the engine's own code never
+ * hands a spawn on that way, so it was the flow's. */
+static bool called_from_flow(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 1, &ar)) return true;
+  lua_getinfo(L, "t", &ar);
+  return ar.istailcall || !own_code_at(L, 2);
+}
+
+/* spawn_visible(fn, ...): flow.spawn's spawn. The task is the flow's, which
+ * front ends may show, when the flow's code called flow.spawn; the tasks
+ * flow.parallel and flow.timeout start through it are the engine's own. */
+static int spawn_visible(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  spawn_task(engine_of(L), L, lua_gettop(L) - 1, called_from_flow(L));
   return 1;
 }
 
@@ -797,18 +833,60 @@ static int shield(lua_State *L) {
   return shield_k(L, status, (lua_KContext)t);
 }
 
+/* cancel(handle, cause, message): cancels the task saying why: its cancel
+ * error reads message and carries cause ("timeout" from flow.timeout), so
+ * the job it stops shows that, not a bare cancel. */
+static int cancel_because(lua_State *L) {
+  task *t = check_handle(L, 1);
+  const char *cause = luaL_checkstring(L, 2);
+  const char *message = luaL_checkstring(L, 3);
+  if (!task_finished(t) && t->cancel == CANCEL_NONE && !t->cancel_message) {
+    t->cancel_message = strdup(message);
+    snprintf(t->cancel_cause, sizeof t->cancel_cause, "%s", cause);
+  }
+  task_cancel(t);
+  return 0;
+}
+
+/* can_wait() -> whether the code running here may wait (a task's code,
+ * no C boundary in between): coroutine.isyieldable as the engine sees it
+ * (a flow sees a task's own thread as the main thread). */
+static int can_wait(lua_State *L) {
+  lua_pushboolean(L, task_owner(L) != NULL && lua_isyieldable(L));
+  return 1;
+}
+
+/* stop_budget(seconds): ENGINE_STOP_TIMEOUT, as lua/run.lua read it. */
+static int set_stop_budget(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  e->stop_budget = luaL_checknumber(L, 1);
+  return 0;
+}
+
+/* stop_left() -> seconds left of the stop budget, or nil when the engine
+ * is not stopping: what cleanups (cancels, flow.on_finish handlers) may
+ * still spend. */
+static int stop_left(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  if (!e->stop_began) return 0;
+  double spent = (double)(uv_now(&e->loop) - (e->stop_began - 1)) / 1000.0;
+  double left = e->stop_budget - spent;
+  lua_pushnumber(L, left > 0 ? left : 0);
+  return 1;
+}
+
 /* check_stop(): raises the cancel a wait would raise now (a pending
  * cancel, or the engine stopping), for work that starts something
  * without waiting first. */
 static int check_stop(lua_State *L) {
   task *t = task_owner(L);
   if (t && (take_cancel(t) || stopping_for(t))) {
-    push_cancel_error(L, t->eng);
+    push_cancel_error(L, t);
     return lua_error(L);
   }
   /* a signal the loop has not seen yet: the engine's long loops (which the
    * interrupt hook leaves alone) end here */
-  int sig = signals_caught();
+  int sig = t ? t->eng->caught_signal : 0;
   if (t && sig && t->shielded == 0) task_raise_interrupt_now(L, t, sig);
   return 0;
 }
@@ -867,7 +945,7 @@ static void count_active(uv_handle_t *h, void *arg) {
 
 /* stats(): live tasks and active libuv handles, for leak checks. */
 static int stats(lua_State *L) {
-  engine *e = engine_from(L);
+  engine *e = engine_of(L);
   long handles = 0;
   void *arg[2] = {e, &handles};
   uv_walk(&e->loop, count_active, arg);
@@ -879,7 +957,7 @@ static int stats(lua_State *L) {
   return 1;
 }
 
-void task_register(lua_State *L) {
+void task_register(lua_State *L, engine *e) {
   static const luaL_Reg methods[] = {{"wait", handle_wait},
                                      {"cancel", handle_cancel},
                                      {"status", handle_status},
@@ -898,12 +976,18 @@ void task_register(lua_State *L) {
   }
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {{"spawn", spawn},
+                                 {"spawn_visible", spawn_visible},
                                  {"join", join},
                                  {"current", current},
                                  {"stats", stats},
                                  {"shield", shield},
                                  {"check_stop", check_stop},
+                                 {"cancel", cancel_because},
                                  {"set_deadline", set_deadline},
+                                 {"stop_budget", set_stop_budget},
+                                 {"stop_left", stop_left},
+                                 {"can_wait", can_wait},
                                  {NULL, NULL}};
-  luaL_setfuncs(L, fns, 0);
+  lua_pushlightuserdata(L, e);
+  luaL_setfuncs(L, fns, 1);
 }

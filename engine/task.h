@@ -37,7 +37,8 @@ bool task_finished(const task *t);
 bool task_failed(const task *t);   /* finished with an error (not cancelled) */
 bool task_canceled(const task *t); /* finished because it was cancelled */
 bool task_was_canceled(const task *t); /* a cancel was requested at some point */
-void task_watch(task *t);          /* its end goes to hooks.task_finished */
+bool task_visible(const task *t);  /* the flow started it: front ends may show it */
+void task_watch(task *t);          /* its end goes to the hooks (finished) */
 void task_push_handle(lua_State *L, task *t);
 int task_push_outcome(lua_State *L, task *t); /* results, or raises its error */
 void task_push_error(lua_State *L, task *t);  /* a failed task's error */
@@ -54,7 +55,7 @@ void task_abandon_all(engine *e);
 int task_report_unobserved(engine *e);
 long task_live_count(engine *e);
 void task_runner_init(engine *e);
-void task_register(lua_State *L); /* spawn, join, current, stats, handles */
+void task_register(lua_State *L, engine *e); /* engine.c.task: spawn, join, current, stats, ... */
 
 /* nested waits (coroutines resumed by a task, see corolib.c) */
 bool task_is_parked(lua_State *co);    /* co is suspended in an engine wait */
@@ -62,6 +63,6 @@ void task_lend(lua_State *co, task *owner); /* co's waits belong to owner */
 int task_pass_wait(lua_State *L, lua_State *co, lua_KContext ctx, lua_KFunction k);
 
 /* os.exit: stop the run with code; see engine.h's STOP_EXIT */
-int task_exit(lua_State *L, int code, bool close);
+int task_exit(lua_State *L, engine *e, int code, bool close);
 
 #endif

@@ -147,11 +147,9 @@ static int key_order(const void *a, const void *b) {
   return memcmp(x->name, y->name, x->len);
 }
 
-#define JSON_MAX_DEPTH 256
-
 bool json_duplicate_key(const char *text, size_t len, char *key, size_t keysz) {
-  size_t stack[JSON_MAX_DEPTH]; /* offset of each open object; SIZE_MAX for arrays */
-  int depth = 0;
+  size_t *stack = NULL; /* offset of each open object; SIZE_MAX for arrays */
+  size_t depth = 0, stack_cap = 0;
   bool expect_key = false;
   json_key *keys = NULL;
   size_t nkeys = 0, cap = 0;
@@ -174,7 +172,13 @@ bool json_duplicate_key(const char *text, size_t len, char *key, size_t keysz) {
       }
       expect_key = false;
     } else if (c == '{' || c == '[') {
-      if (depth == JSON_MAX_DEPTH) break;
+      if (depth == stack_cap) { /* as deep as the text goes: no cap to pass silently */
+        size_t bigger = stack_cap ? stack_cap * 2 : 64;
+        size_t *grown = realloc(stack, bigger * sizeof *stack);
+        if (!grown) break;
+        stack = grown;
+        stack_cap = bigger;
+      }
       stack[depth++] = c == '{' ? i : (size_t)-1;
       expect_key = c == '{';
     } else if (c == '}' || c == ']') {
@@ -194,5 +198,6 @@ bool json_duplicate_key(const char *text, size_t len, char *key, size_t keysz) {
     }
   }
   free(keys);
+  free(stack);
   return found;
 }

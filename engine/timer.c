@@ -13,13 +13,9 @@ typedef struct {
   uv_timer_t timer;
 } sleep_op;
 
-static void sleep_closed(uv_handle_t *h) {
-  free(h->data);
-}
-
 static void sleep_release(sleep_op *s) {
   uv_timer_stop(&s->timer);
-  uv_close((uv_handle_t *)&s->timer, sleep_closed);
+  uv_close((uv_handle_t *)&s->timer, engine_free_handle_data);
 }
 
 static void sleep_cancel(op *o) {

@@ -39,7 +39,8 @@ find_program(CLANG clang)
 if(CLANG)
   add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 5
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE)
+  set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE ENVIRONMENT
+    "ENGINE_BUILD_DIR=${CMAKE_BINARY_DIR};ENGINE_CJSON_LIBRARY=${LUACJSON_LIBRARY}")
 endif()
 
 # A smoke run of the benchmark (./dev bench runs it whole): small N, no

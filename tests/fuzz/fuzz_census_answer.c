@@ -9,7 +9,8 @@
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "lifetime.h"
+#include "modules.h"
 
 static const char probe[] =
     "local json, answers = ...\n"
@@ -42,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (engine_init(&e, LOG_QUIET, true) != 0) abort();
     L = e.L;
     if (luaL_loadstring(L, probe) != LUA_OK) abort();
-    engine_require(L, "engine.json");
-    engine_require(L, "engine.census_answers");
+    modules_require(L, "engine.json");
+    modules_require(L, "engine.census_answers");
     lua_call(L, 2, 1);
     check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }

@@ -51,6 +51,10 @@ static void test_redact(void) {
   CHECK_STR(secret_redact("token secret-token:abc123 and \"secret-token:zz\"", out, sizeof out),
             "token secret-token:*** and \"secret-token:***\"");
   CHECK_STR(secret_redact("secret-token:", out, sizeof out), "secret-token:");
+  /* a token holding '/' (an invalid trigger URL) shows no tail */
+  CHECK_STR(secret_redact("https://bearer:secret-token:ab/TAILSECRET@app.getcensus.com/x", out, sizeof out),
+            "https://bearer:secret-token:***@app.getcensus.com/x");
+  CHECK_STR(secret_redact("bad secret-token:ab/c?d#e end", out, sizeof out), "bad secret-token:*** end");
   /* redacting twice changes nothing, even when the text fills the buffer */
   CHECK_STR(secret_redact("a secret-token:***", out, sizeof "a secret-token:***"), "a secret-token:***");
   CHECK_STR(secret_redact("x secret-token:abcdefghijkl", out, 20), "x secret-token:***");

@@ -1,11 +1,15 @@
 /* test_task.c: unit tests for the scheduler (task.c) through its C API:
  * spawning, outcomes, the traceback accessor, cancellation delivered once,
- * interrupts, os.exit's stop state, and which thread belongs to which
- * task. Each case runs a real engine (loop and Lua state) to completion. */
+ * interrupts (never in the engine's own code, whatever its chunk's name),
+ * os.exit's stop state, which thread belongs to which task, and the
+ * engine's lists of hooks and shutdown work. Each case runs a real engine
+ * (loop and Lua state) to completion. */
 #include <lauxlib.h>
 
 #include "check.h"
 #include "errors.h"
+#include "lifetime.h"
+#include "own_code.h"
 #include "task.h"
 
 /* Spawns the function that `code` returns as a task (not the main task),
@@ -157,14 +161,19 @@ static void test_interrupts_wait_for_the_flows_code(void) {
   lua_State *L = e.L;
   lua_pushcfunction(L, probe);
   lua_setglobal(L, "probe");
-  /* the engine's own code (a chunk named like the lua/ library), under pcall */
-  CHECK(luaL_loadbuffer(L, "return function() return pcall(probe) end", 41, "@lua/fake.lua") == LUA_OK);
+  /* the engine's own code (its loader marks it: the name says nothing), under pcall */
+  CHECK(luaL_loadbuffer(L, "return function() return pcall(probe) end", 41, "=own") == LUA_OK);
+  own_code_add(L, -1);
   lua_call(L, 0, 1);
   lua_setglobal(L, "engine_code");
+  /* the flow's code, even in a file named like the engine's library */
+  CHECK(luaL_loadbuffer(L, "return function() return pcall(probe) end", 41, "@lua/fake.lua") == LUA_OK);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "flow_code");
   task *t = spawn(&e, "return function()\n"
                       "  local ok, later = engine_code()\n"
                       "  in_engine = {ok, later}\n"
-                      "  local ok2, err = pcall(probe)\n"
+                      "  local ok2, err = flow_code()\n"
                       "  in_flow = {ok2, flow.is_error(err, 'canceled')}\n"
                       "end");
   uv_run(&e.loop, UV_RUN_DEFAULT);
@@ -182,6 +191,58 @@ static void test_interrupts_wait_for_the_flows_code(void) {
   engine_shutdown(&e);
 }
 
+static void count_spawn(void *data, task *parent, task *child) {
+  (void)parent, (void)child;
+  ++*(int *)data;
+}
+
+static bool never(void *data, task *t) {
+  (void)data, (void)t;
+  return false;
+}
+
+/* Several front ends may attach; each hears every event, any one may keep
+ * a task running. */
+static void test_hooks_are_a_list(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  int a = 0, b = 0;
+  engine_hooks ha = {.data = &a, .spawned = count_spawn};
+  engine_hooks hb = {.data = &b, .spawned = count_spawn, .interruptible = never};
+  engine_hooks_add(&e, &ha);
+  engine_hooks_add(&e, &hb);
+  task *t = spawn(&e, "return function() end");
+  CHECK(a == 1 && b == 1);
+  CHECK(!engine_interruptible(&e, t));
+  engine_hooks_remove(&e, &hb);
+  CHECK(engine_interruptible(&e, t));
+  spawn(&e, "return function() end");
+  CHECK(a == 2 && b == 1);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  engine_hooks_remove(&e, &ha);
+  engine_shutdown(&e);
+}
+
+static int cleanup_order[2], cleanups_run;
+
+static void note_cleanup(void *data) {
+  cleanup_order[cleanups_run++] = *(int *)data;
+}
+
+/* Bindings hand their shutdown work to the engine: it runs once, latest
+ * first. */
+static void test_shutdown_runs_the_cleanups(void) {
+  engine e;
+  CHECK(engine_init(&e, LOG_QUIET, true) == 0);
+  int first = 1, second = 2;
+  engine_cleanup c1 = {.run = note_cleanup, .data = &first};
+  engine_cleanup c2 = {.run = note_cleanup, .data = &second};
+  engine_at_shutdown(&e, &c1);
+  engine_at_shutdown(&e, &c2);
+  engine_shutdown(&e);
+  CHECK(cleanups_run == 2 && cleanup_order[0] == 2 && cleanup_order[1] == 1);
+}
+
 int main(void) {
   test_interrupts_wait_for_the_flows_code();
   test_done();
@@ -190,5 +251,7 @@ int main(void) {
   test_cancel_before_start_and_interrupts();
   test_threads_and_owners();
   test_exit();
+  test_hooks_are_a_list();
+  test_shutdown_runs_the_cleanups();
   return check_done();
 }
