@@ -115,9 +115,17 @@ local function sync_named(conn, name)
   table.sort(close, function(a, b) return a.d < b.d or (a.d == b.d and a.text < b.text) end)
   local texts = {}
   for i = 1, math.min(#close, 5) do texts[i] = close[i].text end
-  invalid("census.trigger: no sync is named %q%s", name,
+  raise("not_found", nil, "census.trigger: no sync is named %q%s", name,
     #texts > 0 and ("; close matches: " .. table.concat(texts, ", ")) or
     "; census.syncs() lists them, or pass sync_id")
+end
+
+-- An invalid trigger URL as a message may show it: whatever stands before
+-- its last "@" (the credentials, whatever they hold) is never echoed.
+local function without_credentials(url)
+  local at = url:match(".*()@")
+  if at then return (url:match("^%a[%w+.-]*://") or "") .. "***" .. url:sub(at) end
+  return (url:gsub("secret%-token:.*", "secret-token:***"))
 end
 
 -- The sync, the connection and the force_full_sync flag a trigger means.
@@ -130,7 +138,8 @@ local function trigger_spec(spec)
     local t = rules.parse_trigger(spec)
     if not t then
       invalid("census.trigger: invalid trigger URL %q: paste it directly from the sync's " ..
-        "configuration page in Census; it must look like " .. TRIGGER_FORM .. " and is case-sensitive", spec)
+        "configuration page in Census; it must look like " .. TRIGGER_FORM .. " and is case-sensitive",
+        without_credentials(spec))
     end
     return {sync_id = t.sync_id, force_full_sync = t.force_full_sync,
             conn = connection({region = t.eu and "eu" or "us"}, t.token)}
@@ -148,23 +157,27 @@ local function trigger_spec(spec)
   local name = check_label(spec.name, "census.trigger", "name")
   if name and spec.sync_id ~= nil then invalid("census.trigger: give sync_id or name, not both") end
   local conn = connection(spec)
-  return {sync_id = name and sync_named(conn, name) or sync_id_of(spec.sync_id, "census.trigger"),
+  -- a name is resolved with the job's other work (census.trigger), so a
+  -- name not found is a row of the run, like a refused trigger
+  return {sync_id = not name and sync_id_of(spec.sync_id, "census.trigger") or nil, name = name,
           force = spec.force, force_full_sync = spec.force_full_sync, conn = conn, label = label or name}
 end
 
 -- A run this engine started or adopted: its run id is durable in the
 -- journal (row) before anyone can wait on it.
-local function new_run(conn, sync_id, run_id, row, occurrence, label)
+-- origin and started_by: for a run this engine did not trigger, how it
+-- came by it ("adopted", "recorded") and which engine run triggered it.
+local function new_run(conn, sync_id, run_id, row, occurrence, label, origin, started_by)
   local run = {sync_id = sync_id, sync_run_id = run_id, label = label}
-  private[run] = {conn = conn, occurrence = occurrence, row = journal.run_started(row, sync_id, occurrence,
-    run_id, history_url(conn, sync_id))}
+  private[run] = {conn = conn, occurrence = occurrence, reused = origin == "recorded",
+    row = journal.run_started(row, sync_id, occurrence, run_id, history_url(conn, sync_id), origin, started_by)}
   return run
 end
 
 -- The sync's newest run, when it was created at or after `since` (our clock).
-local function run_created_since(conn, sync_id, since)
+local function run_created_since(conn, sync_id, since, deadline)
   local body, meta = request(conn, {method = "GET", path = "/syncs/" .. sync_id .. "/sync_runs",
-    query = "?per_page=1&order=desc", check = has_data,
+    query = "?per_page=1&order=desc", check = has_data, deadline = deadline,
     what = "sync " .. sync_id .. ": looking for the run of a lost trigger"})
   local latest = body.data[1]
   if type(latest) ~= "table" then return nil end
@@ -186,11 +199,17 @@ end
 
 -- How a stop's cleanup reaches Census: each request bounded by the stop
 -- budget, retries included.
+local function stop_budget()
+  -- within what is left of the engine's stop budget (ENGINE_STOP_TIMEOUT)
+  return math.max(0.1, math.min(CANCEL_ON_STOP_BUDGET, tasks.stop_left() or CANCEL_ON_STOP_BUDGET))
+end
+
 local function stop_connection(conn)
   local c = {}
   for k, v in pairs(conn) do c[k] = v end
-  c.request_timeout = math.min(conn.request_timeout, CANCEL_ON_STOP_BUDGET)
-  c.retry_budget = CANCEL_ON_STOP_BUDGET
+  local budget = stop_budget()
+  c.request_timeout = math.min(conn.request_timeout, budget)
+  c.retry_budget = budget
   return c
 end
 
@@ -234,15 +253,16 @@ local function adopt_earlier(conn, id, occurrence, label, rows)
       end
       local run_id = data and (run_id_of(data.id) or row.sync_run_id)
       local meaning = data and answers.meaning(data)
+      local started_by = row.started_by or row.run
       if meaning == "waiting" then
         journal.settle(row.id, "adopted", string.format("adopted by engine run %s", tostring(journal.recorded_run_id())))
-        events.emit("census.adopted_earlier", id, run_id, row.run)
-        return new_run(conn, id, run_id, nil, occurrence, label)
+        events.emit("census.adopted_earlier", id, run_id, started_by, row.run)
+        return new_run(conn, id, run_id, nil, occurrence, label, "adopted", started_by)
       elseif resumed[row.run] and row.occurrence == occurrence and (meaning == "completed" or meaning == "skipped") then
         journal.settle(row.id, "adopted", string.format("its result taken by engine run %s (--resume)",
           tostring(journal.recorded_run_id())))
-        events.emit("census.finished_unwatched", id, run_id, row.run)
-        return new_run(conn, id, run_id, nil, occurrence, label)
+        events.emit("census.finished_unwatched", id, run_id, started_by)
+        return new_run(conn, id, run_id, nil, occurrence, label, "recorded", started_by)
       elseif data then
         journal.settle(row.id, data.canceled == true and "canceled" or tostring(data.status))
       elseif row.sync_run_id then
@@ -259,16 +279,16 @@ end
 -- it, so stopping leaves nothing running that this engine started; say
 -- which when it cannot.
 local function stopped_while_triggering(conn, id, row, occurrence, sent_at, cancel_opts)
-  tasks.shield(function()
+  return tasks.shield(function()
     local c = stop_connection(conn)
-    local deadline = timer.now() + CANCEL_ON_STOP_BUDGET
+    local deadline = timer.now() + c.retry_budget
     local ok, latest = pcall(run_created_since, c, id, sent_at)
     local run_id = ok and latest and run_id_of(latest.id)
     if not run_id then
-      events.emit("census.trigger_stopped", id, nil,
-        ok and "Census had started no run yet; if the trigger still starts one, the next run adopts it"
-        or ("could not ask Census whether it started a run: " .. errors.describe(latest):gsub("\n.*", "")))
-      return
+      local what = ok and "Census had started no run yet; if the trigger still starts one, the next run adopts it"
+        or ("could not ask Census whether it started a run: " .. errors.describe(latest):gsub("\n.*", ""))
+      events.emit("census.trigger_stopped", id, nil, what)
+      return what
     end
     journal.run_started(row, id, occurrence, run_id, history_url(conn, id))
     local yes, why = cancel_on_stop(cancel_opts or {})
@@ -278,11 +298,12 @@ local function stopped_while_triggering(conn, id, row, occurrence, sent_at, canc
       if cancelled then
         journal.sync_finished(row, {status = "canceled", final = true, error = "cancelled in Census: the engine stopped"})
         events.emit("census.trigger_stopped", id, run_id, "cancelled in Census")
-        return
+        return "cancelled in Census"
       end
       why = errors.describe(err):gsub("\n.*", "")
     end
     events.emit("census.trigger_stopped", id, run_id, "left running in Census: " .. why)
+    return "left running in Census: " .. why
   end)
 end
 
@@ -296,14 +317,16 @@ end
 
 local MAX_CLAIMS = 20
 
-function census.trigger(spec, cancel_opts)
-  local t = trigger_spec(spec)
+-- The job a trigger spec names, from its name to its run (t: trigger_spec's).
+local function trigger_job(t, cancel_opts)
+  if t.name then t.sync_id = sync_named(t.conn, t.name) end
   local conn, id = t.conn, t.sync_id
+  t.url = history_url(conn, id)
   local occurrence = journal.sync_occurrence(id)
-  local recorded = journal.recorded_sync(id, occurrence)
+  local recorded, started_by = journal.recorded_sync(id, occurrence)
   if recorded then -- --resume: it completed in the run being resumed
     local run = {sync_id = id, sync_run_id = recorded.sync_run_id, label = t.label}
-    private[run] = {conn = conn, recorded = recorded, occurrence = occurrence}
+    private[run] = {conn = conn, recorded = recorded, occurrence = occurrence, started_by = started_by}
     events.emit("census.recorded", id, recorded.sync_run_id, journal.resumed())
     return run
   end
@@ -330,8 +353,8 @@ function census.trigger(spec, cancel_opts)
   -- A trigger whose outcome is unknown may have started a run: adopt it
   -- rather than trigger twice (429 means it was refused: send again).
   local adopted
-  local function adopt(err, sent_at)
-    local run = run_created_since(conn, id, sent_at)
+  local function adopt(err, sent_at, deadline)
+    local run = run_created_since(conn, id, sent_at, deadline)
     local run_id = run and run_id_of(run.id)
     if run_id then
       events.emit("census.adopted", id, run_id, err.message)
@@ -343,12 +366,14 @@ function census.trigger(spec, cancel_opts)
   local ok, body = pcall(request, conn, {method = "POST", path = "/syncs/" .. id .. "/trigger",
     query = t.force_full_sync ~= nil and ("?force_full_sync=" .. tostring(t.force_full_sync)) or nil,
     what = "sync " .. id .. ": trigger", check = has_run_id, unknown = adopt,
-    fields = {sync_id = id, url = history_url(conn, id)}})
+    fields = {sync_id = id, url = t.url}})
   if not ok then
     if errors.is_error(body, "canceled") and not adopted then
-      stopped_while_triggering(conn, id, row, occurrence, sent_at, cancel_opts)
+      body.census = stopped_while_triggering(conn, id, row, occurrence, sent_at, cancel_opts)
     elseif refused(body) then
-      journal.settle(row, "failed", errors.describe(body))
+      journal.settle(row, errors.is_error(body) and body.kind or "failed", errors.describe(body))
+    else -- it may have started a run: the intent stays open for the next run to look
+      journal.trigger_failed(row, errors.describe(body))
     end
     error(body, 0)
   end
@@ -356,6 +381,19 @@ function census.trigger(spec, cancel_opts)
   local run_id = body.data.sync_run_id
   local run = new_run(conn, id, run_id, row, occurrence, t.label)
   events.emit("census.triggered", id, run_id, t.force_full_sync)
+  return run
+end
+
+-- Every job the flow asks for is a row of the run, whatever stage it
+-- fails at: a trigger that fails (a name not found, a refused or lost
+-- trigger, a stop) is told to the report as such.
+function census.trigger(spec, cancel_opts)
+  local t = trigger_spec(spec) -- misuse raises here, before any job
+  local ok, run = pcall(trigger_job, t, cancel_opts)
+  if not ok then
+    events.emit("census.trigger_failed", t, run)
+    error(run, 0)
+  end
   return run
 end
 
@@ -442,9 +480,10 @@ local wait_loop
 local function stop_run(conn, w, err, opts)
   local yes, why = cancel_on_stop(opts)
   if yes then
-    local ok, cancel_err = tasks.shield(pcall, request, stop_connection(conn), {method = "POST",
+    local c = stop_connection(conn)
+    local ok, cancel_err = tasks.shield(pcall, request, c, {method = "POST",
       what = w.what .. ": cancel", path = "/sync_runs/" .. w.sync_run_id .. "/cancel",
-      deadline = timer.now() + CANCEL_ON_STOP_BUDGET})
+      deadline = timer.now() + c.retry_budget})
     if ok then
       err.census = "cancelled in Census"
       w.final = true
@@ -467,7 +506,8 @@ function census.wait(run, opts)
   local label = opts.label or (type(run.label) == "string" and run.label ~= "" and run.label) or nil
   local w = {sync_id = sync_id, sync_run_id = run_id, label = label, what = describe(sync_id, run_id, label),
              poll = poll, url = sync_id and history_url(conn, sync_id), journal_id = here.row,
-             occurrence = here.occurrence, recorded = here.recorded ~= nil}
+             occurrence = here.occurrence, started_by = here.started_by,
+             recorded = here.recorded ~= nil or here.reused == true}
   events.emit("census.wait_started", w)
   local ok, result
   if here.recorded then

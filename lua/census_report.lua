@@ -42,33 +42,62 @@ local function fields_of(w, data, level)
   return f
 end
 
+-- The ids of a line about a job, for the JSON format (nil otherwise).
+local function ids(level, sync_id, run_id)
+  local on, json_format = clog.enabled(level)
+  if on and json_format then return {sync_id = sync_id, sync_run_id = run_id} end
+end
+
 events.on("census.triggered", function(sync_id, run_id, full)
-  log.info("census: sync %d triggered: run %d%s", sync_id, run_id, full and " (full sync)" or "")
+  clog.info(ids("info", sync_id, run_id), "census: sync %d triggered: run %d%s", sync_id, run_id,
+    full and " (full sync)" or "")
 end)
 
-events.on("census.adopted_earlier", function(sync_id, run_id, engine_run)
-  log.warn("census: sync %d: run %d, started by engine run %d, is still in flight; " ..
-    "adopting it instead of triggering again", sync_id, run_id, engine_run)
+-- started_by: the engine run that triggered it; watched_by: the run whose
+-- row this engine found (the same, or one that had adopted it in turn).
+events.on("census.adopted_earlier", function(sync_id, run_id, started_by, watched_by)
+  clog.warn(ids("warn", sync_id, run_id), "census: sync %d: run %d, started by engine run %d%s, is still in flight; " ..
+    "adopting it instead of triggering again", sync_id, run_id, started_by,
+    watched_by ~= started_by and string.format(" and watched by engine run %d", watched_by) or "")
 end)
 
 events.on("census.finished_unwatched", function(sync_id, run_id, engine_run)
-  log.info("census: sync %d: run %d, started by engine run %d, ended while no engine watched it; " ..
+  clog.info(ids("info", sync_id, run_id), "census: sync %d: run %d, started by engine run %d, ended while no engine watched it; " ..
     "taking its result instead of triggering again (--resume)", sync_id, run_id, engine_run)
 end)
 
 events.on("census.trigger_stopped", function(sync_id, run_id, what)
   if what == "cancelled in Census" then
-    log.warn("census: sync %d: the stop interrupted its trigger; run %d, which it started, was cancelled in Census",
-      sync_id, run_id)
+    clog.warn(ids("warn", sync_id, run_id), "census: sync %d: the stop interrupted its trigger; run %d, which it " ..
+      "started, was cancelled in Census", sync_id, run_id)
   elseif run_id then
-    log.warn("census: sync %d: the stop interrupted its trigger; run %d, which it started, is %s", sync_id, run_id, what)
+    clog.warn(ids("warn", sync_id, run_id), "census: sync %d: the stop interrupted its trigger; run %d, which it " ..
+      "started, is %s", sync_id, run_id, what)
   else
-    log.warn("census: sync %d: the stop interrupted its trigger: %s", sync_id, what)
+    clog.warn(ids("warn", sync_id), "census: sync %d: the stop interrupted its trigger: %s", sync_id, what)
   end
 end)
 
+-- A trigger that failed is a row too, with its error: the flow asked for
+-- the job, whatever stage it failed at.
+events.on("census.trigger_failed", function(t, err)
+  local name = t.label or (t.sync_id and ("sync " .. t.sync_id)) or t.name or "sync"
+  local entry = report.start("sync", name, {sync_id = t.sync_id, url = t.url})
+  local canceled = errors.is_error(err, "canceled")
+  local kind = errors.is_error(err) and err.kind or "failed"
+  local message = (errors.describe(err):gsub("\n.*", ""))
+  if not canceled then
+    local f = fields_of({sync_id = t.sync_id, label = t.label}, nil, "error")
+    if f then f.status, f.kind = kind, kind end
+    local text = errors.is_error(err) and err.message or message
+    clog.error(f, "%s", text:find("^census[.:]") and text or ("census: " .. text))
+  end
+  report.finish(entry, kind, {ok = false, url = t.url, failure = err, error = message,
+    detail = canceled and err.census or nil})
+end)
+
 events.on("census.recorded", function(sync_id, run_id, engine_run)
-  log.info("census: sync %d: run %s completed in engine run %d; not triggered again (--resume)",
+  clog.info(ids("info", sync_id, run_id), "census: sync %d: run %s completed in engine run %d; not triggered again (--resume)",
     sync_id, tostring(run_id), engine_run)
 end)
 
@@ -76,14 +105,15 @@ events.on("census.stopped", function(w, what)
   local entry = w.report_entry
   entry.detail = what
   if what == "cancelled in Census" then
-    log.warn("census: %s: stopped; cancelled in Census", w.what)
+    clog.warn(fields_of(w, nil, "warn"), "census: %s: stopped; cancelled in Census", w.what)
   else
-    log.warn("census: %s: stopped; %s", w.what, what)
+    clog.warn(fields_of(w, nil, "warn"), "census: %s: stopped; %s", w.what, what)
   end
 end)
 
-events.on("census.adopted", function(_, run_id, why)
-  log.warn("census: %s; adopting run %d, which Census created after the trigger was sent", why, run_id)
+events.on("census.adopted", function(sync_id, run_id, why)
+  clog.warn(ids("warn", sync_id, run_id), "census: %s; adopting run %d, which Census created after the trigger " ..
+    "was sent", why, run_id)
 end)
 
 -- Each distinct warning once per process: 500 parallel waits share it.
@@ -98,7 +128,8 @@ end)
 events.on("census.wait_started", function(w)
   w.report_entry = report.start("sync", w.label or (w.sync_id and ("sync " .. w.sync_id)) or ("run " .. w.sync_run_id),
     {sync_id = w.sync_id, sync_run_id = w.sync_run_id, url = w.url})
-  clog.info(fields_of(w), "census: %s: waiting, polling every %g s", w.what, w.poll)
+  -- a result taken from the resumed run is not waited for (its line said so)
+  if not w.recorded then clog.info(fields_of(w), "census: %s: waiting, polling every %g s", w.what, w.poll) end
 end)
 
 events.on("census.status", function(w, data)
@@ -113,11 +144,11 @@ events.on("census.status", function(w, data)
 end)
 
 events.on("census.timed_out", function(w, timeout)
-  log.warn("census: %s: timed out after %g s; cancelling the run", w.what, timeout)
+  clog.warn(fields_of(w, nil, "warn"), "census: %s: timed out after %g s; cancelling the run", w.what, timeout)
 end)
 
-events.on("census.cancel_failed", function(_, err)
-  log.error("census: %s", errors.describe(err))
+events.on("census.cancel_failed", function(w, err)
+  clog.error(fields_of(w, nil, "error"), "census: %s", errors.describe(err))
 end)
 
 events.on("census.cancel_requested", function(what)
@@ -140,17 +171,22 @@ events.on("census.wait_ended", function(w, ok, result)
   elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
     -- (a wait the engine stopped is told by census.stopped, not here)
     local f = fields_of(w, data, "error")
-    if f then f.status = f.status or (errors.is_error(result) and result.kind) or "failed" end
+    if f then
+      f.kind = errors.is_error(result) and result.kind or "failed"
+      f.status = f.status or f.kind -- a threshold's run completed: its status and kind differ
+    end
     if errors.is_error(result) then
       clog.error(f, "census: %s", result.message)
     else
       clog.error(f, "census: %s: %s", w.what, (errors.describe(result):gsub("\n.*", "")))
     end
   end
-  report.finish(entry, ok and result.status or (errors.is_error(result) and result.kind or "failed"), {
+  -- a cancel says why (flow.timeout: "timeout") when it knows
+  report.finish(entry, ok and result.status or (errors.is_error(result) and (result.cause or result.kind) or "failed"), {
     records_processed = data.records_processed, records_updated = data.records_updated,
     records_failed = data.records_failed, records_invalid = data.records_invalid,
     url = data.url or entry.url, ok = ok, failure = not ok and result or nil,
+    detail = w.recorded and "recorded" or entry.detail,
     error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})
 end)
 

@@ -157,7 +157,7 @@ local c_strip_nulls = require("engine.c.json").strip_nulls
 function transport.strip_nulls(v) return c_strip_nulls(v, json.null) end
 
 function transport.excerpt(body)
-  local text = (body or ""):gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", "")
+  local text = (body or ""):gsub("<[^>]*>", " "):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
   if #text > 120 then text = text:sub(1, 117) .. "..." end
   return rules.redact(text)
 end
@@ -199,7 +199,8 @@ local function attempt(conn, method, path, query, what)
   })
   if not ok then
     if errors.is_error(res, "canceled") or not errors.is_error(res) then error(res, 0) end
-    local e = errors.error(res.kind, string.format("%s: %s", what, res.message))
+    -- sent = false: it never left this machine (resolve, connect, TLS)
+    local e = errors.error(res.kind, string.format("%s: %s", what, res.message), {sent = res.sent})
     return "retry", e
   end
   local status, body = res.status, decode(res.body)
@@ -256,9 +257,12 @@ end
 -- backoff and jitter, honouring Retry-After, within the connection's budget
 -- (never past req.deadline, a flow.now() value). req: method, path, query,
 -- what (for messages), check(body) -> problem | nil, and for requests that
--- must not simply be sent again, unknown(err, sent_at) -> value | nil: called
--- before a retry whose effect is unknown (not after a 429); a value ends the
--- loop with it. Returns body, meta (server_skew) or raises an error object.
+-- must not simply be sent again, unknown(err, sent_at, deadline) -> value |
+-- nil: called when the request may have taken effect (an answer that
+-- cannot be read, or none from a request that left: not a 429, not a
+-- resolve or connect failure); a value ends the loop with it, nil means
+-- it took none, so the request is sent again. Returns body, meta
+-- (server_skew) or raises an error object.
 function transport.request(conn, req)
   local budget_end = timer.now() + conn.retry_budget
   if req.deadline and req.deadline < budget_end then budget_end = req.deadline end
@@ -280,7 +284,7 @@ function transport.request(conn, req)
       -- It took effect but the answer is unusable: never send it again;
       -- look for what it started until the budget runs out.
       while true do
-        local value = req.unknown(v, sent_at)
+        local value = req.unknown(v, sent_at, budget_end)
         if value ~= nil then return value end
         local wait = transport.retry_wait(conn, n, v, budget_end)
         log.warn("census: %s; Census started a run: looking for it again in %.1f s", v.message, wait)
@@ -288,17 +292,30 @@ function transport.request(conn, req)
         n = n + 1
       end
     end
-    if req.unknown and v.http_status ~= 429 then
-      local value = req.unknown(v, sent_at)
-      if value ~= nil then return value end
-    end
-    local wait = transport.retry_wait(conn, n, v, budget_end)
-    if req.unknown then
-      log.warn("census: %s; no run was started, triggering again in %.1f s", v.message, wait)
+    if req.unknown and v.http_status ~= 429 and v.sent ~= false then
+      -- It may have taken effect: say why first, then look, within the
+      -- same budget; a look that fails leaves it unknown: look again,
+      -- never send it again.
+      log.warn("census: %s; looking for a run it may have started", v.message)
+      while true do
+        local ok, value = pcall(req.unknown, v, sent_at, budget_end)
+        if ok and value ~= nil then return value end
+        if ok then break end -- Census answered: it started none
+        if errors.is_error(value, "canceled") or not errors.is_error(value) then error(value, 0) end
+        local wait = transport.retry_wait(conn, n, v, budget_end)
+        log.warn("census: %s; it may have started a run: looking again in %.1f s", value.message, wait)
+        timer.sleep(wait)
+        n = n + 1
+      end
+      local wait = transport.retry_wait(conn, n, v, budget_end)
+      log.warn("census: %s: no run was started, sending it again in %.1f s", req.what, wait)
+      timer.sleep(wait)
     else
-      log.warn("census: %s, retrying in %.1f s (attempt %d)", v.message, wait, n + 1)
+      local wait = transport.retry_wait(conn, n, v, budget_end)
+      log.warn("census: %s%s, retrying in %.1f s (attempt %d)", v.message,
+        v.sent == false and " (the request never left)" or "", wait, n + 1)
+      timer.sleep(wait)
     end
-    timer.sleep(wait)
   end
 end
 

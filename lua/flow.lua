@@ -20,8 +20,8 @@ local flow = {}
 function flow.spawn(fn, ...)
   if type(fn) ~= "function" then error("flow.spawn: expected a function", 2) end
   local step, retry = report.current_step(), report.current_retry()
-  if step == nil and retry == nil then return tasks.spawn(fn, ...) end
-  return tasks.spawn(function(...)
+  if step == nil and retry == nil then return tasks.spawn_visible(fn, ...) end
+  return tasks.spawn_visible(function(...)
     report.set_step(step)
     report.set_retry(retry)
     return fn(...)
@@ -72,7 +72,9 @@ function flow.timeout(seconds, fn, ...)
     error(finished, 0)
   end
   if not finished then
-    cancel_and_join({child})
+    -- what the child waits on (a job) reads "timeout", not a bare cancel
+    tasks.cancel(child, "timeout", string.format("timed out after %g s (flow.timeout)", seconds))
+    pcall(tasks.join, child)
     error(errors.error("timeout", string.format("timed out after %g s", seconds),
       {seconds = seconds}), 2)
   end
@@ -83,26 +85,31 @@ end
 local SHOWN_MESSAGES, MESSAGE_MAX = 3, 300
 
 -- The failures as a short line at any count: identical messages grouped
--- ("[2, 5, 9 and 997 more] message"), the first few kinds, then how many
--- more; the full list stays in the error's .errors.
+-- ("[sync 2, orders, branch 9 and 997 more] message"; a branch is named by
+-- the job or step row that shows its error, else by its place), the first
+-- few kinds, then how many more; the full list stays in the error's
+-- .errors.
 local function failure_list(failures)
   local groups, by_message = {}, {}
   for _, f in ipairs(failures) do
     local g = by_message[f.message]
     if not g then
-      g = {message = f.message, indexes = {}}
+      g = {message = f.message, names = {}}
       by_message[f.message] = g
       groups[#groups + 1] = g
     end
-    g.indexes[#g.indexes + 1] = f.index
+    g.names[#g.names + 1] = f
   end
   local parts = {}
   for i = 1, math.min(#groups, SHOWN_MESSAGES) do
     local g = groups[i]
     local shown = {}
-    for k = 1, math.min(#g.indexes, 3) do shown[k] = tostring(g.indexes[k]) end
+    for k = 1, math.min(#g.names, 3) do
+      local f = g.names[k]
+      shown[k] = report.shown_where(f.error) or ("branch " .. f.index)
+    end
     local where = table.concat(shown, ", ")
-    if #g.indexes > 3 then where = string.format("%s and %d more", where, #g.indexes - 3) end
+    if #g.names > 3 then where = string.format("%s and %d more", where, #g.names - 3) end
     local message = #g.message > MESSAGE_MAX and (g.message:sub(1, MESSAGE_MAX) .. "...") or g.message
     parts[i] = string.format("[%s] %s", where, message)
   end
@@ -156,7 +163,7 @@ function flow.parallel(fns, opts)
   end
   if #failures > 0 then
     table.sort(failures, function(a, b) return a.index < b.index end)
-    error(errors.error("parallel", string.format("%d of %d tasks failed: %s",
+    error(errors.error("parallel", string.format("%d of %d branches failed: %s",
       #failures, n, failure_list(failures)), {errors = failures}), 2)
   end
   return results
@@ -218,9 +225,9 @@ function flow.step(name, fn, ...)
   local occurrence, recorded, why_not = journal.step_occurrence(name)
   if why_not then log.warn("--resume: %s", why_not) end
   if recorded then
-    local entry = report.start("step", name, {occurrence = occurrence})
+    local entry = report.start("step", name, {occurrence = occurrence, recorded = true})
     report.finish(entry, "ok", {detail = "recorded", results = recorded})
-    log.info("step %s: done in engine run %d; not run again (--resume)", name, journal.resumed())
+    clog.info({step = name}, "step %s: done in engine run %d; not run again (--resume)", name, journal.resumed())
     return table.unpack(recorded, 1, recorded.n)
   end
   local parent = report.current_step()
@@ -232,7 +239,7 @@ function flow.step(name, fn, ...)
   if r[1] then
     local results = table.pack(table.unpack(r, 2, r.n))
     report.finish(entry, "ok", {results = results})
-    log.info("step %s: done in %.1f s", name, entry.duration)
+    clog.info({step = name}, "step %s: done in %.1f s", name, entry.duration)
     return table.unpack(r, 2, r.n)
   end
   local err = r[2]
@@ -242,10 +249,10 @@ function flow.step(name, fn, ...)
   local shown = report.shown_where(err)
   if shown then
     report.finish(entry, status, {detail = "see " .. shown})
-    log.error("step %s: %s after %.1f s (see %s)", name, status, entry.duration, shown)
+    clog.error({step = name}, "step %s: %s after %.1f s (see %s)", name, status, entry.duration, shown)
   else
     report.finish(entry, status, {error = message_of(err), failure = err})
-    log.error("step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
+    clog.error({step = name}, "step %s: %s after %.1f s: %s", name, status, entry.duration, message_of(err))
   end
   error(err, 0)
 end
@@ -309,6 +316,26 @@ function flow.retry(opts, fn, ...)
       attempt, o.attempts, message_of(err), wait)
     timer.sleep(wait)
   end
+end
+
+-- os.execute, as the flow sees it: in a task that can wait, the shell
+-- runs as a child the loop waits on (no other task, timer or poll stops
+-- meanwhile), with the engine's own stdin, stdout and stderr, and the same
+-- results as stock Lua: true|nil, "exit"|"signal", code. Anywhere else
+-- (a metamethod, no task), and os.execute() itself, are stock.
+local flow_os = require "os" -- the flow's own os table (the library's)
+local stock_execute = flow_os.execute
+flow_os.execute = function(command)
+  if command == nil or not tasks.can_wait() then
+    return stock_execute(command)
+  end
+  if type(command) ~= "string" and type(command) ~= "number" then
+    return stock_execute(command) -- stock's own argument error
+  end
+  local res = exec.run({"/bin/sh", "-c", tostring(command), stdio = "inherit", name = "os.execute"})
+  if res.signal then return nil, "signal", res.signal end
+  if res.code == 0 then return true, "exit", 0 end
+  return nil, "exit", res.code
 end
 
 return flow

@@ -53,9 +53,20 @@ local function run_json(r)
   return doc:sub(1, -2) .. ',"arguments":' .. array(r.args, json.encode) .. "}"
 end
 
-local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error"}
+local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error", "origin"}
 local SYNC_FIELDS = {"sync_id", "run_id", "status", "records_processed", "records_updated",
-  "records_failed", "records_invalid", "started_at", "ended_at", "link", "error"}
+  "records_failed", "records_invalid", "started_at", "ended_at", "link", "error", "origin", "started_by"}
+
+-- A row's status as shown: with how the run came by it when it did not
+-- do the work itself ("ok (recorded)", "completed (adopted from run 3)").
+local function shown_status(row)
+  if row.origin == "recorded" then return row.status .. " (recorded)" end
+  if row.origin == "adopted" and row.started_by then
+    return string.format("%s (adopted from run %d)", row.status, row.started_by)
+  end
+  if row.origin == "adopted" then return row.status .. " (adopted)" end
+  return row.status
+end
 
 local function entry_fields(e, names)
   local out = {}
@@ -102,18 +113,24 @@ local function one(id, as_json)
   print(string.format("run %d: %s%s", r.id, r.flow, #r.args > 0 and (" " .. table.concat(r.args, " ")) or ""))
   print(string.format("  started %s, ended %s, %s, exit %s%s", iso(r.started_at), show(iso(r.ended_at)),
     r.outcome, show(r.exit_code), r.resumed_from and (", resumes run " .. r.resumed_from) or ""))
+  local function width(rows, least)
+    local w = least
+    for _, row in ipairs(rows) do w = math.max(w, #shown_status(row)) end
+    return w
+  end
   if #r.steps > 0 then
-    print(string.format("  %-28s %-10s %s", "STEP", "STATUS", "ERROR"))
+    local row = "  %-28s %-" .. width(r.steps, 10) .. "s %s"
+    print(string.format(row, "STEP", "STATUS", "ERROR"))
     for _, s in ipairs(r.steps) do
-      print((string.format("  %-28s %-10s %s", printable(s.name) .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
-        printable(s.status), printable(s.error or "")):gsub("%s+$", "")))
+      print((string.format(row, printable(s.name) .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
+        printable(shown_status(s)), printable(s.error or "")):gsub("%s+$", "")))
     end
   end
   if #r.syncs > 0 then
-    print(string.format("  %-8s %-10s %-12s %10s %9s %7s %7s  %s", "SYNC", "RUN", "STATUS", "PROCESSED",
-      "UPDATED", "FAILED", "INVALID", "LINK"))
+    local row = "  %-8s %-10s %-" .. width(r.syncs, 12) .. "s %10s %9s %7s %7s  %s"
+    print(string.format(row, "SYNC", "RUN", "STATUS", "PROCESSED", "UPDATED", "FAILED", "INVALID", "LINK"))
     for _, s in ipairs(r.syncs) do
-      print((string.format("  %-8s %-10s %-12s %10s %9s %7s %7s  %s", show(s.sync_id), show(s.run_id), s.status,
+      print((string.format(row, show(s.sync_id), show(s.run_id), printable(shown_status(s)),
         show(s.records_processed), show(s.records_updated), show(s.records_failed), show(s.records_invalid),
         s.link or ""):gsub("%s+$", "")))
       if s.error then print("    " .. s.error) end

@@ -22,13 +22,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY, flow TEXT NOT NULL, args TEXT NOT NULL,
   pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL,
-  ended_at REAL, outcome TEXT, exit_code INTEGER, resumed_from INTEGER);
+  ended_at REAL, outcome TEXT, exit_code INTEGER, resumed_from INTEGER, params TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, args, id);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE TABLE IF NOT EXISTS steps (
   id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
   name TEXT NOT NULL, occurrence INTEGER NOT NULL, status TEXT NOT NULL,
-  started_at REAL NOT NULL, ended_at REAL, error TEXT, results TEXT);
+  started_at REAL NOT NULL, ended_at REAL, error TEXT, results TEXT, origin TEXT);
 CREATE INDEX IF NOT EXISTS steps_by_run ON steps (run, name, occurrence);
 CREATE TABLE IF NOT EXISTS syncs (
   id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS syncs (
   sync_run_id INTEGER, status TEXT NOT NULL, final INTEGER NOT NULL DEFAULT 0,
   records_processed INTEGER, records_updated INTEGER, records_failed INTEGER,
   records_invalid INTEGER, started_at REAL NOT NULL, ended_at REAL, link TEXT,
-  error TEXT, result TEXT);
+  error TEXT, result TEXT, origin TEXT, started_by INTEGER);
 CREATE INDEX IF NOT EXISTS syncs_by_run ON syncs (run, sync_id, occurrence);
 CREATE INDEX IF NOT EXISTS syncs_open ON syncs (sync_id) WHERE final = 0;
 CREATE TABLE IF NOT EXISTS statuses (
@@ -44,6 +44,35 @@ CREATE TABLE IF NOT EXISTS statuses (
   at REAL NOT NULL, status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS statuses_by_sync ON statuses (sync);
 ]]
+
+-- Columns added to version 1 since it first shipped: nullable, so an older
+-- engine that shares the file ignores them (no version change for it to
+-- refuse). An older journal gets them when an engine opens it.
+local ADDED_COLUMNS = {
+  {"steps", "origin", "TEXT"},       -- "recorded": taken from the resumed run, not run
+  {"syncs", "origin", "TEXT"},       -- "started", "adopted", "recorded" or "waited"
+  {"syncs", "started_by", "INTEGER"}, -- the engine run that started the remote run
+  {"runs", "params", "TEXT"},         -- the flow's parameters as flow.params parsed them
+}
+
+local function missing_columns(handle)
+  local missing = {}
+  local have = {}
+  for _, c in ipairs(ADDED_COLUMNS) do
+    if not have[c[1]] then
+      have[c[1]] = {}
+      for _, col in ipairs(handle:rows("PRAGMA table_info(" .. c[1] .. ")")) do have[c[1]][col.name] = true end
+    end
+    if not have[c[1]][c[2]] then missing[#missing + 1] = c end
+  end
+  return #missing > 0 and missing or nil
+end
+
+local function add_columns(handle)
+  for _, c in ipairs(missing_columns(handle) or {}) do
+    handle:exec(string.format("ALTER TABLE %s ADD COLUMN %s %s", c[1], c[2], c[3]))
+  end
+end
 
 local db          -- the open journal, or nil
 local path        -- its file
@@ -94,8 +123,9 @@ function journal.open(dir, create)
       return ok_meta and rows[1] and tonumber(rows[1].value)
     end
     local v = version()
-    if v == SCHEMA_VERSION then return end -- the usual case: nothing to create
+    if v == SCHEMA_VERSION and not missing_columns(handle) then return end -- the usual case
     handle:exec("BEGIN IMMEDIATE")
+    if v == SCHEMA_VERSION then add_columns(handle) end
     handle:exec(SCHEMA)
     v = version()
     if not v then
@@ -261,20 +291,43 @@ end
 -- costs no write (a write makes SQLite create, sync and checkpoint the WAL).
 local pending_run
 
-function journal.begin_run(flow, args, resume_from)
+-- identify: called once, before the journal is first used for a step or
+-- a sync (run.fix_identity: the run's parameters and what it resumes, via
+-- journal.set_identity, unless flow.params told them first).
+local identify
+
+function journal.begin_run(flow, args, first_use)
   if not db then return end
-  pending_run = {flow = flow, args = args, resume_from = resume_from}
+  pending_run = {flow = flow, args = args}
+  identify = first_use
+end
+
+local function identified()
+  if identify then
+    local fn = identify
+    identify = nil
+    fn()
+  end
+end
+
+-- The run's parameters (canonical text, or nil: it is known by its
+-- arguments) and the run it resumes, if any.
+function journal.set_identity(params, resume_from)
+  identify = nil
+  if not pending_run then return end
+  pending_run.params, pending_run.resume_from = params, resume_from
   resumed = resume_from
 end
 
 -- This engine's run id, its row written first if it was not yet.
 local function ensure_run()
+  identified()
   if run_id or not pending_run then return run_id end
   local p = pending_run
   local pid, host = files.whoami()
   run_id = select(2, write(false, function()
-    return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from) VALUES (?, ?, ?, ?, ?, ?)",
-      p.flow, encode(p.args), pid, host, started_at, p.resume_from)
+    return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from, params) " ..
+      "VALUES (?, ?, ?, ?, ?, ?, ?)", p.flow, encode(p.args), pid, host, started_at, p.resume_from, p.params)
   end))
   pending_run = nil
   return run_id
@@ -300,9 +353,17 @@ function journal.show_args(text)
   return table.concat(shown, " ")
 end
 
--- The latest run of flow with these arguments that did not succeed, or the
--- run `id`; nil and a reason when there is none.
-function journal.resume_target(flow, args, id)
+-- Whether an earlier run is this one's: the same parameters when the flow
+-- has them, else the same arguments.
+function journal.same_identity(r, args, params)
+  if params then return r.params == params end
+  return r.params == nil and r.args == encode(args)
+end
+
+-- The run `id`, or the latest run of flow with this identity (parameters,
+-- else arguments) that did not succeed; else nil, the reason, and the
+-- latest run of the flow with another identity that did not succeed.
+function journal.resume_target(flow, args, params, id)
   if not db then return nil, "--resume needs the journal (it cannot be used with --no-state)" end
   local rows
   if id then
@@ -313,14 +374,21 @@ function journal.resume_target(flow, args, id)
     end
     return rows[1]
   end
-  rows = db:rows("SELECT * FROM runs WHERE flow = ? AND args = ? ORDER BY id DESC LIMIT 1",
-    flow, encode(args))
-  local last = rows[1]
-  if not last then return nil, "this flow never ran with these arguments" end
-  if last.outcome == "ok" then
-    return nil, string.format("its last run (%d) succeeded; nothing to resume", last.id)
+  if params then
+    rows = db:rows("SELECT * FROM runs WHERE flow = ? AND params = ? ORDER BY id DESC LIMIT 1", flow, params)
+  else
+    rows = db:rows("SELECT * FROM runs WHERE flow = ? AND args = ? AND params IS NULL ORDER BY id DESC LIMIT 1",
+      flow, encode(args))
   end
-  return last
+  local last = rows[1]
+  local what = params and "these parameters" or "these arguments"
+  if last and last.outcome == "ok" then
+    return nil, string.format("its last run with %s (%d) succeeded; nothing to resume", what, last.id)
+  end
+  if last then return last end
+  local other = db:rows("SELECT * FROM runs WHERE flow = ? AND (outcome IS NULL OR outcome != 'ok') " ..
+    "ORDER BY id DESC LIMIT 1", flow)[1]
+  return nil, string.format("this flow never ran with %s", what), other
 end
 
 -- Steps --------------------------------------------------------------------
@@ -335,6 +403,7 @@ end
 -- there, else nil and a note for the log when the step cannot be matched.
 local resumed_steps -- names of the resumed run's steps, in start order
 function journal.step_occurrence(name)
+  identified()
   local occurrence = next_occurrence(occurrences.steps, name)
   occurrences.started = (occurrences.started or 0) + 1
   if not db or not resumed then return occurrence end
@@ -370,12 +439,13 @@ function journal.recorded_run_id()
   return run_id
 end
 
-function journal.step_started(name, occurrence)
+-- origin: "recorded" for a step taken from the resumed run, not run.
+function journal.step_started(name, occurrence, origin)
   if not db or not run_recorded() then return end
   -- written at once: later writes name its row
   local ok, id = pcall(write, false, function()
-    return select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at) VALUES (?, ?, ?, 'running', ?)",
-      run_id, name, occurrence, now()))
+    return select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at, origin) " ..
+      "VALUES (?, ?, ?, 'running', ?, ?)", run_id, name, occurrence, now(), origin))
   end)
   if not ok then log_failure_once(id) return nil end
   return id
@@ -394,6 +464,7 @@ end
 -- Syncs --------------------------------------------------------------------
 
 function journal.sync_occurrence(sync_id)
+  identified()
   return next_occurrence(occurrences.syncs, sync_id)
 end
 
@@ -401,18 +472,19 @@ end
 -- occurrence if it completed, else nil.
 function journal.recorded_sync(sync_id, occurrence)
   if not db or not resumed then return nil end
-  local rows = db:rows("SELECT status, result FROM syncs WHERE run = ? AND sync_id = ? AND occurrence = ? " ..
-    "AND status IN ('completed', 'skipped') AND final = 1 AND error IS NULL", resumed, sync_id, occurrence)
+  local rows = db:rows("SELECT status, result, run, started_by FROM syncs WHERE run = ? AND sync_id = ? " ..
+    "AND occurrence = ? AND status IN ('completed', 'skipped') AND final = 1 AND error IS NULL",
+    resumed, sync_id, occurrence)
   if rows[1] and rows[1].result then
     local ok, result = pcall(json.decode, rows[1].result)
-    if ok and type(result) == "table" then return result end
+    if ok and type(result) == "table" then return result, rows[1].started_by end
   end
 end
 
 -- Rows of earlier runs whose Census run of sync_id has not reached a final
 -- state, newest first: {id, run, occurrence, sync_run_id (or nil: only
 -- the intent), sent_at, pid, host, ended_at (of the engine run)}.
-local OPEN_ROWS = "SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, r.pid, r.host, r.ended_at " ..
+local OPEN_ROWS = "SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, s.started_by, r.pid, r.host, r.ended_at " ..
   "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.sync_id = ? AND s.final = 0 AND s.run != ? ORDER BY s.id DESC"
 
 function journal.open_syncs(sync_id)
@@ -423,7 +495,7 @@ end
 -- One row by id, as open_syncs returns it (nil once it is final).
 function journal.open_row(row_id)
   if not db then return nil end
-  return db:rows("SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, r.pid, r.host, r.ended_at " ..
+  return db:rows("SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, s.started_by, r.pid, r.host, r.ended_at " ..
     "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.id = ? AND s.final = 0", row_id)[1]
 end
 
@@ -464,8 +536,8 @@ function journal.claim(sync_id, occurrence)
   local row, open = queue(true, function()
     local rows = db:rows(OPEN_ROWS, sync_id, run_id)
     if #rows > 0 then return false, rows end
-    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
-      "VALUES (?, ?, ?, ?, 'triggering', ?)", run_id, sync_id, occurrence, t, t))
+    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at, origin, " ..
+      "started_by) VALUES (?, ?, ?, ?, 'triggering', ?, 'started', ?)", run_id, sync_id, occurrence, t, t, run_id))
   end)
   if row then return row end
   return nil, open
@@ -487,16 +559,18 @@ function journal.intent(sync_id, occurrence)
   if not run_id then return end
   local t = now()
   return select(2, queue(true, function()
-    return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at) " ..
-      "VALUES (?, ?, ?, ?, 'triggering', ?)", run_id, sync_id, occurrence, t, t)
+    return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at, origin, started_by) " ..
+      "VALUES (?, ?, ?, ?, 'triggering', ?, 'started', ?)", run_id, sync_id, occurrence, t, t, run_id)
   end))
 end
 
 -- The run id, durable, before the wait starts. Without a row (adopted from
--- an earlier run, or a run the flow named), one is made. The run has
--- started by now, so a failure to record it is logged, not raised: the
--- wait goes on either way.
-function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
+-- an earlier run, recorded in the resumed one, or a run the flow named),
+-- one is made, saying so: origin ("adopted", "recorded", "waited") and
+-- started_by (the engine run that started the remote run, when known).
+-- The run has started by now, so a failure to record it is logged, not
+-- raised: the wait goes on either way.
+function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link, origin, started_by)
   if not db or (row_id == nil and sync_id == nil) or not run_recorded() then return end
   local ok, id = pcall(queue, true, function()
     if row_id then
@@ -504,12 +578,23 @@ function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link)
         sync_run_id, link, row_id)
       return row_id
     end
-    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sync_run_id, status, started_at, link) " ..
-      "VALUES (?, ?, ?, ?, 'triggered', ?, ?)", run_id, sync_id, occurrence or 0, sync_run_id, now(), link))
+    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sync_run_id, status, started_at, link, " ..
+      "origin, started_by) VALUES (?, ?, ?, ?, 'triggered', ?, ?, ?, ?)", run_id, sync_id, occurrence or 0,
+      sync_run_id, now(), link, origin or "waited", started_by))
   end)
   if ok then return id end
   log_failure_once(id)
   return row_id
+end
+
+-- A trigger failed and may have started a run (its answer was lost, the
+-- retries ran out): the error is kept, the intent stays open for the next
+-- run's lost-trigger search.
+function journal.trigger_failed(row_id, err)
+  if not db or not row_id then return end
+  note(function()
+    db:run("UPDATE syncs SET status = 'trigger_failed', error = ?, ended_at = ? WHERE id = ?", scrub(err), now(), row_id)
+  end)
 end
 
 function journal.sync_status(row_id, status)
@@ -562,9 +647,11 @@ function journal.run(id)
   r.outcome = shown_outcome(r, host)
   local ok, args = pcall(json.decode, r.args)
   r.args = ok and args or {}
-  r.steps = db:rows("SELECT name, occurrence, status, started_at, ended_at, error FROM steps WHERE run = ? ORDER BY id", id)
+  r.steps = db:rows("SELECT name, occurrence, status, started_at, ended_at, error, origin FROM steps " ..
+    "WHERE run = ? ORDER BY id", id)
   r.syncs = db:rows("SELECT sync_id, sync_run_id AS run_id, status, records_processed, records_updated, " ..
-    "records_failed, records_invalid, started_at, ended_at, link, error FROM syncs WHERE run = ? ORDER BY id", id)
+    "records_failed, records_invalid, started_at, ended_at, link, error, origin, started_by FROM syncs " ..
+    "WHERE run = ? ORDER BY id", id)
   return r
 end
 

@@ -1,8 +1,8 @@
 -- lua/metrics.lua: --metrics FILE, the run's end in the Prometheus text
 -- exposition format, written atomically so node_exporter's textfile
 -- collector never reads half a file. Every value is a gauge of the last
--- run; the last success survives failed runs by being read back from the
--- previous file (when it is a regular file).
+-- run, run-wide and per sync; the last success survives failed runs by
+-- being read back from the previous file (when it is a regular file).
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
 
@@ -15,10 +15,13 @@ local function label(v)
   return (text:gsub("[\\\"\n]", {["\\"] = "\\\\", ["\""] = "\\\"", ["\n"] = "\\n"}))
 end
 
-local function labels(t, order)
-  local parts = {}
-  for _, k in ipairs(order) do
-    if t[k] ~= nil then parts[#parts + 1] = string.format('%s="%s"', k, label(t[k])) end
+-- A label set: the labels every series of the run has (rendered once),
+-- then this series' own as name, value pairs; a nil value is left out.
+local function labels(common, ...)
+  local parts = {common}
+  for i = 1, select("#", ...), 2 do
+    local k, v = select(i, ...)
+    if v ~= nil then parts[#parts + 1] = string.format('%s="%s"', k, label(v)) end
   end
   return "{" .. table.concat(parts, ",") .. "}"
 end
@@ -28,16 +31,16 @@ local function number(v)
   return string.format("%.3f", v)
 end
 
--- A previous metrics file: a few KiB, about 1.5 MiB for 10,000 syncs.
+-- A previous metrics file: a few KiB, about 7 MiB for 10,000 syncs.
 local PREVIOUS_MAX = 64 * 1024 * 1024
 
--- engine_last_success_timestamp_seconds for this flow in the file at path.
--- Read back only from a regular file, without waiting: a FIFO or
+-- engine_last_success_timestamp_seconds with these labels in the file at
+-- path. Read back only from a regular file, without waiting: a FIFO or
 -- /dev/stdout would block the run's end forever (or hand back our output).
-local function last_success(path, flow_labels)
+local function last_success(path, run_labels)
   local text = files.read_regular(path, PREVIOUS_MAX)
   if not text then return nil end
-  local want = "engine_last_success_timestamp_seconds" .. flow_labels .. " "
+  local want = "engine_last_success_timestamp_seconds" .. run_labels .. " "
   local found
   for line in text:gmatch("[^\n]+") do
     if line:sub(1, #want) == want then found = tonumber(line:sub(#want + 1)) end
@@ -45,9 +48,15 @@ local function last_success(path, flow_labels)
   return found
 end
 
-function metrics.text(summary, path)
-  local flow = {flow = summary.flow or "(command line)"}
-  local fl = labels(flow, {"flow"})
+local KINDS = {"processed", "updated", "failed", "invalid"}
+
+-- extra: --metrics-label pairs {{name, value}, ...} (cli.c checked the
+-- names), in every series after flow.
+function metrics.text(summary, path, extra)
+  local common = {string.format('flow="%s"', label(summary.flow or "(command line)"))}
+  for _, l in ipairs(extra or {}) do common[#common + 1] = string.format('%s="%s"', l[1], label(l[2])) end
+  common = table.concat(common, ",")
+  local fl = labels(common)
   local out = {}
   local function family(name, help, samples)
     out[#out + 1] = "# HELP " .. name .. " " .. help
@@ -55,7 +64,7 @@ function metrics.text(summary, path)
     for _, s in ipairs(samples) do out[#out + 1] = name .. s[1] .. " " .. number(s[2]) end
   end
   local outcomes, order, records = {}, {}, {processed = 0, updated = 0, failed = 0, invalid = 0}
-  local durations, seen = {}, {}
+  local syncs, seen = {}, {}
   for _, e in ipairs(summary.entries) do
     if e.kind == "sync" then
       if not outcomes[e.status] then
@@ -63,48 +72,65 @@ function metrics.text(summary, path)
         order[#order + 1] = e.status
       end
       outcomes[e.status] = outcomes[e.status] + 1
-      for k in pairs(records) do records[k] = records[k] + (math.tointeger(e["records_" .. k]) or 0) end
-      if e.sync_id and e.duration then
-        -- one series per sync: the last of its rows
-        local key = e.sync_id .. "\0" .. e.name
-        if not seen[key] then
-          seen[key] = {}
-          durations[#durations + 1] = seen[key]
-        end
-        local l = {flow = flow.flow, sync_id = e.sync_id, name = e.name, outcome = e.status}
-        seen[key][1] = labels(l, {"flow", "sync_id", "name"})
-        seen[key][2] = e.duration
+      -- a result taken from the resumed run was counted by that run
+      if e.detail ~= "recorded" then
+        for k in pairs(records) do records[k] = records[k] + (math.tointeger(e["records_" .. k]) or 0) end
       end
+      -- one series per sync (sync_id and name): the last of its rows, as a
+      -- flow that runs a sync twice reruns it
+      local key = tostring(e.sync_id or "") .. "\0" .. e.name
+      if not seen[key] then
+        syncs[#syncs + 1] = key
+      end
+      seen[key] = e
     end
   end
   local by_outcome = {}
   for _, status in ipairs(order) do
-    by_outcome[#by_outcome + 1] = {labels({flow = flow.flow, outcome = status}, {"flow", "outcome"}), outcomes[status]}
+    by_outcome[#by_outcome + 1] = {labels(common, "outcome", status), outcomes[status]}
   end
   family("engine_syncs", "Census syncs of the last run, by outcome.", by_outcome)
   local recs = {}
-  for _, k in ipairs{"processed", "updated", "failed", "invalid"} do
-    recs[#recs + 1] = {labels({flow = flow.flow, kind = k}, {"flow", "kind"}), records[k]}
-  end
+  for _, k in ipairs(KINDS) do recs[#recs + 1] = {labels(common, "kind", k), records[k]} end
   family("engine_records", "Records of the last run's syncs, by kind (as Census reported them).", recs)
+  local durations, sync_outcomes, sync_records = {}, {}, {}
+  for _, key in ipairs(syncs) do
+    local e = seen[key]
+    if e.duration then
+      durations[#durations + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name), e.duration}
+    end
+    sync_outcomes[#sync_outcomes + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name, "outcome", e.status), 1}
+    for _, k in ipairs(KINDS) do
+      local n = math.tointeger(e["records_" .. k])
+      if n then
+        sync_records[#sync_records + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name, "kind", k), n}
+      end
+    end
+  end
   family("engine_sync_duration_seconds", "How long each sync of the last run took.", durations)
+  family("engine_sync_outcome", "How each sync of the last run ended: 1, with the outcome as a label.",
+    sync_outcomes)
+  family("engine_sync_records", "Records of each sync of the last run, by kind (those Census reported).",
+    sync_records)
   family("engine_run_duration_seconds", "How long the last run took.", {{fl, summary.duration}})
   family("engine_run_exit_code", "The last run's exit status (0: every sync succeeded).",
     {{fl, summary.exit_code}})
-  family("engine_run_timestamp_seconds", "When the last run ended (Unix time).", {{fl, rules.wallclock()}})
-  local success = summary.exit_code == 0 and rules.wallclock() or last_success(path, fl)
-  if success then
-    family("engine_last_success_timestamp_seconds", "When a run of this flow last succeeded (Unix time).",
-      {{fl, success}})
-  end
+  local now = rules.wallclock()
+  family("engine_run_timestamp_seconds", "When the last run ended (Unix time).", {{fl, now}})
+  -- 0 until a run succeeded: a stale-success alert then fires on a flow
+  -- that never succeeded, with no absent() rule beside it
+  local success = summary.exit_code == 0 and now or last_success(path, fl) or 0
+  family("engine_last_success_timestamp_seconds",
+    "When a run of this flow with these labels last succeeded (Unix time; 0: never).", {{fl, success}})
   return table.concat(out, "\n") .. "\n"
 end
 
--- Returns true, or false after a one-line error.
-function metrics.write(summary, path)
-  local ok, err = files.write_file(path, metrics.text(summary, path))
+-- extra: --metrics-label pairs, or nil. Returns true, or false after a
+-- one-line error.
+function metrics.write(summary, path, extra)
+  local ok, err = files.write_file(path, metrics.text(summary, path, extra))
   if not ok then
-    io.stderr:write("engine: cannot write the metrics: ", err, "\n")
+    require("engine.c.log").final("cannot write the metrics: " .. err)
     return false
   end
   return true

@@ -169,6 +169,12 @@ function params.parse(spec, about)
       values[name] = p.default
     end
   end
+  -- the run is this flow with these parameters, however they were written
+  -- (--x=v or --x v, a default or the same value given)
+  local named, words = {}, {}
+  for _, name in ipairs(names) do named[name] = values[name] end
+  for i = 1, #values do words[i] = values[i] end
+  run.fix_identity(require("engine.values").encode({params = named, args = words}))
   return values
 end
 

@@ -291,12 +291,16 @@ report.settle = settle
 -- for a regular file, through a symlink, in place for a device). Returns
 -- false, after a one-line error, when it could not.
 function report.write(doc, json_path)
+  local clog = require "engine.c.log"
   local text = report.summary_text(doc.exit_code)
-  if text then io.stderr:write(rules.redact(rules.printable(text)), "\n") end
+  local json
+  if text or json_path then json = rules.redact(report.summary_json(doc)) end
+  -- as text, or (--log-format=json) one object whose "summary" is the document
+  if text then clog.summary(text, json) end
   if json_path then
-    local ok, err = files.write_file(json_path, rules.redact(report.summary_json(doc)) .. "\n")
+    local ok, err = files.write_file(json_path, json .. "\n")
     if not ok then
-      io.stderr:write("engine: cannot write the summary: ", err, "\n")
+      clog.final("cannot write the summary: " .. err)
       return false
     end
   end

@@ -13,10 +13,12 @@ local tasks = require "engine.c.task"
 local clog = require "engine.c.log"
 local errors = require "engine.c.error"
 local options = require "engine.c.options"
+local values = require "engine.values"
 
 local run = {}
 local flow_name -- the flow's absolute path (or how it was given)
 local flow_label, flow_args = "FLOW.lua", {} -- as given on the command line
+local metrics_labels -- --metrics-label NAME=VALUE: {{name, value}, ...}
 
 -- The flow's arguments (a copy) and its name as given, for flow.params.
 function run.args() return table.move(flow_args, 1, #flow_args, 1, {}) end
@@ -81,7 +83,9 @@ end
 
 local function subscribe()
   events.on("report.started", function(entry)
-    if entry.kind == "step" then entry.journal_id = journal.step_started(entry.name, entry.occurrence) end
+    if entry.kind == "step" then
+      entry.journal_id = journal.step_started(entry.name, entry.occurrence, entry.recorded and "recorded" or nil)
+    end
   end)
   events.on("report.finished", function(entry)
     if entry.kind == "step" then
@@ -90,7 +94,8 @@ local function subscribe()
   end)
   events.on("census.wait_started", function(w)
     if not w.journal_id then
-      w.journal_id = journal.run_started(nil, w.sync_id, w.occurrence, w.sync_run_id, w.url)
+      w.journal_id = journal.run_started(nil, w.sync_id, w.occurrence, w.sync_run_id, w.url,
+        w.recorded and "recorded" or "waited", w.started_by)
     end
   end)
   events.on("census.status", function(w, data)
@@ -102,7 +107,7 @@ local function subscribe()
   events.on("census.wait_ended", function(w, ok, result)
     local data = ok and result or (type(result) == "table" and result.result) or {}
     journal.sync_finished(w.journal_id, {
-      status = ok and result.status or (type(result) == "table" and result.kind) or "failed",
+      status = ok and result.status or (type(result) == "table" and (result.cause or result.kind)) or "failed",
       final = w.final == true,
       records_processed = math.tointeger(data.records_processed),
       records_updated = math.tointeger(data.records_updated),
@@ -114,10 +119,28 @@ local function subscribe()
   end)
 end
 
+-- The run's identity as far as it is known (fix_identity makes it final).
+local identity = {fixed = false}
+
+-- Takes the run lock for key in the lock directory; true, or nil, the
+-- line and the exit code (75 when another engine holds it).
+local function take_lock(key, what)
+  local pid = files.whoami()
+  local held, holder = files.lock(string.format("%s/%s.lock", identity.lock_dir, hash(key)),
+    string.format("pid %d, started %s", pid, iso(rules.wallclock())))
+  if held == nil then return nil, "cannot take the run lock: " .. holder, 1 end
+  if not held then
+    return nil, string.format("%s is already running with %s (%s); --allow-overlap runs it anyway",
+      flow_label, what, holder ~= "" and holder or "pid unknown"), EXIT_OVERLAP
+  end
+  return true
+end
+
 -- o: state (DIR or nil), no_state, flow (a file path, or nil for -e code,
 -- stdin and the REPL), args, resume (true, a run id, or nil),
 -- allow_overlap. Returns true, or nil, a one-line message and an exit code.
 function run.begin(o)
+  metrics_labels = o.metrics_labels
   local flow = o.flow and files.absolute(o.flow) or o.label or "(command line)"
   local args = o.args or {}
   if not o.no_state then
@@ -128,6 +151,15 @@ function run.begin(o)
   end
   local keep, keep_err = run.keep_days()
   if not keep then return nil, keep_err, EXIT_USAGE end
+  local stop_timeout = os.getenv("ENGINE_STOP_TIMEOUT")
+  if stop_timeout and stop_timeout ~= "" then
+    local n = tonumber(stop_timeout)
+    if not n or n ~= n or n <= 0 or n > 86400 then
+      return nil, string.format("ENGINE_STOP_TIMEOUT must be a number of seconds from 0 to 86400 " ..
+        "(default 20), got %q", stop_timeout), EXIT_USAGE
+    end
+    tasks.stop_budget(n)
+  end
   flow_name, flow_label, flow_args = flow, o.flow or o.label, args
   -- what each log line of the flow says in --log-format=json
   local context = {flow = flow}
@@ -150,41 +182,98 @@ function run.begin(o)
     -- would let them plant the lock file (a symlink to overwrite) or hold it
     local dir, err = files.private_dir(base, parts, alternative)
     if not dir then return nil, "cannot take the run lock: " .. err, 1 end
-    local key = flow .. "\0" .. table.concat(args, "\0")
-    local pid = files.whoami()
-    local held, holder = files.lock(string.format("%s/%s.lock", dir, hash(key)),
-      string.format("pid %d, started %s", pid, iso(rules.wallclock())))
-    if held == nil then return nil, "cannot take the run lock: " .. holder, 1 end
-    if not held then
-      return nil, string.format("%s is already running with these arguments (%s); " ..
-        "--allow-overlap runs it anyway", o.flow, holder ~= "" and holder or "pid unknown"), EXIT_OVERLAP
-    end
+    identity.lock_dir = dir
+    local ok, why, code = take_lock(flow .. "\0" .. table.concat(args, "\0"), "these arguments")
+    if not ok then return nil, why, code end
   end
   if not journal.enabled() then return true end
-  local resume_from
-  if o.resume then
-    local target, why = journal.resume_target(flow, args, o.resume ~= true and o.resume or nil)
-    if target and target.args ~= journal.encode_args(args) then
-      return nil, string.format("--resume=%d: run %d ran %s with other arguments (%s, not %s); " ..
-        "rerun it with the same arguments, or without --resume", target.id, target.id, o.flow,
-        journal.show_args(target.args), journal.show_args(journal.encode_args(args))), EXIT_USAGE
-    end
-    if not target then
-      if o.resume ~= true then return nil, "--resume=" .. o.resume .. ": " .. why, EXIT_USAGE end
-      log.warn("--resume: %s; running it anew", why)
-    else
-      resume_from = target.id
-      log.info("resuming run %d (started %s, %s): what completed in it is not run again",
-        target.id, iso(target.started_at), target.outcome or "ended without a record: crashed or killed")
-    end
+  identity.resume, identity.keep = o.resume, keep
+  if o.resume and o.resume ~= true then -- a run that is not there stops the start
+    local target, why = journal.resume_target(flow, nil, nil, o.resume)
+    if not target then return nil, "--resume=" .. o.resume .. ": " .. why, EXIT_USAGE end
   end
   local pruned, prune_err = pcall(journal.prune, keep, true)
   if not pruned then
     log.warn("cannot prune the journal: %s; the run goes on", errors.describe(prune_err))
   end
-  journal.begin_run(flow, args, resume_from)
+  -- the first step or sync fixes the identity, if flow.params did not
+  journal.begin_run(flow, args, function() run.fix_identity(nil) end)
   subscribe()
   return true
+end
+
+-- Differences between two runs' parameters, as "target prod (run 12: dev)".
+local function differences(mine, theirs, id)
+  local a, b = values.decode(mine or "") or {}, values.decode(theirs or "") or {}
+  local pa, pb = a.params or {}, b.params or {}
+  local names, seen = {}, {}
+  for _, t in ipairs{pa, pb} do
+    for k in pairs(t) do
+      if not seen[k] then seen[k] = true names[#names + 1] = k end
+    end
+  end
+  table.sort(names)
+  local function show(v)
+    if v == nil then return "unset" end
+    if type(v) == "table" then return table.concat(v, ",") end
+    return tostring(v)
+  end
+  local out = {}
+  for _, k in ipairs(names) do
+    if not values.same(pa[k], pb[k]) then
+      out[#out + 1] = string.format("%s %s (run %d: %s)", k, show(pa[k]), id, show(pb[k]))
+    end
+  end
+  if not values.same(a.args or {}, b.args or {}) then
+    out[#out + 1] = string.format("arguments %s (run %d: %s)", show(a.args or {}), id, show(b.args or {}))
+  end
+  return table.concat(out, ", ")
+end
+
+-- Ends the run before it did anything, with one line (from the flow's
+-- main task: the lock another engine holds, a --resume that does not fit).
+local function stop_start(code, fmt, ...)
+  clog.final(string.format(fmt, ...))
+  os.exit(code)
+end
+
+-- Fixes the run's identity, once: the flow and its parameters as
+-- flow.params parsed them (params: their canonical text), or, when the
+-- flow does not call it before its first step or sync, its arguments. Then
+-- the lock for the identity (two spellings of one set of parameters are
+-- one run) and what --resume continues.
+function run.fix_identity(params)
+  if identity.fixed then return end
+  identity.fixed = true
+  local label = flow_label
+  if params and identity.lock_dir then
+    local ok, why, code = take_lock(flow_name .. "\0params\0" .. params, "these parameters")
+    if not ok then stop_start(code, "%s", why) end
+  end
+  if not journal.enabled() then return end
+  local resume_from
+  if identity.resume then
+    local id = identity.resume ~= true and identity.resume or nil
+    local target, why, other = journal.resume_target(flow_name, flow_args, params, id)
+    if target and not journal.same_identity(target, flow_args, params) then
+      stop_start(EXIT_USAGE, "--resume=%d: run %d ran %s with other %s: %s; run it with the same ones, or " ..
+        "without --resume", target.id, target.id, label, params and "parameters" or "arguments",
+        params and differences(params, target.params, target.id) or string.format("%s, not %s",
+          journal.show_args(target.args), journal.show_args(journal.encode_args(flow_args))))
+    end
+    if target then
+      resume_from = target.id
+      log.info("resuming run %d (started %s, %s): what completed in it is not run again",
+        target.id, iso(target.started_at), target.outcome or "ended without a record: crashed or killed")
+    elseif other and params then
+      log.warn("--resume: %s; run %d (%s) differs in %s: to continue it, run it with its parameters " ..
+        "and --resume=%d; running this one anew", why, other.id, other.outcome or "crashed",
+        differences(params, other.params, other.id), other.id)
+    else
+      log.info("--resume: %s; running it anew", why)
+    end
+  end
+  journal.set_identity(params, resume_from)
 end
 
 -- flow.on_finish handlers, in the order given.
@@ -225,9 +314,13 @@ function run.ending(exit_code, stop, ending)
   if #handlers == 0 then return nil end
   return function()
     for i, h in ipairs(handlers) do
+      -- after a stop, every handler fits in what is left of its budget
+      local timeout = h.timeout
+      local left = tasks.stop_left()
+      if left then timeout = math.max(0.05, math.min(timeout, left - 0.25)) end
       local child = tasks.spawn(h.fn, copy(summary))
-      tasks.set_deadline(child, h.timeout) -- stops a handler that never waits
-      local ok, finished = pcall(tasks.join, child, h.timeout)
+      tasks.set_deadline(child, timeout) -- stops a handler that never waits
+      local ok, finished = pcall(tasks.join, child, timeout)
       if not ok then -- a handler called os.exit: later handlers do not run
         child:cancel()
         pcall(tasks.join, child)
@@ -235,11 +328,11 @@ function run.ending(exit_code, stop, ending)
       elseif not finished then
         child:cancel()
         pcall(tasks.join, child)
-        log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, h.timeout)
+        log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, timeout)
       else
         local done, err = pcall(child.wait, child)
         if not done and type(err) == "table" and err.deadline then
-          log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, h.timeout)
+          log.error("flow.on_finish: handler %d did not finish within %g s; stopped it", i, timeout)
         elseif not done and not errors.is_error(err, "canceled") then
           log.error("flow.on_finish: handler %d failed: %s", i, (errors.describe(err):gsub("\n.*", "")))
         end
@@ -259,11 +352,11 @@ function run.finish(exit_code, stop, json_path, metrics_path, show)
   local ok = true
   if journal.write_failed() then
     -- what keeps a later run from triggering twice is missing: not a success
-    io.stderr:write("engine: the journal could not be written during this run (the first error is above); ",
-      "its record is incomplete, so the run fails\n")
+    clog.final("the journal could not be written during this run (the first error is above); " ..
+      "its record is incomplete, so the run fails")
     ok = false
   end
-  if metrics_path then ok = require("engine.metrics").write(summary, metrics_path) end
+  if metrics_path then ok = require("engine.metrics").write(summary, metrics_path, metrics_labels) and ok end
   if not show then return ok end
   return report.write(summary, json_path) and ok
 end

@@ -247,6 +247,12 @@ class SimTestCase(unittest.TestCase):
         # a journal of its own: run ids restart with each reset
         state = tempfile.mkdtemp(prefix="engine-state-", dir=STATE_DIR)
         os.environ["ENGINE_STATE_DIR"] = state
+        self.dir = tempfile.mkdtemp()  # the test's own files (flows, summaries)
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def flow(self, code):
+        """Writes code to a .lua file in the test's own directory."""
+        return write_flow(code, self.dir)
 
     def sim_env(self, env=None):
         full = {"CENSUS_BASE_URL": self.sim.url, "CENSUS_API_KEY": self.token}

@@ -70,7 +70,7 @@ class Docs(unittest.TestCase):
         for path in files:
             name = os.path.relpath(path, ROOT)
             self.assertIn("`%s`" % name, internals, "%s is not in docs/internals.md" % name)
-        for module in re.findall(r'"(engine\.c\.\w+)"', read("engine", "engine.c")):
+        for module in re.findall(r'"(engine\.c\.\w+)"', read("engine", "modules.c")):
             self.assertIn(module, internals)
 
     def test_readme_starts_with_the_two_commands(self):

@@ -237,8 +237,9 @@ class Summaries(Case):
         self.assertEqual(count, 5001)
         self.assertLess(length, 1000)
         self.assertEqual(r.stdout.splitlines()[1],
-                         "(command line):5: 5001 of 10000 tasks failed: [2, 8, 14 and 1664 more] even 2; "
-                         "[4, 10, 16 and 1664 more] even 1; [5] five; and 1 more different errors (see .errors)")
+                         "(command line):5: 5001 of 10000 branches failed: [branch 2, branch 8, branch 14 and "
+                         "1664 more] even 2; [branch 4, branch 10, branch 16 and 1664 more] even 1; [branch 5] five; "
+                         "and 1 more different errors (see .errors)")
 
     def test_a_summary_of_many_rows_shows_totals_and_the_failed_ones(self):
         self.sim.syncs[2] = {"steps": [{"status": "failed", "error_message": "quota"}]}
@@ -365,10 +366,12 @@ class Logs(Case):
                           done["records_failed"]), (2, "completed", 10, 10, 0))
         retry = next(l for l in lines if "retrying in" in l["msg"])
         self.assertEqual((retry["level"], retry["attempt"]), ("WARN", 1))
-        odd = lines[-1]
+        odd = next(l for l in lines if l["msg"].startswith("odd"))
         self.assertEqual(odd["msg"], 'odd \\x01 bytes \u00ff and "quotes" and a secret-token:***')
         self.assertNotIn("step", odd)
-        self.assertIn("summary: 1 step, 1 sync", r.stderr, "the summary stays text")
+        summary = lines[-1]  # the summary is one object too, with the document
+        self.assertTrue(summary["msg"].startswith("summary: 1 step, 1 sync"), summary)
+        self.assertEqual(len(summary["summary"]["entries"]), 2)
 
     def test_the_variable_and_bad_values(self):
         r = run(["--no-state", "-e", "log.warn('w')"], env={"ENGINE_LOG_FORMAT": "json"})

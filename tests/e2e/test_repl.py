@@ -4,6 +4,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import tempfile
 import time
@@ -77,6 +78,20 @@ class Piped(unittest.TestCase):
         self.assertEqual(lines[1], "typed on")
         self.assertRegex(lines[2], r'^\[task \d+\] failed: stdin:1: bad$')
         self.assertRegex(lines[3], r'^\[task \d+\] done: "bg"\t2$')
+
+    def test_only_the_users_own_tasks_are_reported(self):
+        # a step with a journal commits in a task of the engine's own, and
+        # flow.parallel runs its branches in tasks: the user started neither
+        state = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state, True)
+        r = self.repl("flow.step('a', function() end)\n"
+                      "flow.parallel{function() end, function() end}\n"
+                      "print('typed on')\n", args=("--state", state, "-i"))
+        self.assertNotIn("[task", r.stdout)
+        self.assertEqual(r.stdout.splitlines()[-1], "typed on")
+        r = self.repl("flow.step('b', function() flow.spawn(function() return 'mine' end) end)\n",
+                      args=("--state", state, "-i"))
+        self.assertRegex(r.stdout, r'^\[task \d+\] done: "mine"$')
 
     def test_background_reports_are_one_short_line(self):
         r = self.repl("flow.spawn(function() return string.rep('x', 500) end)\n"

@@ -268,7 +268,8 @@ class ReadBack(Case):
         r = run_bounded(["--no-state", "--metrics", "/dev/stdout", "-e", "error('boom')"], timeout=15)
         self.assertEqual(r.rc, 1, r)
         self.assertIn('engine_run_exit_code{flow="(command line)"} 1\n', r.stdout)
-        self.assertNotIn("engine_last_success_timestamp_seconds", r.stdout)
+        # nothing read back from /dev/stdout: no success yet is 0
+        self.assertIn('engine_last_success_timestamp_seconds{flow="(command line)"} 0\n', r.stdout)
 
     def test_metrics_into_a_fifo_after_a_failed_run_do_not_hang(self):
         fifo = os.path.join(self.dir, "fifo")

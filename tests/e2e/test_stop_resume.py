@@ -5,27 +5,14 @@ stop comes, engines racing for one sync, wait options checked before the
 trigger, flow.on_finish handlers that never end or call os.exit."""
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
-import time
 import unittest
 
-from harness import ENGINE, SimTestCase, check_no_secrets, keep_output, main, run, write_flow, wait_until
-
+from harness import SimTestCase, main, run, wait_until
 
 
 class Base(SimTestCase):
     SIM_ENV = dict(SimTestCase.SIM_ENV, CENSUS_POLL="0.05")
-
-    def setUp(self):
-        super().setUp()
-        self.dir = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.dir, True)
-
-    def flow(self, code):
-        return write_flow(code, self.dir)
 
     def polls(self, sync_id=None):
         return sum(r["polls"] for r in self.sim.runs.values() if sync_id is None or r["sync_id"] == sync_id)
