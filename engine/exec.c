@@ -58,7 +58,9 @@ struct exec_op {
   int signal;
   char *name;    /* the log lines' prefix */
   char *command; /* redacted, for messages and the result */
-  char *context; /* JSON log fields of the code that started it (flow, run, step), or NULL */
+  /* JSON log fields of each stream's lines: the stream, then the context of
+   * the code that started the child (flow, run, step); NULL as text */
+  char *fields[2];
 };
 
 static void maybe_complete(exec_op *x);
@@ -66,7 +68,8 @@ static void maybe_complete(exec_op *x);
 static void op_free(exec_op *x) {
   free(x->name);
   free(x->command);
-  free(x->context);
+  free(x->fields[0]);
+  free(x->fields[1]);
   free(x->out.line);
   free(x->err.line);
   free(x->out.capture);
@@ -90,17 +93,18 @@ static void close_handle(exec_op *x, uv_handle_t *h) {
  * in the JSON format it carries the stream and the context of the code
  * that started the child (flow, run, step). */
 static void log_line(exec_op *x, bool is_stderr, const char *text, size_t len) {
-  enum log_level level = is_stderr ? LOG_WARN : LOG_INFO;
-  if (!x->context) {
-    log_msg(x->eng, level, "[%s] %.*s", x->name, (int)len, text);
-    return;
-  }
-  const char *stream_field = is_stderr ? ",\"stream\":\"stderr\"" : ",\"stream\":\"stdout\"";
-  size_t n = strlen(stream_field) + strlen(x->context) + 1;
+  log_msg_with(x->eng, is_stderr ? LOG_WARN : LOG_INFO, x->fields[is_stderr], "[%s] %.*s", x->name,
+               (int)len, text);
+}
+
+/* The JSON fields of a stream's lines: ",\"stream\":\"NAME\"" and the
+ * context; NULL as text, or without memory. */
+static char *stream_fields(const char *context, const char *name) {
+  if (!context) return NULL;
+  size_t n = strlen(context) + strlen(name) + 16;
   char *fields = malloc(n);
-  if (fields) snprintf(fields, n, "%s%s", stream_field, x->context);
-  log_msg_with(x->eng, level, fields, "[%s] %.*s", x->name, (int)len, text);
-  free(fields);
+  if (fields) snprintf(fields, n, ",\"stream\":\"%s\"%s", name, context);
+  return fields;
 }
 
 static void keep(stream *s, const char *data, size_t n) {
@@ -461,7 +465,10 @@ static exec_op *op_new(lua_State *L, engine *e, const command_spec *spec) {
   x->command = secrets_scrub(spec->command, strlen(spec->command), NULL);
   const char *base = strrchr(spec->args[0], '/');
   x->name = strdup(spec->name ? spec->name : (base ? base + 1 : spec->args[0]));
-  x->context = log_context_fields(L, e, "command", x->name);
+  char *context = log_context_fields(L, e, "command", x->name);
+  x->fields[0] = stream_fields(context, "stdout");
+  x->fields[1] = stream_fields(context, "stderr");
+  free(context);
   if (!x->out.capture || !x->err.capture || !x->out.line || !x->err.line ||
       (spec->input && !x->input) || !x->command || !x->name) {
     op_free(x);

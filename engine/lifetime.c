@@ -82,16 +82,6 @@ int engine_init(engine *e, enum log_level level, bool ignore_env) {
   return 0;
 }
 
-/* The error on top of L as the run's end line (pops the description it
- * makes, not the error). */
-static void say_error(engine *e, lua_State *L) {
-  size_t len;
-  error_describe(L, -1);
-  const char *msg = lua_tolstring(L, -1, &len);
-  log_final(e, msg, len, NULL);
-  lua_pop(L, 1);
-}
-
 static void report_failure(engine *e, task *t) {
   lua_State *L = e->L;
   if (task_canceled(t) && e->stop != STOP_NONE) {
@@ -125,7 +115,7 @@ static bool push_run_function(engine *e, const char *name) {
   lua_State *L = e->L;
   lua_pushcfunction(L, require_run);
   if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-    say_error(e, L);
+    log_final_value(e, L, -1);
     lua_pop(L, 1);
     return false;
   }
@@ -160,7 +150,7 @@ static int run_ending(engine *e, int rc, task *main_task) {
     lua_pushnil(L);
   }
   if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
-    say_error(e, L);
+    log_final_value(e, L, -1);
     lua_pop(L, 1);
     return rc;
   }
@@ -202,7 +192,7 @@ static bool finish_run(engine *e, int rc) {
   lua_pushboolean(L, !e->no_summary);
   int status = lua_pcall(L, 5, 1, 0);
   bool ok = status == LUA_OK && lua_toboolean(L, -1);
-  if (status != LUA_OK) say_error(e, L);
+  if (status != LUA_OK) log_final_value(e, L, -1);
   lua_pop(L, 1);
   return ok;
 }

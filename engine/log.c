@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "errors.h"
 #include "log.h"
 #include "output.h"
 #include "secrets.h"
@@ -191,6 +192,14 @@ void log_final(engine *e, const char *msg, size_t len, const char *trace) {
   free(extra.data);
 }
 
+void log_final_value(engine *e, lua_State *L, int idx) {
+  size_t len;
+  error_describe(L, idx);
+  const char *msg = lua_tolstring(L, -1, &len);
+  log_final(e, msg, len, NULL);
+  lua_pop(L, 1);
+}
+
 char *log_context_fields(lua_State *L, engine *e, const char *name, const char *value) {
   if (!e->log_json) return NULL;
   growing g = {0};
@@ -205,44 +214,40 @@ char *log_context_fields(lua_State *L, engine *e, const char *name, const char *
   return g.data;
 }
 
+/* Formats the line (in a stack buffer, or whole on the heap when longer)
+ * and writes it with the JSON fields (or NULL). */
+static void log_formatted(engine *e, enum log_level level, const char *fields, const char *fmt,
+                          va_list ap) {
+  char buf[4096];
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n >= 0 && (size_t)n < sizeof buf) {
+    write_line_with(e, level, buf, (size_t)n, NULL, 0, fields);
+  } else if (n >= 0) {
+    /* longer than the buffer: formatted whole, write_line cuts it visibly */
+    char *whole = malloc((size_t)n + 1);
+    if (whole) vsnprintf(whole, (size_t)n + 1, fmt, again);
+    write_line_with(e, level, whole ? whole : buf, whole ? (size_t)n : sizeof buf - 1, NULL, 0, fields);
+    free(whole);
+  }
+  va_end(again);
+}
+
 void log_msg_with(engine *e, enum log_level level, const char *fields, const char *fmt, ...) {
   if (!log_enabled(e, level)) return;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  log_formatted(e, level, fields, fmt, ap);
   va_end(ap);
-  char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!whole) return;
-  va_start(ap, fmt);
-  vsnprintf(whole, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  write_line_with(e, level, whole, (size_t)n, NULL, 0, fields);
-  free(whole);
 }
 
 void log_msg(engine *e, enum log_level level, const char *fmt, ...) {
   if (!log_enabled(e, level)) return;
-  char buf[4096];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  log_formatted(e, level, NULL, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof buf) {
-    write_line(e, level, buf, (size_t)n, NULL, 0);
-    return;
-  }
-  /* longer than the buffer: formatted whole, write_line cuts it visibly */
-  char *whole = malloc((size_t)n + 1);
-  if (!whole) {
-    write_line(e, level, buf, sizeof buf - 1, NULL, 0);
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(whole, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  write_line(e, level, whole, (size_t)n, NULL, 0);
-  free(whole);
 }
 
 /* Formats the message from the arguments at first.. (string.format when

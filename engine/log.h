@@ -21,6 +21,8 @@ void log_msg_with(engine *e, enum log_level level, const char *fields, const cha
 /* The line that ends a run, whatever the level: "engine: msg" (and the
  * traceback, or NULL) as text, or one JSON object at ERROR. */
 void log_final(engine *e, const char *msg, size_t len, const char *trace);
+/* log_final of the error value at idx, described as lua prints it. */
+void log_final_value(engine *e, lua_State *L, int idx);
 /* The context of the Lua code running now (flow, run, step, ...) and
  * name: value, as JSON fields for log_msg_with, malloc'd; NULL in the text
  * format. For lines written later from a loop callback (child output). */

@@ -76,16 +76,8 @@ static int require_into_global(lua_State *L) {
   return 0;
 }
 
-/* The error on top of L as the run's one end line (text or JSON). */
-static void say(engine *e, lua_State *L, int idx) {
-  size_t len;
-  const char *msg = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len)
-                                                     : (error_describe(L, idx), lua_tolstring(L, -1, &len));
-  log_final(e, msg, len, NULL);
-}
-
 static int load_failed(engine *e, lua_State *L, int status) {
-  say(e, L, -1);
+  log_final_value(e, L, -1);
   return status == LUA_ERRFILE ? EXIT_USAGE : 1;
 }
 
@@ -188,10 +180,10 @@ static int begin_run(engine *e, lua_State *L, const options *o, int argc, char *
   lua_setfield(L, -2, "metrics_labels");
   int rc = -1;
   if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
-    say(e, L, -1);
+    log_final_value(e, L, -1);
     rc = 1;
   } else if (!lua_toboolean(L, -3)) {
-    say(e, L, -2);
+    log_final_value(e, L, -2);
     rc = (int)lua_tointeger(L, -1);
   }
   lua_settop(L, 0);

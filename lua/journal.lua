@@ -118,12 +118,17 @@ function journal.open(dir, create)
   if not handle then return fail_open(err) end
   ok, err = pcall(function()
     handle:exec("PRAGMA foreign_keys = ON")
+    -- the schema version, and how many of ADDED_COLUMNS it has (one query:
+    -- it is the whole cost of a journal that needs nothing)
     local function version()
-      local ok_meta, rows = pcall(handle.rows, handle, "SELECT value FROM meta WHERE key = 'schema_version'")
-      return ok_meta and rows[1] and tonumber(rows[1].value)
+      local ok_meta, rows = pcall(handle.rows, handle,
+        "SELECT key, value FROM meta WHERE key IN ('schema_version', 'added_columns')")
+      local found = {}
+      for _, row in ipairs(ok_meta and rows or {}) do found[row.key] = tonumber(row.value) end
+      return found.schema_version, found.added_columns or 0
     end
-    local v = version()
-    if v == SCHEMA_VERSION and not missing_columns(handle) then return end -- the usual case
+    local v, added = version()
+    if v == SCHEMA_VERSION and added == #ADDED_COLUMNS then return end -- the usual case
     handle:exec("BEGIN IMMEDIATE")
     if v == SCHEMA_VERSION then add_columns(handle) end
     handle:exec(SCHEMA)
@@ -134,6 +139,7 @@ function journal.open(dir, create)
       error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
         v, SCHEMA_VERSION), 0)
     end
+    handle:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('added_columns', ?)", tostring(#ADDED_COLUMNS))
     handle:exec("COMMIT")
   end)
   if not ok then

@@ -6,6 +6,7 @@ local timer = require "engine.c.timer"
 local rules = require "engine.c.rules"
 local files = require "engine.c.files"
 local events = require "engine.events"
+local clog = require "engine.c.log"
 
 local report = {entries = {}, started = timer.now(), started_at = rules.wallclock()}
 local running = 0     -- entries still running
@@ -291,7 +292,6 @@ report.settle = settle
 -- for a regular file, through a symlink, in place for a device). Returns
 -- false, after a one-line error, when it could not.
 function report.write(doc, json_path)
-  local clog = require "engine.c.log"
   local text = report.summary_text(doc.exit_code)
   local json
   if text or json_path then json = rules.redact(report.summary_json(doc)) end
