@@ -485,7 +485,7 @@ static int l_read_regular(lua_State *L) {
 
 #define SECRET_FILE_MAX 4096
 
-/* read_secret(path, any_mode) -> text without trailing newlines | nil,
+/* read_secret(path, any_mode [, how_to_allow]) -> text without trailing newlines | nil,
  * message. Refuses anything but a regular file (a FIFO would block the run
  * forever) and a file its group or other users may read, unless any_mode.
  * Symlinks are followed: Kubernetes mounts secrets as links. */
@@ -517,8 +517,8 @@ static int l_read_secret(lua_State *L) {
     lua_pushnil(L);
     char mode[8];
     snprintf(mode, sizeof mode, "%o", (unsigned)(st.st_mode & 07777));
-    lua_pushfstring(L, "%s is readable by other users (mode %s): chmod go-r it, or set "
-                       "CENSUS_API_KEY_FILE_ANY_MODE=1", path, mode);
+    lua_pushfstring(L, "%s is readable by other users (mode %s): chmod go-r it, or set %s", path,
+                    mode, luaL_optstring(L, 3, "its _FILE_ANY_MODE variable to 1"));
     return 2;
   }
   char buf[SECRET_FILE_MAX + 1];

@@ -3,9 +3,11 @@
  * that owns it), lua-cjson, the embedded lua/ library and its loader (which
  * records the engine's own code, own_code.h), the private environment that
  * library runs in (nothing a flow does to its globals reaches the engine),
- * os.exit for a run, and the globals a flow starts with, census among them
- * loaded on first use. */
+ * os.exit for a run, and the globals a flow starts with. Each provider
+ * (lua/provider_<name>.lua) is the module engine.<name> and the global
+ * <name>, loaded on first use: adding one edits nothing here. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -20,6 +22,9 @@
 #include "task.h"
 
 static const char private_env_key = 'p';
+
+/* lua/provider_<name>.lua: a provider, loaded as engine.<name>. */
+#define PROVIDER_PREFIX "provider_"
 
 void modules_require(lua_State *L, const char *name) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -109,7 +114,9 @@ static void preload(lua_State *L, engine *e) {
   lua_pushcfunction(L, luaopen_cjson);
   lua_setfield(L, -2, "cjson");
   for (const struct embedded_file *f = embedded_lua; f->name; f++) {
-    lua_pushfstring(L, "engine.%s", f->name);
+    const char *name = f->name;
+    if (strncmp(name, PROVIDER_PREFIX, strlen(PROVIDER_PREFIX)) == 0) name += strlen(PROVIDER_PREFIX);
+    lua_pushfstring(L, "engine.%s", name);
     lua_pushlightuserdata(L, (void *)f);
     lua_pushcclosure(L, load_embedded, 1);
     lua_rawset(L, -3);
@@ -249,5 +256,11 @@ void modules_open(lua_State *L, engine *e) {
     lua_setglobal(L, globals[i]);
     lua_pop(L, 1);
   }
-  lazy_global(L, "census", "engine.census");
+  for (const struct embedded_file *f = embedded_lua; f->name; f++) {
+    if (strncmp(f->name, PROVIDER_PREFIX, strlen(PROVIDER_PREFIX)) != 0) continue;
+    const char *global = f->name + strlen(PROVIDER_PREFIX);
+    lua_pushfstring(L, "engine.%s", global);
+    lazy_global(L, global, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
 }

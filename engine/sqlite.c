@@ -1,5 +1,5 @@
-/* sqlite.c: the SQLite binding behind the journal (lua/journal.lua holds
- * the schema and every query). A database opens in WAL mode with a busy
+/* sqlite.c: the SQLite binding behind the journal (lua/store_sqlite.lua
+ * holds the schema and every query). A database opens in WAL mode with a busy
  * timeout, so several engines can share one file; statements are prepared
  * once per connection and cached. Calls are synchronous and short: a
  * commit in NORMAL mode writes to the WAL without an fsync (durable when
@@ -266,9 +266,21 @@ static int db_open(lua_State *L) {
   return 1;
 }
 
+/* db:busy_timeout(ms): how long a statement waits for another connection's
+ * lock before it fails with "database is locked" (the journal keeps it
+ * short once open, and waits longer off the loop: lua/store_sqlite.lua). */
+static int db_busy_timeout(lua_State *L) {
+  database *d = check_db(L);
+  sqlite3_busy_timeout(d->db, (int)luaL_checkinteger(L, 2));
+  return 0;
+}
+
 void sqlite_register(lua_State *L) {
-  static const luaL_Reg methods[] = {{"run", db_run},     {"rows", db_rows},
-                                     {"exec", db_exec},   {"close", db_close},
+  static const luaL_Reg methods[] = {{"run", db_run},
+                                     {"rows", db_rows},
+                                     {"exec", db_exec},
+                                     {"close", db_close},
+                                     {"busy_timeout", db_busy_timeout},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, DB_MT)) {
     luaL_newlib(L, methods);

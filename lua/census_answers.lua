@@ -3,10 +3,10 @@
 -- a run (status, canceled, counts) and on a trigger's run id. Pure: no
 -- requests, no logs, so the fuzzer (tests/fuzz) can run it on any bytes.
 local json = require "engine.json"
-local transport = require "engine.census_transport"
+local api = require "engine.api"
 
 local answers = {}
-local show = transport.show
+local show = api.show
 
 -- A run's status as Census reports it, and what it means to a wait. Any
 -- other status is unknown and never read as success.

@@ -1,11 +1,12 @@
 -- lua/history.lua: `engine runs`, the run history from the journal.
 --   engine [--state DIR] runs [--json] [--limit N]   recent flow runs
---   engine [--state DIR] runs ID [--json]            one run's steps and syncs
+--   engine [--state DIR] runs ID [--json]            one run's steps and jobs
 --   engine [--state DIR] runs --prune                delete old runs now
 local json = require "engine.json"
 local journal = require "engine.journal"
 local run = require "engine.run"
 local rules = require "engine.c.rules"
+local jobs = require "engine.jobs"
 
 local history = {}
 
@@ -54,8 +55,8 @@ local function run_json(r)
 end
 
 local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error", "origin"}
-local SYNC_FIELDS = {"sync_id", "run_id", "status", "records_processed", "records_updated",
-  "records_failed", "records_invalid", "started_at", "ended_at", "link", "error", "origin", "started_by"}
+local JOB_FIELDS = {"provider", "resource", "remote_run", "label", "outcome", "ok", "link", "error", "counts",
+  "started_at", "ended_at", "origin", "started_by"}
 
 -- A row's status as shown: with how the run came by it when it did not
 -- do the work itself ("ok (recorded)", "completed (adopted from run 3)").
@@ -73,6 +74,14 @@ local function entry_fields(e, names)
   for _, k in ipairs(names) do out[k] = e[k] end
   out.started_at, out.ended_at = iso(e.started_at), iso(e.ended_at)
   return nulls(out, names)
+end
+
+-- A job as documents show it (JOB_FIELDS): outcome is its last status.
+local function job_fields(j)
+  local out = entry_fields(j, JOB_FIELDS)
+  out.outcome, out.ok = j.status, j.ok == 1
+  out.counts = j.counts
+  return out
 end
 
 local function show(v)
@@ -99,6 +108,37 @@ local function list(limit, as_json)
   end
 end
 
+local function width(rows, least, text)
+  local w = least
+  for _, row in ipairs(rows) do w = math.max(w, #text(row)) end
+  return w
+end
+
+-- The jobs of one provider as a table: its resource, the remote run, the
+-- status, the counts the provider names (P.columns), the link.
+local function job_table(P, rows)
+  local title = P and P.resource_title or ((rows[1].provider or "job"):upper())
+  local columns = P and P.columns or {}
+  local res_w = width(rows, math.max(8, #title), function(j) return printable(j.resource) end)
+  local run_w = width(rows, 10, function(j) return show(j.remote_run) end)
+  local fmt = "  %-" .. res_w .. "s %-" .. run_w .. "s %-" .. width(rows, 12, shown_status) .. "s"
+  local head = {title, "RUN", "STATUS"}
+  for _, c in ipairs(columns) do
+    fmt = fmt .. " %" .. (#c[1] + 1) .. "s"
+    head[#head + 1] = c[1]
+  end
+  fmt = fmt .. "  %s"
+  head[#head + 1] = "LINK"
+  print(string.format(fmt, table.unpack(head)))
+  for _, j in ipairs(rows) do
+    local cells = {printable(j.resource), show(j.remote_run), printable(shown_status(j))}
+    for _, c in ipairs(columns) do cells[#cells + 1] = show(j.counts[c[2]]) end
+    cells[#cells + 1] = j.link or ""
+    print((string.format(fmt, table.unpack(cells)):gsub("%s+$", "")))
+    if j.error then print("    " .. j.error) end
+  end
+end
+
 local function one(id, as_json)
   local r = journal.run(id)
   if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
@@ -106,36 +146,45 @@ local function one(id, as_json)
     local doc = run_json(r)
     doc = doc:sub(1, -2)
       .. ',"steps":' .. array(r.steps, function(e) return json.encode(entry_fields(e, STEP_FIELDS)) end)
-      .. ',"syncs":' .. array(r.syncs, function(e) return json.encode(entry_fields(e, SYNC_FIELDS)) end) .. "}"
-    print(doc)
+      .. ',"jobs":' .. array(r.jobs, function(j) return json.encode(job_fields(j)) end)
+    -- what a provider's jobs were called before there were several (Census: "syncs")
+    local legacy = {}
+    for _, j in ipairs(r.jobs) do
+      local P = jobs.provider(j.provider)
+      if P and P.legacy then
+        if not legacy[P.legacy.key] then
+          legacy[P.legacy.key] = {}
+          legacy[#legacy + 1] = P.legacy.key
+        end
+        table.insert(legacy[P.legacy.key], json.encode(nulls(P.legacy.row(entry_fields(j, JOB_FIELDS), j),
+          P.legacy.fields)))
+      end
+    end
+    for _, key in ipairs(legacy) do doc = doc .. ',"' .. key .. '":[' .. table.concat(legacy[key], ",") .. "]" end
+    print(doc .. "}")
     return
   end
   print(string.format("run %d: %s%s", r.id, r.flow, #r.args > 0 and (" " .. table.concat(r.args, " ")) or ""))
   print(string.format("  started %s, ended %s, %s, exit %s%s", iso(r.started_at), show(iso(r.ended_at)),
     r.outcome, show(r.exit_code), r.resumed_from and (", resumes run " .. r.resumed_from) or ""))
-  local function width(rows, least)
-    local w = least
-    for _, row in ipairs(rows) do w = math.max(w, #shown_status(row)) end
-    return w
-  end
   if #r.steps > 0 then
-    local row = "  %-28s %-" .. width(r.steps, 10) .. "s %s"
+    local row = "  %-28s %-" .. width(r.steps, 10, shown_status) .. "s %s"
     print(string.format(row, "STEP", "STATUS", "ERROR"))
     for _, s in ipairs(r.steps) do
       print((string.format(row, printable(s.name) .. (s.occurrence > 1 and ("#" .. s.occurrence) or ""),
         printable(shown_status(s)), printable(s.error or "")):gsub("%s+$", "")))
     end
   end
-  if #r.syncs > 0 then
-    local row = "  %-8s %-10s %-" .. width(r.syncs, 12) .. "s %10s %9s %7s %7s  %s"
-    print(string.format(row, "SYNC", "RUN", "STATUS", "PROCESSED", "UPDATED", "FAILED", "INVALID", "LINK"))
-    for _, s in ipairs(r.syncs) do
-      print((string.format(row, show(s.sync_id), show(s.run_id), printable(shown_status(s)),
-        show(s.records_processed), show(s.records_updated), show(s.records_failed), show(s.records_invalid),
-        s.link or ""):gsub("%s+$", "")))
-      if s.error then print("    " .. s.error) end
+  -- one table per provider, in the order they first appear
+  local order, by = {}, {}
+  for _, j in ipairs(r.jobs) do
+    if not by[j.provider] then
+      by[j.provider] = {}
+      order[#order + 1] = j.provider
     end
+    table.insert(by[j.provider], j)
   end
+  for _, name in ipairs(order) do job_table(jobs.provider(name), by[name]) end
 end
 
 function history.main(args, state)

@@ -1,14 +1,17 @@
 -- lua/journal.lua: the journal, the one storage interface for durable runs
--- (docs/state.md has the schema). Today it is SQLite in WAL mode, one file
--- in the state directory (engine/sqlite.c); a shared server store would
--- implement these same functions. Without a state directory (--no-state,
--- the REPL) every function is a cheap no-op and every lookup finds nothing.
+-- (docs/state.md has the schema): what is written and when, for steps and
+-- for remote jobs of every provider. It is the single writer of every
+-- row; how rows are stored is the store's (lua/store_sqlite.lua, SQLite in
+-- WAL mode, one file in the state directory), which holds every SQL
+-- statement. Store calls may wait (a lock, later a server), so the journal
+-- is used from tasks. Without a state directory (--no-state, the REPL)
+-- every function is a cheap no-op and every lookup finds nothing.
 --
 -- Writes that must precede an action (a trigger's intent before the POST,
 -- the run id before the wait) are durable: they commit with an fsync. Other
 -- writes (status changes, results) commit without one: they survive the
 -- engine dying, if not the machine.
-local sqlite = require "engine.c.sqlite"
+local store = require "engine.store_sqlite"
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
 local json = require "engine.json"
@@ -16,69 +19,11 @@ local values = require "engine.values"
 
 local journal = {}
 
-local SCHEMA_VERSION = 1
-local SCHEMA = [[
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-  id INTEGER PRIMARY KEY, flow TEXT NOT NULL, args TEXT NOT NULL,
-  pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL,
-  ended_at REAL, outcome TEXT, exit_code INTEGER, resumed_from INTEGER, params TEXT);
-CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, args, id);
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
-CREATE TABLE IF NOT EXISTS steps (
-  id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  name TEXT NOT NULL, occurrence INTEGER NOT NULL, status TEXT NOT NULL,
-  started_at REAL NOT NULL, ended_at REAL, error TEXT, results TEXT, origin TEXT);
-CREATE INDEX IF NOT EXISTS steps_by_run ON steps (run, name, occurrence);
-CREATE TABLE IF NOT EXISTS syncs (
-  id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  sync_id INTEGER NOT NULL, occurrence INTEGER NOT NULL, sent_at REAL,
-  sync_run_id INTEGER, status TEXT NOT NULL, final INTEGER NOT NULL DEFAULT 0,
-  records_processed INTEGER, records_updated INTEGER, records_failed INTEGER,
-  records_invalid INTEGER, started_at REAL NOT NULL, ended_at REAL, link TEXT,
-  error TEXT, result TEXT, origin TEXT, started_by INTEGER);
-CREATE INDEX IF NOT EXISTS syncs_by_run ON syncs (run, sync_id, occurrence);
-CREATE INDEX IF NOT EXISTS syncs_open ON syncs (sync_id) WHERE final = 0;
-CREATE TABLE IF NOT EXISTS statuses (
-  sync INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-  at REAL NOT NULL, status TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS statuses_by_sync ON statuses (sync);
-]]
-
--- Columns added to version 1 since it first shipped: nullable, so an older
--- engine that shares the file ignores them (no version change for it to
--- refuse). An older journal gets them when an engine opens it.
-local ADDED_COLUMNS = {
-  {"steps", "origin", "TEXT"},       -- "recorded": taken from the resumed run, not run
-  {"syncs", "origin", "TEXT"},       -- "started", "adopted", "recorded" or "waited"
-  {"syncs", "started_by", "INTEGER"}, -- the engine run that started the remote run
-  {"runs", "params", "TEXT"},         -- the flow's parameters as flow.params parsed them
-}
-
-local function missing_columns(handle)
-  local missing = {}
-  local have = {}
-  for _, c in ipairs(ADDED_COLUMNS) do
-    if not have[c[1]] then
-      have[c[1]] = {}
-      for _, col in ipairs(handle:rows("PRAGMA table_info(" .. c[1] .. ")")) do have[c[1]][col.name] = true end
-    end
-    if not have[c[1]][c[2]] then missing[#missing + 1] = c end
-  end
-  return #missing > 0 and missing or nil
-end
-
-local function add_columns(handle)
-  for _, c in ipairs(missing_columns(handle) or {}) do
-    handle:exec(string.format("ALTER TABLE %s ADD COLUMN %s %s", c[1], c[2], c[3]))
-  end
-end
-
 local db          -- the open journal, or nil
 local path        -- its file
 local run_id      -- this engine's flow run
 local resumed     -- the run being resumed, or nil
-local occurrences = {steps = {}, syncs = {}}
+local occurrences = {steps = {}, jobs = {}}
 local write_failed = false
 
 local now = rules.wallclock
@@ -110,43 +55,12 @@ function journal.open(dir, create)
   local ok, err = true, nil
   if create ~= false then ok, err = files.mkdirs(dir) end
   if not ok then return fail_open(err) end
-  local handle
-  handle, err = sqlite.open(path, create ~= false)
-  if not handle and create == false and err:find("does not exist", 1, true) then
+  local handle, why
+  handle, err, why = store.open(path, create)
+  if not handle and why == "missing" then
     return nil, string.format("no journal at %s: no run was recorded with this state directory yet", path)
   end
   if not handle then return fail_open(err) end
-  ok, err = pcall(function()
-    handle:exec("PRAGMA foreign_keys = ON")
-    -- the schema version, and how many of ADDED_COLUMNS it has (one query:
-    -- it is the whole cost of a journal that needs nothing)
-    local function version()
-      local ok_meta, rows = pcall(handle.rows, handle,
-        "SELECT key, value FROM meta WHERE key IN ('schema_version', 'added_columns')")
-      local found = {}
-      for _, row in ipairs(ok_meta and rows or {}) do found[row.key] = tonumber(row.value) end
-      return found.schema_version, found.added_columns or 0
-    end
-    local v, added = version()
-    if v == SCHEMA_VERSION and added == #ADDED_COLUMNS then return end -- the usual case
-    handle:exec("BEGIN IMMEDIATE")
-    if v == SCHEMA_VERSION then add_columns(handle) end
-    handle:exec(SCHEMA)
-    v = version()
-    if not v then
-      handle:run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(SCHEMA_VERSION))
-    elseif v > SCHEMA_VERSION then
-      error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
-        v, SCHEMA_VERSION), 0)
-    end
-    handle:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('added_columns', ?)", tostring(#ADDED_COLUMNS))
-    handle:exec("COMMIT")
-  end)
-  if not ok then
-    pcall(handle.exec, handle, "ROLLBACK")
-    handle:close()
-    return fail_open((tostring(err):gsub(" %(" .. path:gsub("%p", "%%%0") .. "%)$", "")))
-  end
   db = handle
   return true
 end
@@ -183,21 +97,14 @@ local function write(durable, fn, ...)
   local items = queued
   queued = {}
   for _, item in ipairs(items) do durable = durable or item.durable end
-  if durable then db:exec("PRAGMA synchronous = FULL") end
-  local ok, a, b = pcall(function(...)
-    db:exec("BEGIN IMMEDIATE")
+  local ok, a, b = pcall(store.transaction, db, durable, function(...)
     for _, item in ipairs(items) do
       item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
       if not item.ok and not item.durable then log_failure_once(item.a) end
     end
-    local x, y
-    if fn then x, y = fn(...) end
-    db:exec("COMMIT")
-    return x, y
+    if fn then return fn(...) end
   end, ...)
-  if durable then pcall(db.exec, db, "PRAGMA synchronous = NORMAL") end
   if not ok then
-    pcall(db.exec, db, "ROLLBACK")
     local err = errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
       {path = path})
     for _, item in ipairs(items) do
@@ -331,10 +238,10 @@ local function ensure_run()
   if run_id or not pending_run then return run_id end
   local p = pending_run
   local pid, host = files.whoami()
-  run_id = select(2, write(false, function()
-    return db:run("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from, params) " ..
-      "VALUES (?, ?, ?, ?, ?, ?, ?)", p.flow, encode(p.args), pid, host, started_at, p.resume_from, p.params)
-  end))
+  run_id = write(false, function()
+    return store.insert_run(db, {flow = p.flow, args = encode(p.args), pid = pid, host = host,
+      started_at = started_at, resumed_from = p.resume_from, params = p.params})
+  end)
   pending_run = nil
   return run_id
 end
@@ -342,8 +249,7 @@ end
 function journal.end_run(outcome, exit_code)
   if not db or not run_id then return end
   local ok, err = pcall(write, false, function()
-    db:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ? WHERE id = ?",
-      now(), outcome, exit_code, run_id)
+    store.end_run(db, run_id, now(), outcome, exit_code)
   end)
   if not ok then log_failure_once(err) end
 end
@@ -371,29 +277,21 @@ end
 -- latest run of the flow with another identity that did not succeed.
 function journal.resume_target(flow, args, params, id)
   if not db then return nil, "--resume needs the journal (it cannot be used with --no-state)" end
-  local rows
   if id then
-    rows = db:rows("SELECT * FROM runs WHERE id = ?", id)
-    if not rows[1] then return nil, string.format("there is no run %d in %s", id, path) end
-    if rows[1].flow ~= flow then
-      return nil, string.format("run %d ran %s, not %s", id, rows[1].flow, flow)
+    local r = store.run(db, id)
+    if not r then return nil, string.format("there is no run %d in %s", id, path) end
+    if r.flow ~= flow then
+      return nil, string.format("run %d ran %s, not %s", id, r.flow, flow)
     end
-    return rows[1]
+    return r
   end
-  if params then
-    rows = db:rows("SELECT * FROM runs WHERE flow = ? AND params = ? ORDER BY id DESC LIMIT 1", flow, params)
-  else
-    rows = db:rows("SELECT * FROM runs WHERE flow = ? AND args = ? AND params IS NULL ORDER BY id DESC LIMIT 1",
-      flow, encode(args))
-  end
-  local last = rows[1]
+  local last = store.last_run(db, flow, params, encode(args))
   local what = params and "these parameters" or "these arguments"
   if last and last.outcome == "ok" then
     return nil, string.format("its last run with %s (%d) succeeded; nothing to resume", what, last.id)
   end
   if last then return last end
-  local other = db:rows("SELECT * FROM runs WHERE flow = ? AND (outcome IS NULL OR outcome != 'ok') " ..
-    "ORDER BY id DESC LIMIT 1", flow)[1]
+  local other = store.last_failed_run(db, flow)
   return nil, string.format("this flow never ran with %s", what), other
 end
 
@@ -413,8 +311,7 @@ function journal.step_occurrence(name)
   local occurrence = next_occurrence(occurrences.steps, name)
   occurrences.started = (occurrences.started or 0) + 1
   if not db or not resumed then return occurrence end
-  local row = db:rows("SELECT status, results FROM steps WHERE run = ? AND name = ? AND occurrence = ?",
-    resumed, name, occurrence)[1]
+  local row = store.step(db, resumed, name, occurrence)
   if row and row.status == "ok" then
     local results = decode_results(row.results)
     if results then return occurrence, results end
@@ -422,7 +319,7 @@ function journal.step_occurrence(name)
       "could not be recorded exactly (docs/state.md says what can); running it again", name, resumed)
   end
   if not row then
-    resumed_steps = resumed_steps or db:rows("SELECT name FROM steps WHERE run = ? ORDER BY id", resumed)
+    resumed_steps = resumed_steps or store.step_names(db, resumed)
     local then_name = resumed_steps[occurrences.started] and resumed_steps[occurrences.started].name
     if then_name and then_name ~= name then
       return occurrence, nil, string.format("the flow changed since engine run %d: its step %d was %q, " ..
@@ -450,8 +347,7 @@ function journal.step_started(name, occurrence, origin)
   if not db or not run_recorded() then return end
   -- written at once: later writes name its row
   local ok, id = pcall(write, false, function()
-    return select(2, db:run("INSERT INTO steps (run, name, occurrence, status, started_at, origin) " ..
-      "VALUES (?, ?, ?, 'running', ?, ?)", run_id, name, occurrence, now(), origin))
+    return store.insert_step(db, run_id, name, occurrence, now(), origin)
   end)
   if not ok then log_failure_once(id) return nil end
   return id
@@ -462,47 +358,54 @@ end
 function journal.step_finished(id, status, err, results)
   if not db or not id then return end
   note(function()
-    db:run("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
-      status, now(), scrub(err), results and encode_results(results), id)
+    store.finish_step(db, id, status, now(), scrub(err), results and encode_results(results))
   end)
 end
 
--- Syncs --------------------------------------------------------------------
+-- Remote jobs --------------------------------------------------------------
+-- A job is a provider's resource (a Census sync, a Fivetran connection, a
+-- dbt Cloud job) and the remote run this engine started or adopted for it,
+-- counted by occurrence as steps are.
 
-function journal.sync_occurrence(sync_id)
+function journal.job_occurrence(provider, resource)
   identified()
-  return next_occurrence(occurrences.syncs, sync_id)
+  return next_occurrence(occurrences.jobs, provider .. "\0" .. tostring(resource))
 end
 
--- When resuming: the result the resumed run recorded for this sync and
--- occurrence if it completed, else nil.
-function journal.recorded_sync(sync_id, occurrence)
+-- When resuming: the result the resumed run recorded for this job and
+-- occurrence if it succeeded, the engine run that started it, and its
+-- remote run; else nil.
+function journal.recorded_job(provider, resource, occurrence)
   if not db or not resumed then return nil end
-  local rows = db:rows("SELECT status, result, run, started_by FROM syncs WHERE run = ? AND sync_id = ? " ..
-    "AND occurrence = ? AND status IN ('completed', 'skipped') AND final = 1 AND error IS NULL",
-    resumed, sync_id, occurrence)
-  if rows[1] and rows[1].result then
-    local ok, result = pcall(json.decode, rows[1].result)
-    if ok and type(result) == "table" then return result, rows[1].started_by end
+  local row = store.recorded_job(db, resumed, provider, tostring(resource), occurrence)
+  if row and row.result then
+    local ok, result = pcall(json.decode, row.result)
+    if ok and type(result) == "table" then return result, row.started_by, row.remote_run end
   end
 end
 
--- Rows of earlier runs whose Census run of sync_id has not reached a final
--- state, newest first: {id, run, occurrence, sync_run_id (or nil: only
--- the intent), sent_at, pid, host, ended_at (of the engine run)}.
-local OPEN_ROWS = "SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, s.started_by, r.pid, r.host, r.ended_at " ..
-  "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.sync_id = ? AND s.final = 0 AND s.run != ? ORDER BY s.id DESC"
-
-function journal.open_syncs(sync_id)
-  if not db then return {} end
-  return db:rows(OPEN_ROWS, sync_id, run_id or -1)
+-- When resuming: the resumed run's row for this job and occurrence when
+-- its run ended without success ({status, remote_run}), else nil.
+function journal.resumed_job(provider, resource, occurrence)
+  if not db or not resumed then return nil end
+  return store.resumed_job(db, resumed, provider, tostring(resource), occurrence)
 end
 
--- One row by id, as open_syncs returns it (nil once it is final).
+-- A row as the machinery reads it: the intent decoded.
+local function open_row(row)
+  if row and row.intent then
+    local ok, intent = pcall(json.decode, row.intent)
+    row.intent = ok and type(intent) == "table" and intent or nil
+  end
+  return row
+end
+
+-- One row by id (nil once it is final): {id, run, occurrence, remote_run
+-- (or nil: only the intent), sent_at, intent, started_by, pid, host,
+-- ended_at (of the engine run)}.
 function journal.open_row(row_id)
   if not db then return nil end
-  return db:rows("SELECT s.id, s.run, s.occurrence, s.sync_run_id, s.sent_at, s.started_by, r.pid, r.host, r.ended_at " ..
-    "FROM syncs s JOIN runs r ON r.id = s.run WHERE s.id = ? AND s.final = 0", row_id)[1]
+  return open_row(store.open_job(db, row_id))
 end
 
 -- Whether the engine run that wrote a row still lives (on this host; a
@@ -523,51 +426,49 @@ function journal.resume_chain()
   local id = resumed
   while db and id and not chain[id] do
     chain[id] = true
-    local row = db:rows("SELECT resumed_from FROM runs WHERE id = ?", id)[1]
-    id = row and row.resumed_from
+    id = store.resumed_from(db, id)
   end
   return chain
 end
 
--- Before the POST, atomically (one immediate transaction, so of engines
--- racing for one sync exactly one triggers): the rows of earlier runs
--- still open for this sync, or, when there are none, the intent (durable).
--- Returns the intent's row id, or nil and the open rows; nil, nil without
--- a journal.
-function journal.claim(sync_id, occurrence)
+local function new_job(provider, resource, occurrence, intent, label)
+  local t = now()
+  return store.insert_job(db, {run = run_id, provider = provider, resource = tostring(resource),
+    occurrence = occurrence, label = label, sent_at = t, intent = intent and encode(intent),
+    status = "triggering", started_at = t, origin = "started", started_by = run_id})
+end
+
+-- Before the trigger, atomically (one immediate transaction, so of
+-- engines racing for one resource exactly one triggers): the rows of
+-- earlier runs still open for it, or, when there are none, the intent
+-- (durable, with what the provider read before: intent). Returns the
+-- intent's row id, or nil and the open rows; nil, nil without a journal.
+function journal.claim(provider, resource, occurrence, intent, label)
   if not db then return nil, nil end
   ensure_run() -- raises kind "journal": then nothing is triggered
   if not run_id then return nil, nil end
-  local t = now()
   local row, open = queue(true, function()
-    local rows = db:rows(OPEN_ROWS, sync_id, run_id)
+    local rows = store.open_jobs(db, provider, tostring(resource), run_id)
     if #rows > 0 then return false, rows end
-    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at, origin, " ..
-      "started_by) VALUES (?, ?, ?, ?, 'triggering', ?, 'started', ?)", run_id, sync_id, occurrence, t, t, run_id))
+    return new_job(provider, resource, occurrence, intent, label)
   end)
   if row then return row end
+  for _, r in ipairs(open) do open_row(r) end
   return nil, open
+end
+
+-- Before the trigger, unconditionally (force): the intent, durable.
+function journal.intent(provider, resource, occurrence, intent, label)
+  if not db then return end
+  ensure_run() -- raises kind "journal": then nothing is triggered
+  if not run_id then return end
+  return (queue(true, new_job, provider, resource, occurrence, intent, label))
 end
 
 -- An earlier row is settled: its run reached `status`, or was adopted.
 function journal.settle(row_id, status, note_text)
-  if not db then return end
-  note(function()
-    db:run("UPDATE syncs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) WHERE id = ?",
-      status, scrub(note_text), now(), row_id)
-  end)
-end
-
--- Before the POST: the intent, durable. Returns the row id.
-function journal.intent(sync_id, occurrence)
-  if not db then return end
-  ensure_run() -- raises kind "journal": then nothing is triggered
-  if not run_id then return end
-  local t = now()
-  return select(2, queue(true, function()
-    return db:run("INSERT INTO syncs (run, sync_id, occurrence, sent_at, status, started_at, origin, started_by) " ..
-      "VALUES (?, ?, ?, ?, 'triggering', ?, 'started', ?)", run_id, sync_id, occurrence, t, t, run_id)
-  end))
+  if not db or not row_id then return end
+  note(function() store.settle_job(db, row_id, status, scrub(note_text), now()) end)
 end
 
 -- The run id, durable, before the wait starts. Without a row (adopted from
@@ -576,17 +477,17 @@ end
 -- started_by (the engine run that started the remote run, when known).
 -- The run has started by now, so a failure to record it is logged, not
 -- raised: the wait goes on either way.
-function journal.run_started(row_id, sync_id, occurrence, sync_run_id, link, origin, started_by)
-  if not db or (row_id == nil and sync_id == nil) or not run_recorded() then return end
+function journal.run_started(row_id, provider, resource, occurrence, remote_run, link, origin, started_by, label)
+  if not db or (row_id == nil and resource == nil) or not run_recorded() then return end
   local ok, id = pcall(queue, true, function()
     if row_id then
-      db:run("UPDATE syncs SET sync_run_id = ?, status = 'triggered', link = ? WHERE id = ?",
-        sync_run_id, link, row_id)
+      store.job_started(db, row_id, remote_run ~= nil and tostring(remote_run) or nil, link)
       return row_id
     end
-    return select(2, db:run("INSERT INTO syncs (run, sync_id, occurrence, sync_run_id, status, started_at, link, " ..
-      "origin, started_by) VALUES (?, ?, ?, ?, 'triggered', ?, ?, ?, ?)", run_id, sync_id, occurrence or 0,
-      sync_run_id, now(), link, origin or "waited", started_by))
+    local t = now()
+    return store.insert_job(db, {run = run_id, provider = provider, resource = tostring(resource),
+      occurrence = occurrence or 0, label = label, remote_run = remote_run ~= nil and tostring(remote_run) or nil,
+      status = "triggered", started_at = t, link = link, origin = origin or "waited", started_by = started_by})
   end)
   if ok then return id end
   log_failure_once(id)
@@ -598,28 +499,22 @@ end
 -- run's lost-trigger search.
 function journal.trigger_failed(row_id, err)
   if not db or not row_id then return end
-  note(function()
-    db:run("UPDATE syncs SET status = 'trigger_failed', error = ?, ended_at = ? WHERE id = ?", scrub(err), now(), row_id)
-  end)
+  note(function() store.trigger_failed(db, row_id, scrub(err), now()) end)
 end
 
-function journal.sync_status(row_id, status)
+function journal.job_status(row_id, status)
   if not db or not row_id then return end
-  note(function()
-    db:run("UPDATE syncs SET status = ? WHERE id = ?", status, row_id)
-    db:run("INSERT INTO statuses (sync, at, status) VALUES (?, ?, ?)", row_id, now(), status)
-  end)
+  note(function() store.job_status(db, row_id, status, now()) end)
 end
 
--- The wait ended. final: the Census run reached a final state (a wait that
--- was interrupted and left the run going is not final).
-function journal.sync_finished(row_id, f)
+-- The wait ended. final: the remote run reached a final state (a wait that
+-- was interrupted and left the run going is not final); ok: it succeeded.
+function journal.job_finished(row_id, f)
   if not db or not row_id then return end
   note(function()
-    db:run("UPDATE syncs SET status = ?, final = ?, records_processed = ?, records_updated = ?, " ..
-      "records_failed = ?, records_invalid = ?, ended_at = ?, link = coalesce(?, link), error = ?, result = ? WHERE id = ?",
-      f.status, f.final and 1 or 0, f.records_processed, f.records_updated, f.records_failed,
-      f.records_invalid, now(), f.link, scrub(f.error), f.result and encode(f.result), row_id)
+    store.job_finished(db, row_id, {status = f.status, final = f.final, ok = f.ok,
+      counts = f.counts and next(f.counts) and encode(f.counts) or nil, ended_at = now(), link = f.link,
+      error = scrub(f.error), result = f.result and encode(f.result)})
   end)
 end
 
@@ -637,7 +532,7 @@ end
 
 function journal.runs(limit)
   local _, host = files.whoami()
-  local rows = db:rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", limit)
+  local rows = store.runs(db, limit)
   for _, r in ipairs(rows) do
     r.outcome = shown_outcome(r, host)
     local ok, args = pcall(json.decode, r.args)
@@ -648,41 +543,35 @@ end
 
 function journal.run(id)
   local _, host = files.whoami()
-  local r = db:rows("SELECT * FROM runs WHERE id = ?", id)[1]
+  local r = store.run(db, id)
   if not r then return nil end
   r.outcome = shown_outcome(r, host)
   local ok, args = pcall(json.decode, r.args)
   r.args = ok and args or {}
-  r.steps = db:rows("SELECT name, occurrence, status, started_at, ended_at, error, origin FROM steps " ..
-    "WHERE run = ? ORDER BY id", id)
-  r.syncs = db:rows("SELECT sync_id, sync_run_id AS run_id, status, records_processed, records_updated, " ..
-    "records_failed, records_invalid, started_at, ended_at, link, error, origin, started_by FROM syncs " ..
-    "WHERE run = ? ORDER BY id", id)
+  r.steps = store.steps(db, id)
+  r.jobs = store.jobs(db, id)
+  for _, j in ipairs(r.jobs) do
+    local decoded, counts = pcall(json.decode, j.counts or "")
+    j.counts = decoded and type(counts) == "table" and counts or {}
+    for k, v in pairs(j.counts) do
+      if v == json.null then j.counts[k] = nil end
+    end
+  end
   return r
 end
 
 -- Deletes runs that started more than `days` days ago; returns how many.
--- A run is kept while its engine lives or any of its syncs is open (its
+-- A run is kept while its engine lives or any of its jobs is open (its
 -- intent is what keeps a later run from triggering twice). With `daily`,
 -- only when the last prune was a day ago or more.
 function journal.prune(days, daily)
   if not db then return 0 end
   local _, host = files.whoami()
+  local t = now()
   return (write(false, function()
-    local t = now()
-    if daily then
-      local last = db:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
-      if last and t - (tonumber(last.value) or 0) < 86400 then return 0 end
-    end
-    db:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_at', ?)", tostring(t))
-    local nothing_open = "NOT EXISTS (SELECT 1 FROM syncs WHERE syncs.run = runs.id AND syncs.final = 0)"
-    local cutoff = t - days * 86400
-    local n = db:run("DELETE FROM runs WHERE started_at < ? AND ended_at IS NOT NULL AND " .. nothing_open, cutoff)
-    for _, r in ipairs(db:rows("SELECT id, pid, host FROM runs WHERE started_at < ? AND ended_at IS NULL AND " ..
-      nothing_open, cutoff)) do
-      if r.host == host and not files.alive(r.pid) then n = n + db:run("DELETE FROM runs WHERE id = ?", r.id) end
-    end
-    return n
+    return store.prune(db, t - days * 86400, t, daily, function(r)
+      return r.host == host and not files.alive(r.pid)
+    end)
   end))
 end
 

@@ -1,7 +1,7 @@
 -- lua/run.lua: one engine run of a flow, start to end. Before the flow: the
 -- state directory and the journal, the lock that keeps a second engine off
 -- the same flow and arguments, what --resume continues. During it: the
--- journal observes the run report's steps and the Census waits. After it:
+-- journal observes the run report's steps and the remote jobs' waits. After it:
 -- the journal's record of how it ended, and the summary.
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
@@ -92,28 +92,27 @@ local function subscribe()
       journal.step_finished(entry.journal_id, entry.status, entry.error, entry.results)
     end
   end)
-  events.on("census.wait_started", function(w)
+  events.on("job.wait_started", function(w)
     if not w.journal_id then
-      w.journal_id = journal.run_started(nil, w.sync_id, w.occurrence, w.sync_run_id, w.url,
-        w.recorded and "recorded" or "waited", w.started_by)
+      w.journal_id = journal.run_started(nil, w.provider.name, w.resource, w.occurrence, w.remote_run, w.url,
+        w.recorded and "recorded" or "waited", w.started_by, w.label)
     end
   end)
-  events.on("census.status", function(w, data)
-    if data.status ~= w.journal_status then
-      w.journal_status = data.status
-      journal.sync_status(w.journal_id, data.status)
+  events.on("job.status", function(w, data)
+    local status = w.provider.status(data, w)
+    if status ~= w.journal_status then
+      w.journal_status = status
+      journal.job_status(w.journal_id, status)
     end
   end)
-  events.on("census.wait_ended", function(w, ok, result)
-    local data = ok and result or (type(result) == "table" and result.result) or {}
-    journal.sync_finished(w.journal_id, {
-      status = ok and result.status or (type(result) == "table" and (result.cause or result.kind)) or "failed",
-      final = w.final == true,
-      records_processed = math.tointeger(data.records_processed),
-      records_updated = math.tointeger(data.records_updated),
-      records_failed = math.tointeger(data.records_failed),
-      records_invalid = math.tointeger(data.records_invalid),
-      link = data.url, error = not ok and require("engine.c.error").describe(result) or nil,
+  events.on("job.wait_ended", function(w, ok, result)
+    local P = w.provider
+    local data = ok and result or (type(result) == "table" and type(result.result) == "table" and result.result) or nil
+    journal.job_finished(w.journal_id, {
+      status = ok and P.status(result, w) or (type(result) == "table" and (result.cause or result.kind)) or "failed",
+      final = w.final == true, ok = ok,
+      counts = data and P.counts_of and P.counts_of(data) or nil,
+      link = data and data.link, error = not ok and require("engine.c.error").describe(result) or nil,
       result = ok and result or nil,
     })
   end)

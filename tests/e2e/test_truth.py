@@ -54,7 +54,7 @@ class FailedTriggers(Base):
         self.assertIn("on_finish\tnope\tnot_found\ttrue", r.stdout)
         with open(metrics) as f:
             self.assertRegex(f.read(), r'engine_syncs\{[^}]*outcome="not_found"[^}]*\} 2')
-        row = self.rows("SELECT status, final, error FROM syncs WHERE sync_id = 2")[0]
+        row = self.rows("SELECT status, final, error FROM jobs WHERE provider = 'census' AND resource = '2'")[0]
         self.assertEqual((row["status"], row["final"]), ("not_found", 1))
         self.assertIn("HTTP 404", row["error"])
         self.assertIn("2 of 3 branches failed: [", r.stderr)
@@ -141,17 +141,17 @@ class ResumeTells(Base):
         first.kill()
         self.finish(first)
         second = self.start([flow])
-        wait_until(lambda: len(self.rows("SELECT id FROM syncs")) == 2, what="the adoption")
+        wait_until(lambda: len(self.rows("SELECT id FROM jobs")) == 2, what="the adoption")
         second.kill()
         self.finish(second)
         third = self.start([flow])
-        wait_until(lambda: len(self.rows("SELECT id FROM syncs")) == 3, what="the second adoption")
+        wait_until(lambda: len(self.rows("SELECT id FROM jobs")) == 3, what="the second adoption")
         for r in self.sim.runs.values():
             r["polls"] = 1000
         rc, _, err = self.finish(third)
         self.assertEqual(rc, 0, err)
         self.assertIn("started by engine run 1 and watched by engine run 2, is still in flight", err)
-        rows = self.rows("SELECT run, origin, started_by FROM syncs ORDER BY id")
+        rows = self.rows("SELECT run, origin, started_by FROM jobs ORDER BY id")
         self.assertEqual([(x["run"], x["origin"], x["started_by"]) for x in rows],
                          [(1, "started", 1), (2, "adopted", 1), (3, "adopted", 1)])
         self.assertEqual(self.sim.triggers.get(1), 1)
