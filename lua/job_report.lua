@@ -137,6 +137,7 @@ events.on("job.wait_started", function(w)
   local P = w.provider
   w.report_entry = report.start(P.kind, entry_name(P, w.label, w.resource, run_name(P, w.remote_run)),
     entry_fields(P, w.resource, w.remote_run, w.label, w.url))
+  w.report_entry.count_names = P.counts
   -- a result taken from the resumed run is not waited for (its line said so)
   if not w.recorded then
     clog.info(wait_fields(w), "%s: %s: waiting, polling every %g s", P.name, w.what, w.poll)
@@ -158,6 +159,7 @@ events.on("job.status", function(w, data)
   local status = P.status(data, w)
   entry.run_status = status
   if P.counts_of then set_counts(entry, P.counts_of(data)) end
+  if P.progress then entry.progress = P.progress(data) or entry.progress end
   if status ~= w.logged_status and clog.enabled("info") then
     clog.info(wait_fields(w, data), "%s: %s: %s%s", P.name, w.what, status,
       P.status_note and P.status_note(data) or "")
@@ -189,7 +191,9 @@ events.on("job.wait_ended", function(w, ok, result)
   if ok and not w.recorded then
     local level = P.warns and P.warns(result) and "warn" or "info"
     if clog.enabled(level) then
-      clog[level](wait_fields(w, result, level), "%s: %s %s in %.1f s: %s (%s)", P.name, w.what,
+      local f = wait_fields(w, result, level)
+      if f then f.outcome, f.link = P.status(result, w), result.link end
+      clog[level](f, "%s: %s %s in %.1f s: %s (%s)", P.name, w.what,
         P.status(result, w), result.elapsed, P.summary and P.summary(result) or "no counts", result.link)
     end
   elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
@@ -198,6 +202,8 @@ events.on("job.wait_ended", function(w, ok, result)
     if f then
       f.kind = errors.is_error(result) and result.kind or "failed"
       f.status = f.status or f.kind -- a threshold's run completed: its status and kind differ
+      f.outcome, f.link = f.kind, data.link or w.url
+      f.error = (errors.describe(result):gsub("\n.*", ""))
     end
     if errors.is_error(result) then
       clog.error(f, "%s: %s", P.name, result.message)

@@ -1,7 +1,7 @@
 -- lua/metrics.lua: --metrics FILE, the run's end in the Prometheus text
 -- exposition format, written atomically so node_exporter's textfile
 -- collector never reads half a file. Every value is a gauge of the last
--- run, run-wide and per sync; the last success survives failed runs by
+-- run, run-wide and per remote job (with its provider); the last success survives failed runs by
 -- being read back from the previous file (when it is a regular file).
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
@@ -64,56 +64,57 @@ function metrics.text(summary, path, extra)
     for _, s in ipairs(samples) do out[#out + 1] = name .. s[1] .. " " .. number(s[2]) end
   end
   local outcomes, order, records = {}, {}, {processed = 0, updated = 0, failed = 0, invalid = 0}
-  local syncs, seen = {}, {}
+  local jobs, seen = {}, {}
   for _, e in ipairs(summary.entries) do
-    if e.kind == "sync" then
-      if not outcomes[e.status] then
-        outcomes[e.status] = 0
-        order[#order + 1] = e.status
+    if e.provider then
+      local key = e.provider .. "\0" .. e.status
+      if not outcomes[key] then
+        outcomes[key] = 0
+        order[#order + 1] = {e.provider, e.status, key}
       end
-      outcomes[e.status] = outcomes[e.status] + 1
+      outcomes[key] = outcomes[key] + 1
       -- a result taken from the resumed run was counted by that run
       if e.detail ~= "recorded" then
         for k in pairs(records) do records[k] = records[k] + (math.tointeger(e["records_" .. k]) or 0) end
       end
-      -- one series per sync (sync_id and name): the last of its rows, as a
-      -- flow that runs a sync twice reruns it
-      local key = tostring(e.sync_id or "") .. "\0" .. e.name
-      if not seen[key] then
-        syncs[#syncs + 1] = key
+      -- one series per job (provider, resource and name): the last of its
+      -- rows, as a flow that runs a job twice reruns it
+      local key2 = e.provider .. "\0" .. tostring(e.resource or "") .. "\0" .. e.name
+      if not seen[key2] then
+        jobs[#jobs + 1] = key2
       end
-      seen[key] = e
+      seen[key2] = e
     end
   end
   local by_outcome = {}
-  for _, status in ipairs(order) do
-    by_outcome[#by_outcome + 1] = {labels(common, "outcome", status), outcomes[status]}
+  for _, o in ipairs(order) do
+    by_outcome[#by_outcome + 1] = {labels(common, "provider", o[1], "outcome", o[2]), outcomes[o[3]]}
   end
-  family("engine_syncs", "Census syncs of the last run, by outcome.", by_outcome)
+  family("engine_syncs", "Remote jobs of the last run (syncs, job runs), by provider and outcome.", by_outcome)
   local recs = {}
   for _, k in ipairs(KINDS) do recs[#recs + 1] = {labels(common, "kind", k), records[k]} end
-  family("engine_records", "Records of the last run's syncs, by kind (as Census reported them).", recs)
-  local durations, sync_outcomes, sync_records = {}, {}, {}
-  for _, key in ipairs(syncs) do
+  family("engine_records", "Records of the last run's jobs, by kind (as their providers reported them).", recs)
+  local durations, job_outcomes, job_records = {}, {}, {}
+  for _, key in ipairs(jobs) do
     local e = seen[key]
-    if e.duration then
-      durations[#durations + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name), e.duration}
+    -- sync_id: the label these series had before there were several providers
+    local function job_labels(...)
+      return labels(common, "provider", e.provider, "resource", e.resource, "sync_id", e.sync_id, "name", e.name, ...)
     end
-    sync_outcomes[#sync_outcomes + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name, "outcome", e.status), 1}
+    if e.duration then durations[#durations + 1] = {job_labels(), e.duration} end
+    job_outcomes[#job_outcomes + 1] = {job_labels("outcome", e.status), 1}
     for _, k in ipairs(KINDS) do
       local n = math.tointeger(e["records_" .. k])
-      if n then
-        sync_records[#sync_records + 1] = {labels(common, "sync_id", e.sync_id, "name", e.name, "kind", k), n}
-      end
+      if n then job_records[#job_records + 1] = {job_labels("kind", k), n} end
     end
   end
-  family("engine_sync_duration_seconds", "How long each sync of the last run took.", durations)
-  family("engine_sync_outcome", "How each sync of the last run ended: 1, with the outcome as a label.",
-    sync_outcomes)
-  family("engine_sync_records", "Records of each sync of the last run, by kind (those Census reported).",
-    sync_records)
+  family("engine_sync_duration_seconds", "How long each remote job of the last run took.", durations)
+  family("engine_sync_outcome", "How each remote job of the last run ended: 1, with the outcome as a label.",
+    job_outcomes)
+  family("engine_sync_records", "Records of each remote job of the last run, by kind (those reported).",
+    job_records)
   family("engine_run_duration_seconds", "How long the last run took.", {{fl, summary.duration}})
-  family("engine_run_exit_code", "The last run's exit status (0: every sync succeeded).",
+  family("engine_run_exit_code", "The last run's exit status (0: every job succeeded).",
     {{fl, summary.exit_code}})
   local now = rules.wallclock()
   family("engine_run_timestamp_seconds", "When the last run ended (Unix time).", {{fl, now}})

@@ -27,6 +27,7 @@ local P = {
   connection_options = CONNECTION_OPTIONS,
   trigger_options = {"sync_id", "force_full_sync"},
   wait_options = {"max_records_failed", "max_failed_ratio", "allow_skipped"},
+  counts = {"records_processed", "records_updated", "records_failed", "records_invalid"},
   -- engine runs ID: the table's columns, and the "syncs" rows of
   -- --json, as they were before there were several providers
   resource_title = "SYNC",
@@ -317,6 +318,11 @@ function P.status_note(data)
   local step = data.current_step
   if type(step) == "string" or type(step) == "number" then return " (" .. tostring(step) .. ")" end
   return ""
+end
+
+function P.progress(d)
+  local n = math.tointeger(d.records_processed)
+  return n and (n .. " records")
 end
 
 function P.counts_of(d)

@@ -83,12 +83,17 @@ end
 
 function P.link(_, id) return DASHBOARD .. tostring(id or "?") .. "/status" end
 
+-- A time Fivetran wrote (ISO 8601), or nil for null or anything else.
+local function time_of(v)
+  return type(v) == "string" and rules.parse_time(v) or nil
+end
+
 -- A sync's name: the baseline it must end after.
 local function run_of(baseline) return "after:" .. (baseline or "never") end
 local function baseline_of(remote_run)
   local text = type(remote_run) == "string" and remote_run:match("^after:(.+)$")
   if text == "never" then return 0, text end
-  return text and rules.parse_time(text), text
+  return time_of(text), text
 end
 
 function P.describe(id) return "connection " .. tostring(id) end
@@ -132,7 +137,7 @@ local function has_connection(body)
   end
   for _, k in ipairs{"succeeded_at", "failed_at"} do
     local v = d[k]
-    if v ~= nil and v ~= require("engine.json").null and not (type(v) == "string" and rules.parse_time(v)) then
+    if v ~= nil and v ~= require("engine.json").null and not time_of(v) then
       return string.format("the connection's %s is not a time: %s", k, api.show(v))
     end
   end
@@ -146,7 +151,7 @@ end
 -- The connection's latest end: max(succeeded_at, failed_at), as a time
 -- and as Fivetran wrote it.
 local function latest_end(d)
-  local s, f = rules.parse_time(d.succeeded_at), rules.parse_time(d.failed_at)
+  local s, f = time_of(d.succeeded_at), time_of(d.failed_at)
   if s and (not f or s >= f) then return s, d.succeeded_at end
   if f then return f, d.failed_at end
 end
@@ -160,7 +165,7 @@ end
 -- it ends with and what to say. baseline: the end the sync must pass.
 function P.judge(d, w, opts)
   local baseline = baseline_of(w.remote_run) or 0
-  local s, f = rules.parse_time(d.succeeded_at), rules.parse_time(d.failed_at)
+  local s, f = time_of(d.succeeded_at), time_of(d.failed_at)
   if s and s > baseline and (not f or s > f) then return "ok" end
   if f and f > baseline and (not s or f >= s) then
     local task = type(d.status.tasks) == "table" and d.status.tasks[1]
@@ -183,8 +188,15 @@ function P.judge(d, w, opts)
     "treating it as a failure, not a success", tostring(state))
 end
 
-function P.status(d)
+-- A connection's state as a status: "succeeded" or "failed" once the
+-- sync a wait follows (w) has ended, else its sync_state.
+function P.status(d, w)
   if type(d.status) == "string" then return d.status end -- a result
+  if w and w.remote_run then
+    local verdict = P.judge(d, w, {allow_rescheduled = true})
+    if verdict == "ok" then return "succeeded" end
+    if verdict == "failed" then return "failed" end
+  end
   if d.paused == true then return "paused" end
   return tostring(d.status.sync_state)
 end

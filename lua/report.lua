@@ -1,6 +1,6 @@
 -- lua/report.lua: what a run did, for people and tools. Every step
--- (flow.step) and every Census sync wait is an entry: name, outcome,
--- duration, record counts, link. The live progress view and the end-of-run
+-- (flow.step) and every remote job's wait is an entry: name, outcome,
+-- duration, counts, link. The live progress view and the end-of-run
 -- summary (text on stderr, JSON with --summary-json) render from it.
 local timer = require "engine.c.timer"
 local rules = require "engine.c.rules"
@@ -42,9 +42,9 @@ function report.retry_scope()
   return scope
 end
 
--- What an entry learned in an earlier attempt, forgotten when it starts again.
-local PER_ATTEMPT = {"duration", "error", "detail", "ok", "url", "run_status", "sync_run_id",
-  "records_processed", "records_updated", "records_failed", "records_invalid"}
+-- What an entry learned in an earlier attempt, forgotten when it starts
+-- again (with the fields its start set, and its counts).
+local PER_ATTEMPT = {"duration", "error", "detail", "ok", "url", "run_status", "remote_run", "progress"}
 
 -- The error an entry's row shows, so an enclosing step that fails with the
 -- same error says where it is instead of repeating it.
@@ -82,6 +82,9 @@ function report.start(kind, name, fields)
   end
   if e then
     for _, k in ipairs(PER_ATTEMPT) do e[k] = nil end
+    for k in pairs(e.counts or {}) do e[k] = nil end
+    for _, k in ipairs(e.fields or {}) do e[k] = nil end
+    e.counts = nil
     e.attempts = scope.attempt
     if e.index < first_running then first_running = e.index end
   else
@@ -90,7 +93,12 @@ function report.start(kind, name, fields)
     if rows then rows[n] = e end
   end
   e.status, e.started, e.started_at = "running", timer.now(), rules.wallclock()
-  for k, v in pairs(fields or {}) do e[k] = v end
+  e.fields = {}
+  for k, v in pairs(fields or {}) do
+    e[k] = v
+    e.fields[#e.fields + 1] = k
+  end
+  table.sort(e.fields)
   running = running + 1
   events.emit("report.started", e)
   return e
@@ -134,8 +142,8 @@ function report.progress_lines(width, max)
     if #lines >= (max or 12) then break end
     local e = entries[i]
     if e.status == "running" then
-      local detail = e.kind == "sync" and (e.run_status or "starting") or "running"
-      if e.records_processed then detail = detail .. ", " .. count(e.records_processed) .. " records" end
+      local detail = e.kind ~= "step" and (e.run_status or "starting") or "running"
+      if e.progress then detail = detail .. ", " .. e.progress end
       local line = string.format("  %-24s %-22s %8s", rules.printable(e.name):sub(1, 24), rules.printable(detail),
         seconds(now - e.started))
       lines[#lines + 1] = line:sub(1, width or 200)
@@ -152,16 +160,19 @@ local function settle(interrupted)
   end
 end
 
--- Steps and syncs, each counted with how many failed, and every row
--- counted by outcome (in order of first appearance).
-local SUCCESSES = {ok = true, completed = true, skipped = true}
+-- Entries of each kind (steps, syncs, jobs), each counted with how many
+-- failed, all remote jobs together (c.remote), and every row counted by
+-- outcome (in order of first appearance).
+local SUCCESSES = {ok = true, completed = true, skipped = true, succeeded = true, success = true}
 
 local function counts()
-  local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}, outcomes = {}}
+  local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}, job = {total = 0, failed = 0},
+    remote = {total = 0, failed = 0}, outcomes = {}}
   for _, e in ipairs(report.entries) do
-    local k = c[e.kind]
-    k.total = k.total + 1
-    if not e.ok then k.failed = k.failed + 1 end
+    for _, k in ipairs{c[e.kind], e.kind ~= "step" and c.remote or nil} do
+      k.total = k.total + 1
+      if not e.ok then k.failed = k.failed + 1 end
+    end
     -- a status that can be a success ("skipped") says when it was not
     local outcome = e.status
     if not e.ok and SUCCESSES[outcome] then outcome = outcome .. " (failed)" end
@@ -204,6 +215,7 @@ function report.summary_text(exit_code)
   local what = {}
   if c.step.total > 0 then what[#what + 1] = plural(c.step.total, "step") end
   if c.sync.total > 0 then what[#what + 1] = plural(c.sync.total, "sync") end
+  if c.job.total > 0 then what[#what + 1] = plural(c.job.total, "job") end
   local out = {string.format("summary: %s: %s; %s, exit %d", table.concat(what, ", "),
     table.concat(by_outcome, ", "), seconds(timer.now() - report.started), exit_code)}
   local rows, failed = report.entries, 0
@@ -220,7 +232,8 @@ function report.summary_text(exit_code)
     if #rows == 0 then return table.concat(out, "\n") end
   end
   -- names and messages shown as text: a NUL or a control byte is escaped
-  local name_w, outcome_w = #"STEP / SYNC", #"OUTCOME"
+  local first = c.job.total > 0 and "STEP / SYNC / JOB" or "STEP / SYNC"
+  local name_w, outcome_w = #first, #"OUTCOME"
   local names, outcomes = {}, {}
   for i, e in ipairs(rows) do
     names[i], outcomes[i] = rules.printable(e.name), rules.printable(outcome(e))
@@ -228,13 +241,20 @@ function report.summary_text(exit_code)
     outcome_w = math.max(outcome_w, math.min(#outcomes[i], OUTCOME_MAX))
   end
   local row = "  %-" .. name_w .. "s  %-" .. outcome_w .. "s  %8s  %9s  %7s  %6s  %7s"
-  out[#out + 1] = string.format(row, "STEP / SYNC", "OUTCOME", "DURATION", "PROCESSED",
+  -- the record counts, for the jobs that report counts
+  out[#out + 1] = string.format(row, first, "OUTCOME", "DURATION", "PROCESSED",
     "UPDATED", "FAILED", "INVALID")
   for i, e in ipairs(rows) do
-    local sync = e.kind == "sync"
+    -- a column shows a count its job's provider reports ("-": not this time)
+    local n = e.counts and {}
+    for _, k in ipairs(n and e.count_names or {}) do n[k] = e.counts[k] or false end
+    local function count_of(k)
+      if not n or n[k] == nil then return "" end
+      return count(n[k] or nil)
+    end
     out[#out + 1] = (string.format(row, cut(names[i], NAME_MAX), cut(outcomes[i], OUTCOME_MAX),
-      seconds(e.duration), sync and count(e.records_processed) or "", sync and count(e.records_updated) or "",
-      sync and count(e.records_failed) or "", sync and count(e.records_invalid) or ""):gsub("%s+$", ""))
+      seconds(e.duration), count_of("records_processed"), count_of("records_updated"),
+      count_of("records_failed"), count_of("records_invalid")):gsub("%s+$", ""))
     if not e.ok and e.error then
       out[#out + 1] = "      " .. e.error
       if e.url and not e.error:find(e.url, 1, true) then out[#out + 1] = "      " .. e.url end
@@ -253,36 +273,48 @@ local iso = report.iso
 -- The summary as data (after settle; schema in docs/cli.md): what
 -- --summary-json writes and flow.on_finish handlers get. ending: the
 -- error that ended the run, if one did.
+-- A remote job's entry also gives what every job has (provider,
+-- resource, remote_run, label, outcome, link, counts), its provider's own
+-- fields (Census: sync_id, sync_run_id) and each count by name.
 function report.summary(exit_code, interrupted, ending)
-  local entries = {}
+  local entries, remote = {}, {}
   for i, e in ipairs(report.entries) do
-    entries[i] = {
+    local out = {
       kind = e.kind, name = e.name, status = e.status, ok = e.ok == true, detail = e.detail,
       attempts = e.attempts or 1, started_at = iso(e.started_at), duration = e.duration,
-      sync_id = e.sync_id, sync_run_id = e.sync_run_id, url = e.url,
-      records_processed = e.records_processed, records_updated = e.records_updated,
-      records_failed = e.records_failed, records_invalid = e.records_invalid, error = e.error,
+      url = e.url, error = e.error,
     }
+    if e.provider then
+      for _, k in ipairs(e.fields or {}) do out[k] = e[k] end
+      out.remote_run, out.outcome, out.link = e.remote_run, e.status, e.url
+      out.counts = e.counts or {}
+      for k, v in pairs(out.counts) do out[k] = v end
+      remote[#remote + 1] = out
+    end
+    entries[i] = out
   end
   local c = counts()
   return {
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
     started_at = iso(report.started_at), duration = timer.now() - report.started,
-    steps = c.step, syncs = c.sync, error = ending, entries = entries,
+    steps = c.step, syncs = c.sync, remote_jobs = c.remote, error = ending, entries = entries, jobs = remote,
   }
 end
 
 function report.summary_json(doc)
   local json = require "engine.json"
-  local entries = doc.entries
-  doc.entries = nil
+  local entries, jobs = doc.entries, doc.jobs
+  doc.entries, doc.jobs = nil, nil
   local text = json.encode(doc)
-  doc.entries = entries
-  -- lua-cjson 2.1 writes an empty table as {}: splice the list in by hand
-  local parts = {}
-  for i, e in ipairs(entries) do parts[i] = json.encode(e) end
-  return text:sub(1, -2) .. ',"entries":[' .. table.concat(parts, ",") .. "]}"
+  doc.entries, doc.jobs = entries, jobs
+  -- lua-cjson 2.1 writes an empty table as {}: splice the lists in by hand
+  local function list(items)
+    local parts = {}
+    for i, e in ipairs(items or {}) do parts[i] = json.encode(e) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  return text:sub(1, -2) .. ',"entries":' .. list(entries) .. ',"jobs":' .. list(jobs) .. "}"
 end
 
 -- At the end of the run: entries still running get their final status.

@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 # Secrets the tests hand to the engine; no output may ever contain them.
 SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value", "pat-v2-hunter3-secret",
-           "slash/tail-secret9", "file-hunter4-secret"]
+           "slash/tail-secret9", "file-hunter4-secret", "sim-fivetran-hunter5-secret", "sim-dbt-hunter6-token",
+           # the Fivetran simulator's Basic header: base64 of its key:secret
+           "c2ltLWZpdmV0cmFuLWtleTpzaW0tZml2ZXRyYW4taHVudGVyNS1zZWNyZXQ="]
 # Every engine output is also kept here for the suite-wide secret scan.
 OUTPUT_DIR = os.environ.get("ENGINE_TEST_OUTPUT")
 # Each test process (one ctest case) keeps its engines' journal apart, so a
@@ -274,6 +276,42 @@ class SimTestCase(unittest.TestCase):
         keep_output(out + err)
         check_no_secrets(out + err)
         return proc.returncode, out, err
+
+
+class ProvidersTestCase(SimTestCase):
+    """Tests against the Census, Fivetran and dbt Cloud simulators (self.sim,
+    self.fivetran, self.dbt), each reset before each test; flows run with
+    every simulator's credentials and the fast-poll settings."""
+    SIM_ENV = dict(SimTestCase.SIM_ENV, FIVETRAN_MIN_POLL="0.05", FIVETRAN_RETRY_DELAY="0.01",
+                   DBT_CLOUD_MIN_POLL="0.05", DBT_CLOUD_RETRY_DELAY="0.01")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from fivetran_sim import FivetranSim
+        from dbt_cloud_sim import DbtCloudSim
+        cls.fivetran = FivetranSim().start()
+        cls.dbt = DbtCloudSim().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fivetran.stop()
+        cls.dbt.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.fivetran.reset()
+        self.dbt.reset()
+
+    def sim_env(self, env=None):
+        from fivetran_sim import DEFAULT_KEY, DEFAULT_SECRET
+        from dbt_cloud_sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN
+        full = {"FIVETRAN_BASE_URL": self.fivetran.url, "FIVETRAN_API_KEY": DEFAULT_KEY,
+                "FIVETRAN_API_SECRET": DEFAULT_SECRET, "DBT_CLOUD_BASE_URL": self.dbt.url,
+                "DBT_CLOUD_API_TOKEN": DEFAULT_TOKEN, "DBT_CLOUD_ACCOUNT_ID": str(DEFAULT_ACCOUNT)}
+        full.update(super().sim_env(env))
+        return full
 
 
 def main():
