@@ -42,7 +42,8 @@ static const char usage[] =
     "  --version      show engine, Lua, libuv and libcurl versions and exit\n"
     "  --             stop handling options\n"
     "\n"
-    "globals in flows: flow, http, json, log, census (also require \"engine.flow\" ...)\n"
+    "globals in flows: flow, http, json, log, and each provider's module (below;\n"
+    "also require \"engine.flow\" ...)\n"
     "\n"
     "A flow may be Lua source or precompiled (luac) bytecode.\n"
     "\n"
@@ -52,18 +53,6 @@ static const char usage[] =
     "  ENGINE_STATE_DIR        the state directory (default:\n"
     "                          $XDG_STATE_HOME/engine, ~/.local/state/engine)\n"
     "  ENGINE_STATE_KEEP_DAYS  days of run history kept (90)\n"
-    "  CENSUS_API_KEY          Census token when a flow gives none\n"
-    "  CENSUS_API_KEY_FILE     a file holding it (not readable by others)\n"
-    "  CENSUS_API_KEY_FILE_ANY_MODE  1: accept a key file others may read\n"
-    "  CENSUS_ALLOW_HTTP       1: allow plain http to a non-local CENSUS_BASE_URL\n"
-    "  CENSUS_API_VERSION      1 (default) or 2\n"
-    "  CENSUS_BASE_URL         scheme://host[:port] for every Census request\n"
-    "  CENSUS_POLL             default poll interval in seconds (60)\n"
-    "  CENSUS_MIN_POLL         lower the 5 s poll floor (tests, simulators)\n"
-    "  CENSUS_REQUEST_TIMEOUT  seconds per Census request (30)\n"
-    "  CENSUS_RETRY_DELAY      first retry delay in seconds (1)\n"
-    "  CENSUS_RETRY_BUDGET     seconds of retries per request (300)\n"
-    "  CENSUS_CANCEL_ON_STOP   0: stopping leaves Census runs going (default 1)\n"
     "  ENGINE_STOP_TIMEOUT     seconds from a stop to the exit: cancels and\n"
     "                          flow.on_finish handlers together (20)\n"
     "  ENGINE_HISTORY          REPL history file (~/.engine_history)\n"
@@ -72,8 +61,10 @@ static const char usage[] =
     "  ENGINE_HTTP_MAX_BUFFERED  bytes all answers in flight may hold (256 MiB)\n"
     "  ENGINE_CA_BUNDLE        CA certificates for TLS (also CURL_CA_BUNDLE,\n"
     "                          SSL_CERT_FILE, SSL_CERT_DIR)\n"
-    "  HTTPS_PROXY, NO_PROXY   proxies, as curl reads them\n"
-    "  CENSUS_MAX_ANSWER_BYTES   the largest Census answer read (4 MiB)\n"
+    "  HTTPS_PROXY, NO_PROXY   proxies, as curl reads them\n";
+
+/* After the providers' part of the help (lua/help.lua). */
+static const char usage_end[] =
     "\n"
     "exit status:\n"
     "  0    every task succeeded\n"
@@ -85,6 +76,8 @@ static const char usage[] =
     "  N    the flow called os.exit(N)\n";
 
 
+
+void cli_help_end(void) { fputs(usage_end, stdout); }
 
 static int usage_error(const char *fmt, const char *what) {
   fprintf(stderr, "engine: ");
@@ -145,7 +138,8 @@ int cli_parse(int argc, char **argv, options *o) {
     if (a[0] != '-' || strcmp(a, "-") == 0) break;
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       fputs(usage, stdout);
-      return 0;
+      o->help = true; /* the providers' part comes from Lua, then cli_help_end() */
+      return -1;
     }
     if (strcmp(a, "--version") == 0) {
       char why[256];

@@ -32,6 +32,7 @@ typedef struct {
   int script_index;   /* in argv */
   bool interactive;   /* start the REPL after the chunks */
   bool runs;          /* engine runs ...: the history */
+  bool help;          /* -h: the rest of the help is printed by main */
   const char *summary_path;
   const char *metrics_path; /* --metrics FILE */
   metric_label metrics_labels[MAX_METRIC_LABELS];
@@ -48,5 +49,8 @@ typedef struct {
 /* Parses argv into o: -1 to go on, or an exit code (after printing help,
  * the version, or a one-line usage error). */
 int cli_parse(int argc, char **argv, options *o);
+
+/* The end of --help, after the providers' variables (lua/help.lua). */
+void cli_help_end(void);
 
 #endif

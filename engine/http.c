@@ -98,7 +98,7 @@ static bool prepare(void *data, transfer *t, CURL *easy) {
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
   if (b->ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, b->ca_file);
   if (b->ca_dir) curl_easy_setopt(easy, CURLOPT_CAPATH, b->ca_dir);
-  /* Compressed answers only when asked (Census answers are): the body cap
+  /* Compressed answers only when asked (API clients ask): the body cap
    * counts bytes after decompression either way. */
   if (h->compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h->req_headers);

@@ -1,4 +1,4 @@
-/* json_values.c: the walks lua/json.lua and the Census answers need on
+/* json_values.c: the walks lua/json.lua and the providers' answers need on
  * every decoded document, in C because they run on every poll: integral
  * numbers become Lua integers (lua-cjson reads every number as a float,
  * which would print ids as 1234.0), and JSON null can be taken out. */

@@ -219,8 +219,17 @@ int main(int argc, char **argv) {
     engine_shutdown(&e);
     return 1;
   }
-  e.log_json = strcmp(o.log_format, "json") == 0;
   lua_State *L = e.L;
+  if (o.help) { /* each provider's variables, from the provider itself */
+    modules_require(L, "engine.help");
+    lua_getfield(L, -1, "environment");
+    rc = lua_pcall(L, 0, 1, 0) == LUA_OK ? 0 : 1;
+    fputs(lua_tostring(L, -1), rc == 0 ? stdout : stderr);
+    cli_help_end();
+    engine_shutdown(&e);
+    return rc;
+  }
+  e.log_json = strcmp(o.log_format, "json") == 0;
   if (o.runs) {
     lua_createtable(L, argc, 0);
     for (int i = o.script_index + 1; i < argc; i++) {

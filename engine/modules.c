@@ -55,6 +55,15 @@ static int private_require(lua_State *L) {
   return 1;
 }
 
+/* engine.c.providers: the names of the providers built in, sorted. */
+static void open_providers(lua_State *L) {
+  for (const struct embedded_file *f = embedded_lua; f->name; f++)
+    if (strncmp(f->name, PROVIDER_PREFIX, strlen(PROVIDER_PREFIX)) == 0) {
+      lua_pushstring(L, f->name + strlen(PROVIDER_PREFIX));
+      lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    }
+}
+
 /* The C modules lua/ files use. Those that need the engine get it. */
 static const struct c_module {
   const char *name;
@@ -67,6 +76,7 @@ static const struct c_module {
     {"engine.c.options", options_register, NULL}, {"engine.c.sqlite", sqlite_register, NULL},
     {"engine.c.files", files_register, NULL}, {"engine.c.log", NULL, log_register},
     {"engine.c.json", json_values_register, NULL},
+    {"engine.c.providers", open_providers, NULL},
 };
 
 /* Upvalues: the module's entry, the engine. */

@@ -66,7 +66,7 @@ static void run_chunk(struct repl *r) {
 
 /* One line of input; starts a chunk when it completes one. Its text goes
  * to remember (the history), if any, once it ran, so that a token it
- * passed to census is known and hidden by then. */
+ * passed to a provider is known and hidden by then. */
 void repl_line(struct repl *r, const char *line,
                void (*remember)(struct repl *, const char *)) {
   lua_State *L = r->eng->L;

@@ -9,54 +9,6 @@
 #include "rules.h"
 #include "text.h"
 
-static bool eat(const char **p, const char *lit) {
-  size_t n = strlen(lit);
-  if (strncmp(*p, lit, n) != 0) return false;
-  *p += n;
-  return true;
-}
-
-static bool token_char(char c) {
-  return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-bool trigger_url_parse(const char *url, trigger_url *out) {
-  const char *p = url;
-  if (!url || !eat(&p, "https://bearer:")) return false;
-  const char *token = p;
-  if (!eat(&p, "secret-token:")) return false;
-  const char *secret = p;
-  while (token_char(*p)) p++;
-  if (p == secret || *p != '@') return false;
-  out->token = token;
-  out->token_len = (size_t)(p - token);
-  p++;
-  if (eat(&p, "app.getcensus.com/"))
-    out->eu = false;
-  else if (eat(&p, "app-eu.getcensus.com/"))
-    out->eu = true;
-  else
-    return false;
-  if (!eat(&p, "api/v1/syncs/")) return false;
-  const char *digits = p;
-  long long id = 0;
-  while (isdigit((unsigned char)*p)) {
-    if (p - digits >= 18) return false;
-    id = id * 10 + (*p++ - '0');
-  }
-  if (p == digits || id <= 0 || !eat(&p, "/trigger")) return false;
-  out->sync_id = id;
-  out->force_full_sync = -1;
-  if (*p == '\0') return true;
-  if (eat(&p, "?force_full_sync=true"))
-    out->force_full_sync = 1;
-  else if (eat(&p, "?force_full_sync=false"))
-    out->force_full_sync = 0;
-  else
-    return false;
-  return *p == '\0';
-}
-
 char *secret_redact(const char *text, char *out, size_t outsz) {
   url_redact(text, out, outsz);
   static const char marker[] = "secret-token:";

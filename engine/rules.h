@@ -1,23 +1,11 @@
 /* rules.h: pure decision functions with no Lua or libuv dependency, unit
- * tested on their own: the Census trigger-URL grammar, secret redaction,
- * retry backoff, Retry-After and timestamps. */
+ * tested on their own: secret redaction, retry backoff, Retry-After and
+ * timestamps. */
 #ifndef ENGINE_RULES_H
 #define ENGINE_RULES_H
 
 #include <stdbool.h>
 #include <stddef.h>
-
-typedef struct {
-  const char *token; /* points into the URL */
-  size_t token_len;
-  bool eu;
-  long long sync_id;
-  int force_full_sync; /* -1 absent, 0 false, 1 true */
-} trigger_url;
-
-/* Exactly https://bearer:secret-token:<token>@<app|app-eu>.getcensus.com
- * /api/v1/syncs/<digits>/trigger[?force_full_sync=true|false]. */
-bool trigger_url_parse(const char *url, trigger_url *out);
 
 /* Copies text into out with URL credentials and every "secret-token:..."
  * replaced by "***". Always NUL-terminates. */

@@ -1,5 +1,5 @@
 /* rules_lua.c: the pure rules of rules.h registered for the
- * Lua library (census policy, flow.retry). */
+ * Lua library (the providers' policy, flow.retry). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,24 +15,6 @@ static double wallclock(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* parse_trigger(url) -> {token, eu, sync_id, force_full_sync} | nil */
-static int parse_trigger(lua_State *L) {
-  trigger_url t;
-  if (!trigger_url_parse(luaL_optstring(L, 1, NULL), &t)) return 0;
-  lua_createtable(L, 0, 4);
-  lua_pushlstring(L, t.token, t.token_len);
-  lua_setfield(L, -2, "token");
-  lua_pushboolean(L, t.eu);
-  lua_setfield(L, -2, "eu");
-  lua_pushinteger(L, (lua_Integer)t.sync_id);
-  lua_setfield(L, -2, "sync_id");
-  if (t.force_full_sync >= 0) {
-    lua_pushboolean(L, t.force_full_sync);
-    lua_setfield(L, -2, "force_full_sync");
-  }
-  return 1;
 }
 
 /* redact(text): known secrets and secret-looking patterns as "***" */
@@ -127,8 +109,7 @@ static int wallclock_lua(lua_State *L) {
 }
 
 void rules_register(lua_State *L) {
-  static const luaL_Reg fns[] = {{"parse_trigger", parse_trigger},
-                                 {"redact", redact},
+  static const luaL_Reg fns[] = {{"redact", redact},
                                  {"add_secret", add_secret},
                                  {"backoff", backoff},
                                  {"retry_after", retry_after},

@@ -1,4 +1,4 @@
-/* secrets.c: the secret values this process knows (Census tokens from the
+/* secrets.c: the secret values this process knows (provider tokens from the
  * environment, the values of variables whose names say they hold a
  * secret, key files, `token =` options and parsed trigger URLs), and
  * the one scrub that text passes before it leaves the process: known values
@@ -98,7 +98,7 @@ static bool same_letters(const char *text, const char *upper, size_t n) {
 }
 
 /* Whether an environment variable's name says it holds a secret
- * (CENSUS_API_KEY, DBT_CLOUD_TOKEN, PGPASSWORD, ...); a name for where
+ * (SOME_API_KEY, SOME_TOKEN, PGPASSWORD, ...); a name for where
  * one is kept (..._FILE, ..._PATH, ..._DIR) does not. */
 static bool secret_name(const char *name, size_t len) {
   static const char *const words[] = {"TOKEN",   "SECRET",     "PASSWORD",    "PASSWD",

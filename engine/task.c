@@ -787,7 +787,7 @@ static engine *engine_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* spawn(fn, ...): a task of the engine's own (a journal commit, a Census
+/* spawn(fn, ...): a task of the engine's own (a journal commit, a provider's
  * listing); front ends do not show it. */
 static int spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);

@@ -1,6 +1,6 @@
 -- lua/events.lua: what the library's layers tell observers. A producer
--- (the Census protocol) emits named events; observers (the run report and
--- its log lines; later the journal) subscribe, so the producer never calls
+-- (the remote-job machinery) emits named events; observers (the run report,
+-- its log lines, the journal) subscribe, so the producer never calls
 -- them. Observers run at once, in the order they subscribed.
 local events = {}
 local observers = {}

@@ -1,10 +1,11 @@
 -- lua/help.lua: one line for every module function, shown by help() in the
--- REPL; a test checks that every global module function is listed here.
+-- REPL, and the environment variables of --help that belong to providers;
+-- a test checks that every global module function is listed. A provider
+-- (lua/provider_*.lua) brings its own lines (P.help).
 local help = {}
 
 help.modules = {
   {"flow", "tasks: spawn, parallel, timeout, retry, steps, commands, on_finish, params"},
-  {"census", "Census syncs: trigger, wait, sync, cancel, list"},
   {"http", "non-blocking HTTP requests"},
   {"json", "JSON encode and decode"},
   {"log", "timestamped log lines on stderr"},
@@ -26,17 +27,6 @@ help.functions = {
     on_finish = "flow.on_finish(fn [, {timeout}]): fn(summary) runs once when the run ends, however it ends",
     params = "flow.params{name = {type, default, help, env, required}} -> values: the flow's --parameters",
   },
-  census = {
-    trigger = "census.trigger(url | {sync_id | name, label, token, region, force_full_sync, api_version}) -> run",
-    wait = "census.wait(run [, {poll, timeout, cancel_on_timeout, max_records_failed, ...}]) -> result",
-    sync = "census.sync(url | table [, wait options]) -> result: trigger, then wait",
-    task = "census.task{api_trigger = URL, ...} -> job; job:run{...}: defaults like Prefect's task",
-    cancel = "census.cancel(run): ask Census to cancel a running sync run",
-    get_run = "census.get_run(id) -> the sync run's data",
-    get_sync = "census.get_sync(id) -> the sync's data",
-    syncs = "census.syncs([{page, per_page, order}]) -> syncs, pagination",
-    runs = "census.runs(sync_id [, {page, per_page, order}]) -> runs, pagination (newest first)",
-  },
   http = {
     request = "http.request{method, url, headers, body, timeout, follow_redirects, compressed, max_bytes} -> {status, headers, body}",
     get = "http.get(url [, options]) -> response",
@@ -54,6 +44,53 @@ help.functions = {
   },
 }
 
+-- Each provider's help, after flow in the list.
+local provider_names = require "engine.c.providers"
+local providers = {}
+for i, name in ipairs(provider_names) do
+  require("engine." .. name)
+  local P = require("engine.jobs").provider(name)
+  providers[i] = P
+  table.insert(help.modules, 1 + i, {name, P.help.summary})
+  help.functions[name] = P.help.functions
+end
+
+-- The variables every provider reads, after its own (P.help.environment).
+local function common_environment(P)
+  local e = P.env
+  return {
+    {e .. "_POLL", string.format("default poll interval in seconds (%g)", P.poll or 60)},
+    {e .. "_MIN_POLL", string.format("lower the %g s poll floor (tests, simulators)", P.poll_floor or 5)},
+    {e .. "_REQUEST_TIMEOUT", string.format("seconds per %s request (30)", P.vendor)},
+    {e .. "_RETRY_DELAY", "first retry delay in seconds (1)"},
+    {e .. "_RETRY_BUDGET", "seconds of retries per request (300)"},
+    {e .. "_THROTTLE_WAIT", P.throttle_wait and string.format("seconds a 429 without Retry-After pauses (%g)",
+      P.throttle_wait) or "seconds a 429 without Retry-After pauses (backoff)"},
+    {e .. "_CANCEL_ON_STOP", P.cancel and string.format("0: stopping leaves %s runs going (default 1)", P.vendor)},
+    {e .. "_MAX_ANSWER_BYTES", string.format("the largest %s answer read (4 MiB)", P.vendor)},
+    {e .. "_ALLOW_HTTP", string.format("1: allow plain http to a non-local %s_BASE_URL", e)},
+  }
+end
+
+-- The providers' part of --help.
+function help.environment()
+  local lines = {}
+  for _, P in ipairs(providers) do
+    lines[#lines + 1] = string.format("\n%s (%s):", P.name, P.help.summary)
+    for _, list in ipairs{P.help.environment, common_environment(P)} do
+      for _, v in ipairs(list) do
+        if not v[2] then -- (nothing to say: a provider that cannot cancel)
+        elseif #v[1] < 23 then
+          lines[#lines + 1] = string.format("  %-23s %s", v[1], v[2])
+        else
+          lines[#lines + 1] = string.format("  %s  %s", v[1], v[2])
+        end
+      end
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
@@ -66,7 +103,7 @@ end
 function help.text(topic)
   local lines = {}
   if topic == nil then
-    lines[1] = "modules (help(\"census\") or help(census.sync) for more):"
+    lines[1] = "modules (help(\"flow\") or help(flow.step) for more):"
     for _, m in ipairs(help.modules) do
       lines[#lines + 1] = string.format("  %-7s %s", m[1], m[2])
     end

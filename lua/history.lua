@@ -147,7 +147,7 @@ local function one(id, as_json)
     doc = doc:sub(1, -2)
       .. ',"steps":' .. array(r.steps, function(e) return json.encode(entry_fields(e, STEP_FIELDS)) end)
       .. ',"jobs":' .. array(r.jobs, function(j) return json.encode(job_fields(j)) end)
-    -- what a provider's jobs were called before there were several (Census: "syncs")
+    -- what a provider's jobs were called before there were several (its legacy key)
     local legacy = {}
     for _, j in ipairs(r.jobs) do
       local P = jobs.provider(j.provider)

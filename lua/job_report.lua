@@ -20,7 +20,7 @@ local function run_name(P, remote_run)
 end
 
 -- The fields of a line about a job, for the JSON format (nil otherwise):
--- what every job has, the provider's own (Census: sync_id, sync_run_id),
+-- what every job has, the provider's own (P.fields),
 -- and what is known of its run (status, counts).
 local function fields(P, level, resource, remote_run, label, data, w)
   local on, json_format = clog.enabled(level or "info")
@@ -192,9 +192,9 @@ events.on("job.wait_ended", function(w, ok, result)
     local level = P.warns and P.warns(result) and "warn" or "info"
     if clog.enabled(level) then
       local f = wait_fields(w, result, level)
-      if f then f.outcome, f.link = P.status(result, w), result.link end
+      if f then f.outcome, f.link = result.status, result.link end
       clog[level](f, "%s: %s %s in %.1f s: %s (%s)", P.name, w.what,
-        P.status(result, w), result.elapsed, P.summary and P.summary(result) or "no counts", result.link)
+        result.status, result.elapsed, P.summary and P.summary(result) or "no counts", result.link)
     end
   elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
     -- (a wait the engine stopped is told by job.stopped, not here)
@@ -213,7 +213,7 @@ events.on("job.wait_ended", function(w, ok, result)
   end
   if next(data) and P.counts_of then set_counts(entry, P.counts_of(data)) end
   -- a cancel says why (flow.timeout: "timeout") when it knows
-  report.finish(entry, ok and P.status(result, w) or (errors.is_error(result) and (result.cause or result.kind) or "failed"), {
+  report.finish(entry, ok and tostring(result.status) or (errors.is_error(result) and (result.cause or result.kind) or "failed"), {
     url = data.link or data.url or entry.url, ok = ok, failure = not ok and result or nil,
     remote_run = w.remote_run,
     detail = w.recorded and "recorded" or entry.detail,

@@ -199,7 +199,7 @@ local function trigger_job(P, t, cancel_opts)
   end
   tasks.check_stop() -- nothing new starts once the engine is stopping
   -- Under --resume: how this job ended in the resumed run when it did not
-  -- succeed (a provider may retry it from the failure: dbt Cloud's rerun).
+  -- succeed (a provider may retry it from the point of failure).
   t.resumed = journal.resumed_job(P.name, id, occurrence)
   -- What the provider reads before the trigger (a baseline, a marker; a
   -- refusal such as a paused connection raises here, before any intent).
@@ -299,6 +299,7 @@ end
 -- The result a flow gets: the provider's, with what every job has.
 local function finish(P, conn, w, data, started)
   local result = P.result(conn, w, data)
+  if type(result.status) ~= "string" then result.status = P.status(data, w) end
   result.provider, result.resource, result.remote_run = P.name, w.resource, w.remote_run
   result.label = result.label or w.label
   result.elapsed = timer.now() - started
@@ -308,7 +309,7 @@ local function finish(P, conn, w, data, started)
 end
 
 -- The fields of an error about a wait: what every job has, and the
--- provider's (Census: sync_id, sync_run_id, run_id).
+-- provider's (P.fields: the ids under the names its users know).
 local function error_fields(P, w, extra)
   local f = {provider = P.name, resource = w.resource, remote_run = w.remote_run, label = w.label, url = w.url}
   if P.fields then
@@ -351,7 +352,7 @@ local function poll_once(P, w, opts, timeout, conn, started, deadline)
   events.emit("job.status", w, data)
   local verdict, message = P.judge(data, w, opts)
   if verdict ~= "wait" and P.finished then
-    -- what the provider reads once a run ended (dbt Cloud: its results)
+    -- what the provider reads once a run ended (its results, say)
     data = P.finished(conn, w, data, verdict) or data
     verdict, message = P.judge(data, w, opts)
   end

@@ -363,8 +363,8 @@ function journal.step_finished(id, status, err, results)
 end
 
 -- Remote jobs --------------------------------------------------------------
--- A job is a provider's resource (a Census sync, a Fivetran connection, a
--- dbt Cloud job) and the remote run this engine started or adopted for it,
+-- A job is a provider's resource (a sync, a connection, a job, as the
+-- vendor calls it) and the remote run this engine started or adopted for it,
 -- counted by occurrence as steps are.
 
 function journal.job_occurrence(provider, resource)

@@ -33,6 +33,27 @@ local P = {
   resource_title = "SYNC",
   columns = {{"PROCESSED", "records_processed"}, {"UPDATED", "records_updated"},
              {"FAILED", "records_failed"}, {"INVALID", "records_invalid"}},
+  help = {
+    summary = "Census syncs: trigger, wait, sync, cancel, list",
+    functions = {
+      trigger = "census.trigger(url | {sync_id | name, label, token, region, force_full_sync, api_version}) -> run",
+      wait = "census.wait(run [, {poll, timeout, cancel_on_timeout, max_records_failed, ...}]) -> result",
+      sync = "census.sync(url | table [, wait options]) -> result: trigger, then wait",
+      task = "census.task{api_trigger = URL, ...} -> job; job:run{...}: defaults like Prefect's task",
+      cancel = "census.cancel(run): ask Census to cancel a running sync run",
+      get_run = "census.get_run(id) -> the sync run's data",
+      get_sync = "census.get_sync(id) -> the sync's data",
+      syncs = "census.syncs([{page, per_page, order}]) -> syncs, pagination",
+      runs = "census.runs(sync_id [, {page, per_page, order}]) -> runs, pagination (newest first)",
+    },
+    environment = {
+      {"CENSUS_API_KEY", "Census token when a flow gives none"},
+      {"CENSUS_API_KEY_FILE", "a file holding it (not readable by others)"},
+      {"CENSUS_API_KEY_FILE_ANY_MODE", "1: accept a key file others may read"},
+      {"CENSUS_API_VERSION", "1 (default) or 2"},
+      {"CENSUS_BASE_URL", "scheme://host[:port] for every Census request"},
+    },
+  },
   legacy = {key = "syncs", fields = {"sync_id", "run_id", "status", "records_processed", "records_updated",
     "records_failed", "records_invalid", "started_at", "ended_at", "link", "error", "origin", "started_by"},
     row = function(f, j)
@@ -103,6 +124,30 @@ local function sync_id_of(v, what)
   return id
 end
 
+-- A Census trigger URL, exactly https://bearer:secret-token:<token>@<app|
+-- app-eu>.getcensus.com/api/v1/syncs/<digits>/trigger[?force_full_sync=
+-- true|false] (case-sensitive): {token, eu, sync_id, force_full_sync}, or
+-- nil. (tests/fuzz/fuzz_trigger_url.c runs it on any bytes.)
+function P.parse_trigger(url)
+  if type(url) ~= "string" then return nil end
+  local token, host, digits, rest = url:match(
+    "^https://bearer:(secret%-token:[%w%-_.~]+)@([%w.%-]+)/api/v1/syncs/(%d+)/trigger(.*)$")
+  if not token or (host ~= "app.getcensus.com" and host ~= "app-eu.getcensus.com") or #digits > 18 then
+    return nil
+  end
+  local id = math.tointeger(tonumber(digits))
+  local full
+  if rest == "?force_full_sync=true" then
+    full = true
+  elseif rest == "?force_full_sync=false" then
+    full = false
+  elseif rest ~= "" then
+    return nil
+  end
+  if not id or id <= 0 then return nil end
+  return {token = token, eu = host == "app-eu.getcensus.com", sync_id = id, force_full_sync = full}
+end
+
 -- An invalid trigger URL as a message may show it: whatever stands before
 -- its last "@" (the credentials, whatever they hold) is never echoed.
 local function without_credentials(url)
@@ -119,7 +164,7 @@ function P.spec(spec, what)
       "from the sync's configuration page in Census, or pass {sync_id = N} with CENSUS_API_KEY set")
   end
   if type(spec) == "string" then
-    local t = rules.parse_trigger(spec)
+    local t = P.parse_trigger(spec)
     if not t then
       invalid("census.trigger: invalid trigger URL %q: paste it directly from the sync's " ..
         "configuration page in Census; it must look like " .. TRIGGER_FORM .. " and is case-sensitive",
@@ -492,7 +537,7 @@ function Task:__tostring()
   local d = private[self] or {}
   local id = d.sync_id
   if not id and type(d.api_trigger) == "string" then
-    local t = rules.parse_trigger(d.api_trigger)
+    local t = P.parse_trigger(d.api_trigger)
     id = t and t.sync_id
   end
   return id and ("census task (sync " .. id .. ")") or "census task"

@@ -28,11 +28,28 @@ table.sort(OVERRIDE_NAMES)
 
 local P = {
   name = "dbt_cloud", vendor = "dbt Cloud", env = "DBT_CLOUD", kind = "job", noun = "job run",
-  done_word = "succeeded", poll_floor = 5, poll = 30, run_verb = "run",
+  done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 300, run_verb = "run",
   connection_options = CONNECTION_OPTIONS,
   trigger_options = {"job_id", "project_id", "environment_id", "reuse_existing", table.unpack(OVERRIDE_NAMES)},
   counts = {"passed", "failed", "errored", "skipped", "warned"},
   resource_title = "JOB",
+  help = {
+    summary = "dbt Cloud job runs: trigger, wait, run, cancel, list",
+    functions = {
+      trigger = "dbt_cloud.trigger{job_id | name, label, reuse_existing, git_branch, steps_override, ...} -> run",
+      wait = "dbt_cloud.wait(run [, {poll, timeout, cancel_on_timeout, ...}]) -> result",
+      run = "dbt_cloud.run(spec [, wait options]) -> result: trigger, then wait",
+      cancel = "dbt_cloud.cancel(run): ask dbt Cloud to cancel a job run",
+      jobs = "dbt_cloud.jobs([{project_id, environment_id, name}]) -> jobs",
+      runs = "dbt_cloud.runs{job_id [, limit]} -> the job's latest runs (newest first)",
+    },
+    environment = {
+      {"DBT_CLOUD_API_TOKEN", "dbt Cloud token when a flow gives none"},
+      {"DBT_CLOUD_API_TOKEN_FILE", "a file holding it (not readable by others)"},
+      {"DBT_CLOUD_ACCOUNT_ID", "the account's id"},
+      {"DBT_CLOUD_BASE_URL", "the account's access URL (no default)"},
+    },
+  },
   columns = {{"PASSED", "passed"}, {"FAILED", "failed"}, {"ERRORED", "errored"}, {"SKIPPED", "skipped"},
     {"WARNED", "warned"}},
 }
@@ -91,7 +108,7 @@ function P.connection(opts)
   if connections[key] then return connections[key] end
   local conn = api.connection({name = "dbt_cloud", vendor = "dbt Cloud", base = base,
     prefix = "/api/v2/accounts/" .. account, auth = "Token " .. token, hint = hint, message_of = message_of,
-    account = account}, api.settings("DBT_CLOUD", 300))
+    account = account}, api.settings("DBT_CLOUD", P.throttle_wait))
   connections[key] = conn
   return conn
 end

@@ -21,12 +21,29 @@ local DASHBOARD = "https://fivetran.com/dashboard/connections/"
 
 local P = {
   name = "fivetran", vendor = "Fivetran", env = "FIVETRAN", kind = "sync", noun = "sync",
-  done_word = "succeeded", poll_floor = 5, poll = 30,
+  done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 60,
   connection_options = CONNECTION_OPTIONS,
   trigger_options = {"connection_id", "group_id", "resync", "scope"},
   wait_options = {"allow_rescheduled"},
   no_cancel = "no cancel endpoint",
   resource_title = "CONNECTION",
+  help = {
+    summary = "Fivetran connection syncs: trigger, wait, sync, list",
+    functions = {
+      trigger = "fivetran.trigger{connection_id | name, group_id, label, force, resync, scope, key, secret} -> handle",
+      wait = "fivetran.wait(handle [, {poll, timeout, allow_rescheduled, ...}]) -> result",
+      sync = "fivetran.sync(spec [, wait options]) -> result: trigger, then wait",
+      connection = "fivetran.connection(id) -> the connection's data",
+      connections = "fivetran.connections([{group_id}]) -> every connection (of a group)",
+    },
+    environment = {
+      {"FIVETRAN_API_KEY", "Fivetran API key when a flow gives none"},
+      {"FIVETRAN_API_SECRET", "its secret"},
+      {"FIVETRAN_API_KEY_FILE", "files holding them (not readable by others;"},
+      {"FIVETRAN_API_SECRET_FILE", "..._FILE_ANY_MODE=1 accepts any mode)"},
+      {"FIVETRAN_BASE_URL", "scheme://host[:port] (https://api.fivetran.com)"},
+    },
+  },
 }
 
 -- Connections ------------------------------------------------------------
@@ -76,7 +93,7 @@ function P.connection(opts)
   local base = api.base_url(nil, "FIVETRAN_BASE_URL", "FIVETRAN_ALLOW_HTTP") or "https://api.fivetran.com"
   local conn = api.connection({name = "fivetran", vendor = "Fivetran", base = base, prefix = "/v1",
     auth = "Basic " .. auth, accept = "application/json;version=2", hint = hint, key = cache},
-    api.settings("FIVETRAN", 60))
+    api.settings("FIVETRAN", P.throttle_wait))
   connections[cache] = conn
   return conn
 end

@@ -275,7 +275,7 @@ local iso = report.iso
 -- error that ended the run, if one did.
 -- A remote job's entry also gives what every job has (provider,
 -- resource, remote_run, label, outcome, link, counts), its provider's own
--- fields (Census: sync_id, sync_run_id) and each count by name.
+-- fields (P.fields) and each count by name.
 function report.summary(exit_code, interrupted, ending)
   local entries, remote = {}, {}
   for i, e in ipairs(report.entries) do

@@ -109,7 +109,7 @@ local function subscribe()
     local P = w.provider
     local data = ok and result or (type(result) == "table" and type(result.result) == "table" and result.result) or nil
     journal.job_finished(w.journal_id, {
-      status = ok and P.status(result, w) or (type(result) == "table" and (result.cause or result.kind)) or "failed",
+      status = ok and tostring(result.status) or (type(result) == "table" and (result.cause or result.kind)) or "failed",
       final = w.final == true, ok = ok,
       counts = data and P.counts_of and P.counts_of(data) or nil,
       link = data and data.link, error = not ok and require("engine.c.error").describe(result) or nil,

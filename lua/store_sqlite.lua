@@ -47,10 +47,10 @@ CREATE TABLE IF NOT EXISTS job_statuses (
 CREATE INDEX IF NOT EXISTS job_statuses_by_job ON job_statuses (job);
 ]]
 
--- Version 1 (the first two releases): Census syncs in `syncs`, with
--- columns added while it shipped. Its journal is moved into version 2 in
--- one transaction: every sync becomes a Census job with the same id, so
--- an intent or a run in flight there is still found (and adopted).
+-- Version 1 (the first two releases, one provider): its syncs in `syncs`,
+-- with columns added while it shipped. Its journal is moved into version 2
+-- in one transaction: the syncs become jobs of that provider with the same
+-- ids, so an intent or a run in flight there is still found (and adopted).
 local V1_ADDED = {
   {"steps", "origin", "TEXT"}, {"syncs", "origin", "TEXT"},
   {"syncs", "started_by", "INTEGER"}, {"runs", "params", "TEXT"},
