@@ -175,7 +175,8 @@ static int run_ending(engine *e, int rc, task *main_task) {
 }
 
 /* The run's end (lua/run.lua's finish): the journal's record, then the
- * summary and metrics; false when a file could not be written. */
+ * summary and metrics; false when a file could not be written. It runs as
+ * a task, like every use of the journal's store (whose waits yield). */
 static bool finish_run(engine *e, int rc) {
   lua_State *L = e->L;
   if (!push_run_function(e, "finish")) return false;
@@ -190,10 +191,23 @@ static bool finish_run(engine *e, int rc) {
   else
     lua_pushnil(L);
   lua_pushboolean(L, !e->no_summary);
-  int status = lua_pcall(L, 5, 1, 0);
-  bool ok = status == LUA_OK && lua_toboolean(L, -1);
-  if (status != LUA_OK) log_final_value(e, L, -1);
-  lua_pop(L, 1);
+  e->finishing = true;
+  task *t = task_spawn(e, L, 5);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  while (!task_finished(t)) uv_run(&e->loop, UV_RUN_ONCE);
+  uv_run(&e->loop, UV_RUN_DEFAULT); /* what it left (a commit's task) ends */
+  e->finishing = false;
+  bool ok = false;
+  if (task_failed(t)) {
+    task_push_error(L, t);
+    log_final_value(e, L, -1);
+    lua_pop(L, 1);
+  } else if (!task_canceled(t)) {
+    int n = task_push_outcome(L, t);
+    ok = n > 0 && lua_toboolean(L, -n);
+    lua_pop(L, n);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
   return ok;
 }
 

@@ -248,7 +248,8 @@ end
 
 function journal.end_run(outcome, exit_code)
   if not db or not run_id then return end
-  local ok, err = pcall(write, false, function()
+  -- the engine's own cleanup: a wait for the store's lock is not stopped
+  local ok, err = tasks.shield(pcall, write, false, function()
     store.end_run(db, run_id, now(), outcome, exit_code)
   end)
   if not ok then log_failure_once(err) end

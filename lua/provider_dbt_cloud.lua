@@ -187,7 +187,10 @@ function P.judge(d, w, opts)
   if status == 30 then return "canceled", "was cancelled in dbt Cloud" end
   if status == 20 then
     local parts = {}
-    local message = type(d.status_message) == "string" and d.status_message ~= "" and d.status_message or nil
+    -- one line: dbt's messages span lines ("Database Error in model x\n  relation ...")
+    local message = type(d.status_message) == "string" and
+      d.status_message:gsub("%s*\n%s*", " "):gsub("^%s+", ""):gsub("%s+$", "") or ""
+    if message == "" then message = nil end
     parts[1] = "failed: " .. (message or "no status message")
     if d.failing_steps and #d.failing_steps > 0 then parts[#parts + 1] = "in " .. table.concat(d.failing_steps, ", ") end
     if d.failing_nodes and #d.failing_nodes > 0 then
@@ -367,17 +370,31 @@ local function marker()
   return "engine:" .. table.concat(bytes)
 end
 
+local MAX_CAUSE = 255 -- dbt Cloud's limit, in characters (bytes here: never more)
+
+-- The flow as the cause names it: valid UTF-8 without control characters
+-- (dbt Cloud refuses a body that is not UTF-8), at most max bytes; a
+-- longer one keeps its end (the file's name), cut on a character's start.
+local function flow_for_cause(flow, max)
+  flow = tostring(flow)
+  if not utf8.len(flow) then flow = flow:gsub("[\128-\255]", "?") end
+  flow = flow:gsub("%c", "?")
+  if #flow <= max then return flow end
+  local start = #flow - (max - 3) + 1
+  while start <= #flow and flow:byte(start) & 0xC0 == 0x80 do start = start + 1 end
+  return "..." .. flow:sub(start)
+end
+
 -- Before the trigger: the cause with its marker (what finds this intent's
 -- run again), and under reuse_existing a queued or running run to adopt.
 function P.prepare(conn, t)
   local run = require "engine.run"
   local journal = require "engine.journal"
   local intent = {marker = marker()}
+  local head = "Triggered by engine flow "
+  local tail = string.format(" (engine run %s) [%s]", tostring(journal.recorded_run_id() or "-"), intent.marker)
   local flow = run.flow_label and run.flow_label() or "a flow"
-  local cause = string.format("Triggered by engine flow %s (engine run %s) [%s]", tostring(flow),
-    tostring(journal.recorded_run_id() or "-"), intent.marker)
-  if #cause > 255 then cause = cause:sub(1, 200) .. "... [" .. intent.marker .. "]" end
-  intent.cause = cause
+  intent.cause = head .. flow_for_cause(flow, MAX_CAUSE - #head - #tail) .. tail
   if t.resumed and t.resumed.status == "failed" then intent.rerun = true end
   if t.reuse_existing then
     local body = request(conn, {method = "GET", path = "/runs/",
@@ -438,6 +455,9 @@ function P.find(conn, id, row, deadline)
 end
 
 function P.cancel(conn, w, deadline)
+  -- a run that already ended (cancelled in dbt Cloud, read as kind
+  -- "canceled") has nothing to cancel
+  if w.final then return end
   request(conn, {method = "POST", path = "/runs/" .. w.remote_run .. "/cancel/", body = {},
     what = w.what .. ": cancel", deadline = deadline})
 end

@@ -205,6 +205,14 @@ function P.judge(d, w, opts)
     "treating it as a failure, not a success", tostring(state))
 end
 
+-- The wait option only Fivetran's waits take, checked with the others
+-- (before any trigger, so a typo never leaves a sync nobody waits for).
+function P.check_wait(opts, what)
+  if opts.allow_rescheduled ~= nil and type(opts.allow_rescheduled) ~= "boolean" then
+    invalid("%s: allow_rescheduled must be true or false, got %s", what, tostring(opts.allow_rescheduled))
+  end
+end
+
 -- A connection's state as a status: "succeeded" or "failed" once the
 -- sync a wait follows (w) has ended, else its sync_state.
 function P.status(d, w)

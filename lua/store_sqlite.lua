@@ -6,8 +6,10 @@
 -- The loop is never blocked long: SQLite waits for a lock at most
 -- BUSY_MS at a time, and a transaction that meets a lock held longer
 -- yields (a timer sleep, inside a task) and tries again, up to WAIT_MAX
--- seconds in all. A commit's fsync runs on the loop thread, once per group
--- commit (lua/journal.lua): a thousand intents written together cost one.
+-- seconds in all. Outside a task (opening the journal, the daily prune at
+-- start, before any job runs) it waits at most BLOCKING_MS. A commit's
+-- fsync runs on the loop thread, once per group commit (lua/journal.lua):
+-- a thousand intents written together cost one.
 local sqlite = require "engine.c.sqlite"
 local files = require "engine.c.files"
 local tasks = require "engine.c.task"
@@ -17,6 +19,7 @@ local store = {}
 
 store.SCHEMA_VERSION = 2
 local BUSY_MS = 20
+local BLOCKING_MS = 2000
 local WAIT_MAX = 30
 
 local SCHEMA = [[
@@ -95,14 +98,18 @@ end
 function store.transaction(h, durable, fn, ...)
   local give_up = timer.now() + WAIT_MAX
   if durable then h:exec("PRAGMA synchronous = FULL") end -- (not allowed inside one)
+  local in_task = tasks.current() ~= nil
+  if not in_task then h:busy_timeout(BLOCKING_MS) end
   while true do
     local ok, err = pcall(h.exec, h, "BEGIN IMMEDIATE")
     if ok then break end
-    if not tostring(err):find("locked", 1, true) or not tasks.current() or timer.now() > give_up then
+    if not tostring(err):find("locked", 1, true) or not in_task or timer.now() > give_up then
+      if not in_task then h:busy_timeout(BUSY_MS) end
       error(err, 0)
     end
     timer.sleep(0.005 + math.random() * 0.02)
   end
+  if not in_task then h:busy_timeout(BUSY_MS) end
   local ok, a, b = pcall(fn, ...)
   if ok then
     local committed, err = pcall(h.exec, h, "COMMIT")

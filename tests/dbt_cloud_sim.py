@@ -93,7 +93,9 @@ SCENARIO fields per job id (all optional):
   execute_steps (default ["dbt build"])
   steps           what successive GETs of a run report: an int status or a
                   dict of run fields ({"status": 20, "status_message": "x"});
-                  the last repeats. Default [3, 10]
+                  the last repeats. Default [3, 10]. A status dbt Cloud
+                  does not document (99) is served as is, "Unknown", and
+                  does not finish the run
   runs            a list of steps lists, one per run created by run/ or
                   rerun/ in order; runs beyond the list use steps
   trigger         behaviours of successive run/ POSTs, then "ok"
@@ -176,6 +178,12 @@ def duration(start_us, end_us):
     human = "%d minutes, %d seconds" % (hours * 60 + minutes, secs) if seconds >= 60 \
         else "%d seconds" % secs
     return "%02d:%02d:%02d" % (hours, minutes, secs), human
+
+
+def humanized(status):
+    """A status's name; one dbt Cloud does not document (a test's 99) is
+    "Unknown"."""
+    return STATUS_NAMES.get(status, "Unknown")
 
 
 def next_behaviour(script, index):
@@ -755,8 +763,8 @@ class DbtCloudSim(ThreadingHTTPServer):
     def set_status(self, run, status, moment=None):
         """Moves a run to status, stamping the moments it passes (now, or
         moment)."""
-        if status not in STATUS_NAMES:
-            raise ValueError("unknown run status %r" % (status,))
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise ValueError("a run status is an integer, got %r" % (status,))
         run["status"] = status
         moment = now_us() if moment is None else moment
         if status >= 2 and run["dequeued_us"] is None:
@@ -852,7 +860,7 @@ class DbtCloudSim(ThreadingHTTPServer):
                 "account_id": self.account_id, "environment_id": job["environment_id"],
                 "project_id": job["project_id"], "job_definition_id": run["job_id"],
                 "job_id": run["job_id"], "status": status,
-                "status_humanized": STATUS_NAMES[status], "status_message": self.status_message(run),
+                "status_humanized": humanized(status), "status_message": self.status_message(run),
                 "dbt_version": "versionless", "git_branch": body.get("git_branch", "main"),
                 "git_sha": body.get("git_sha", "4f1c2e0d9b8a7c6e5f4d3c2b1a0f9e8d7c6b5a49"),
                 "created_at": stamp(run["created_us"]), "updated_at": stamp(now_us()),
@@ -903,7 +911,7 @@ class DbtCloudSim(ThreadingHTTPServer):
                     20: self.status_message(run) or "Error"}[step_status]
             steps.append({"run_id": run["id"], "account_id": self.account_id, "index": index,
                           "name": names[index - 1], "status": step_status,
-                          "status_humanized": STATUS_NAMES[step_status], "logs": logs,
+                          "status_humanized": humanized(step_status), "logs": logs,
                           "debug_logs": "", "truncated_debug_logs": None})
         return steps
 
@@ -912,7 +920,7 @@ class DbtCloudSim(ThreadingHTTPServer):
             jobs = {}
             for job_id, stats in self.stats.items():
                 runs = [{"id": r["id"], "status": r["status"],
-                         "status_humanized": STATUS_NAMES[r["status"]], "cause": r["cause"],
+                         "status_humanized": humanized(r["status"]), "cause": r["cause"],
                          "cancels": r["cancels"], "is_retry": r["is_retry"],
                          "retry_of": r["retry_of"], "polls": r["polls"], "existing": r["existing"]}
                         for r in sorted(self.runs.values(), key=lambda r: r["id"])

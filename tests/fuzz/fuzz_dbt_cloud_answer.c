@@ -6,9 +6,10 @@
  * a Lua error outside pcall, never a crash; for a run the check accepts,
  * judge says "wait" for 1, 2, 3, "ok" for 10 and only 10, "failed" for 20,
  * "canceled" for 30, "unknown_status" (nil when adopting) for any other;
- * results_of gives nil or five whole counts >= 0 summing to at most the
- * number of results, with one failing entry per failed or errored result
- * and one warning per warned one. */
+ * counts_of gives nil or a table, and result, summary and warns work on
+ * what finished leaves; results_of gives nil or five whole counts >= 0
+ * summing to at most the number of results, with one failing entry per
+ * failed or errored result and one warning per warned one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,9 @@ static const char probe[] =
     "  local expected = EXPECTED[d.status] or 'unknown_status'\n"
     "  local v = check_judge(d, w, expected)\n"
     "  assert(type(P.status(d)) == 'string', 'status: not text')\n"
+    "  -- what every poll's report reads (lua/job_report.lua: pairs over it)\n"
+    "  local c = P.counts_of(d)\n"
+    "  assert(c == nil or type(c) == 'table', 'counts_of: a ' .. type(c) .. ' of the answer')\n"
     "  if v == 'ok' or v == 'failed' then\n"
     "    -- what finished adds before judging again: the failing steps (of\n"
     "    -- run_steps, read with the run) and run_results.json (the input too)\n"
@@ -122,6 +126,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   lua_settop(L, 0);
+  /* Free this input's garbage now: libFuzzer runs a leak scan after any
+   * input that mallocs more than it frees, which Lua's lazy collector
+   * makes every input do (about 100 times slower). */
   lua_gc(L, LUA_GCCOLLECT, 0);
   return 0;
 }
