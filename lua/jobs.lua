@@ -246,6 +246,7 @@ local function trigger_job(P, t, cancel_opts)
     local body = remote_run
     if errors.is_error(body, "canceled") and not adopted then
       body.on_stop = stopped_while_triggering(P, conn, t, row, occurrence, sent_at, intent, cancel_opts)
+      body[P.name] = body.on_stop -- (under the provider's name too: err.census was the field)
     elseif refused(body) then
       journal.settle(row, errors.is_error(body) and body.kind or "failed", errors.describe(body))
     else -- it may have started a run: the intent stays open for the next run to look
@@ -342,6 +343,7 @@ local function stop_run(P, conn, w, err, opts)
     end
   end
   err.on_stop = err.on_stop or ("left running in " .. P.vendor .. ": " .. why)
+  err[P.name] = err.on_stop -- (under the provider's name too: err.census was the field)
   events.emit("job.stopped", w, err.on_stop)
 end
 

@@ -358,8 +358,9 @@ function P.trigger(conn, t, intent, unknown)
   if not ok then
     if type(answer) == "table" and answer.http_status == 409 then
       raise("conflict", {connection_id = id, provider = "fivetran", resource = id, http_status = 409},
-        "fivetran: connection %s: Fivetran refused the re-sync (HTTP 409): a sync is running that it " ..
-        "cannot finish first; wait for it and run again (%s)", id, P.link(conn, id))
+        "fivetran: connection %s: Fivetran refused the %s (HTTP 409): a sync is running that it " ..
+        "cannot finish first; wait for it and run again (%s)", id, t.resync and "re-sync" or "sync",
+        P.link(conn, id))
     end
     error(answer, 0)
   end

@@ -152,6 +152,29 @@ class Trigger(Base):
                           "JSON says remote_run %r for run %d" % (entry["remote_run"], big))
         self.assertEqual((entry["remote_run"], entry["run_id"]), (big, big))
 
+    def test_the_cause_is_utf8_of_at_most_255_characters_with_the_flow_name_and_marker(self):
+        self.jobs({123: {"steps": [10]}})
+        deep = os.path.join(self.dir, "\u00e9" * 100, "\u00fc" * 60)
+        os.makedirs(deep)
+        flow = os.path.join(deep, "nightly.lua")
+        with open(flow, "w") as f:
+            f.write(RUN % 123 + "print(r.status)")
+        latin1 = os.path.join(self.dir.encode(), b"caf\xe9.lua")  # a name that is not UTF-8
+        with open(latin1, "w") as f:
+            f.write(RUN % 123 + "print(r.status)")
+        for path in (flow, latin1):
+            r = run([path], env=self.sim_env())
+            self.assertEqual((r.rc, r.stdout), (0, "success\n"), r)
+        causes = [json.loads(p["body"])["cause"] for p in self.requests("POST")]
+        self.assertEqual(len(causes), 2, "both accepted")
+        for cause in causes:
+            self.assertNotIn("\ufffd", cause, "valid UTF-8")
+            self.assertLessEqual(len(cause), 255)
+            self.assertRegex(cause, MARKER)
+        self.assertRegex(causes[0], r"^Triggered by engine flow \.\.\.\u00e9+/\u00fc{60}/nightly\.lua "
+                                    r"\(engine run 1\) \[engine:[0-9a-f]{16}\]$")
+        self.assertIn("caf?.lua (engine run 2)", causes[1])
+
     def test_overrides_pass_through_into_the_trigger_body(self):
         self.jobs({123: {"steps": [10]}})
         code = """
@@ -404,6 +427,19 @@ class Stop(Base):
         row = self.journal()[0]
         self.assertEqual((row["status"], row["final"], row["ok"]), ("canceled", 1, 0), row)
 
+    def test_sigterm_while_the_trigger_is_unanswered_cancels_the_run_it_started(self):
+        self.jobs({123: {"trigger": [{"created_slow": 20}], "steps": [3]}})
+        proc = self.start([self.flow(self.FLOW)])
+        wait_until(lambda: len(self.runs_of()) == 1, timeout=10, what="the trigger")
+        proc.send_signal(signal.SIGTERM)
+        rc, out, err = self.finish(proc, timeout=30)
+        self.assertEqual(rc, 143, err)
+        self.assertEqual(self.cancels(), 1, err)
+        self.assertIn("the stop interrupted its trigger; run %d, which it started, was cancelled in dbt Cloud"
+                      % FIRST, err)
+        row = self.journal()[0]
+        self.assertEqual((row["remote_run"], row["status"], row["final"]), (str(FIRST), "canceled", 1), row)
+
     def test_cancel_on_stop_0_leaves_the_run_going_and_says_so(self):
         err, entry = self.stop_while_waiting({"DBT_CLOUD_CANCEL_ON_STOP": "0"})
         self.assertEqual(self.cancels(), 0, err)
@@ -457,6 +493,29 @@ class Resume(Base):
         rows = self.journal()
         self.assertEqual([(x["run"], x["remote_run"], x["ok"]) for x in rows],
                          [(1, str(FIRST), 0), (2, str(FIRST + 1), 1)], rows)
+
+    def test_a_lost_rerun_answer_is_adopted_never_sent_again(self):
+        self.jobs({123: {"runs": [[3, 20]], "rerun": ["lost_created"], "steps": [3, 10]}})
+        flow = self.flow(self.FLOW)
+        self.assertEqual(run([flow], env=self.sim_env()).rc, 1)
+        r = run(["--resume", flow], env=self.sim_env())
+        self.assertEqual((r.rc, r.stdout), (0, "success\t%d\n" % (FIRST + 1)), r)
+        state = self.job_state()
+        self.assertEqual((state["triggers"], state["reruns"], len(state["runs"])), (1, 1, 2), state)
+        self.assertIn("adopting run %d, which dbt Cloud created after the trigger was sent" % (FIRST + 1), r.stderr)
+
+    def test_kill_before_the_rerun_answer_then_resume_adopts_the_retry(self):
+        self.jobs({123: {"runs": [[3, 20]], "rerun": [{"created_slow": 20}], "steps": [3, 10]}})
+        flow = self.flow(self.FLOW)
+        self.assertEqual(run([flow], env=self.sim_env()).rc, 1)
+        proc = self.start(["--resume", flow])
+        wait_until(lambda: len(self.runs_of()) == 2, timeout=10, what="the rerun")
+        self.kill9(proc)
+        r = run(["--resume", flow], env=self.sim_env())
+        self.assertEqual((r.rc, r.stdout), (0, "success\t%d\n" % (FIRST + 1)), r)
+        state = self.job_state()
+        self.assertEqual((state["triggers"], state["reruns"], len(state["runs"])), (1, 1, 2), state)
+        self.assertIn("run %d, started by engine run 2, is still in flight; adopting it" % (FIRST + 1), r.stderr)
 
     def test_a_plain_run_after_a_failure_triggers_anew_never_reruns(self):
         self.jobs({123: {"runs": [[3, 20]], "steps": [3, 10]}})
@@ -531,6 +590,20 @@ class Http(Base):
         self.assertEqual(self.job_state()["triggers"], 0)
         row = self.journal()[0]
         self.assertEqual((row["status"], row["final"]), ("auth", 1), "a refused trigger is settled")
+
+    def test_a_missing_job_is_not_found_and_names_the_settings(self):
+        self.jobs({123: {"missing": True}})
+        r, doc = self.engine("""
+            local ok, e = pcall(dbt_cloud.run, {job_id = 123}, {poll = 0.05})
+            print(ok, e.kind)
+            error(e, 0)
+        """, rc=1, summary=True)
+        self.assertEqual(r.stdout, "false\tnot_found\n", r)
+        self.assertIn("answered HTTP 404: Unauthorized or Not Found; check the id, DBT_CLOUD_ACCOUNT_ID and "
+                      "DBT_CLOUD_BASE_URL", r.stderr)
+        self.assertEqual(len(self.requests("POST")), 1)
+        self.assertEqual((doc["jobs"][0]["outcome"], doc["jobs"][0]["resource"]), ("not_found", 123))
+        self.assertEqual(self.journal()[0]["final"], 1, "a refused trigger is settled")
 
     def test_plain_http_to_another_host_is_refused(self):
         for args in (["-e", "dbt_cloud.run({job_id = 123})"],

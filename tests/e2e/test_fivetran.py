@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import stat
 import time
-import unittest
+import urllib.request
 
 from harness import ProvidersTestCase, main, run, wait_until
 
@@ -48,6 +48,13 @@ class Fivetran(ProvidersTestCase):
         self.assertEqual(self.fivetran.state()["patches"], 0, "the engine sent a PATCH")
         self.assertFalse([r for r in self.fivetran.log if r["method"] not in ("GET", "POST")],
                          "only GET and POST are ever sent")
+
+    def control(self, what, order):
+        """POSTs order to the simulator's control endpoint /_sim/<what>."""
+        req = urllib.request.Request("%s/_sim/%s" % (self.fivetran.url, what), json.dumps(order).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            self.assertEqual(json.load(answer), {"ok": True})
 
     def connections(self, **scenarios):
         self.fivetran.configure(scenarios)
@@ -454,17 +461,20 @@ class Lost(Fivetran):
         self.assertIn("adopting it instead of triggering again", r.stderr)
 
     def test_429_with_and_without_retry_after_backs_off_and_succeeds(self):
-        for retry_after, wait in ((None, 0.3), ("0", 0.0)):
+        # (Retry-After, FIVETRAN_THROTTLE_WAIT, 429s in a row, the least it waits)
+        for retry_after, throttle_wait, count, least in ((None, "0.3", 2, 0.6), ("1", "0.05", 1, 1.0),
+                                                         ("0", "0.05", 3, 0.0)):
             self.fivetran.reset()
             self.connections(c1={})
-            self.fivetran.set_throttle(2, retry_after)
+            self.control("throttle", {"count": count, "retry_after": retry_after})
             started = time.monotonic()
-            r = self.engine(SYNC_FLOW, ["c1"], env={"FIVETRAN_THROTTLE_WAIT": "0.3"})
+            r = self.engine(SYNC_FLOW, ["c1"], env={"FIVETRAN_THROTTLE_WAIT": throttle_wait})
             took = time.monotonic() - started
             self.assertEqual(r.rc, 0, r)
             self.assertIn("succeeded\tc1", r.stdout)
-            self.assertIn("Fivetran answered HTTP 429", r.stderr)
-            self.assertGreaterEqual(took, 2 * wait, "without Retry-After it waits FIVETRAN_THROTTLE_WAIT")
+            self.assertEqual(r.stderr.count("Fivetran answered HTTP 429"), count, r)
+            # without Retry-After it waits FIVETRAN_THROTTLE_WAIT, with one at least that
+            self.assertGreaterEqual(took, least, (retry_after, r))
             self.assertEqual(self.fivetran.state()["throttle"], 0)
             self.assertEqual(self.state("c1")["triggers"], 1)
 
@@ -562,6 +572,13 @@ class Resync(Fivetran):
         st = self.state("c1")
         self.assertEqual((st["resyncs"], st["triggers"], st["resync_scopes"]),
                          (1, 0, [{"public": ["users", "orders"]}]))
+
+    def test_a_409_to_a_sync_is_a_conflict_too(self):
+        self.connections(c1={"trigger": [{"http": 409, "body": {"code": "Conflict", "message": "busy"}}]})
+        kind, message, r = self.catch('fivetran.sync{connection_id = "c1"}')
+        self.assertEqual(kind, "conflict", r)
+        self.assertIn("Fivetran refused the sync (HTTP 409)", message)
+        self.assertEqual(self.state("c1")["triggers"], 1)
 
     def test_resync_without_scope_posts_an_empty_object(self):
         self.connections(c1={})
