@@ -450,7 +450,7 @@ class Stop(Base):
     def test_flow_timeout_cancels_the_run(self):
         self.jobs({123: {"steps": [3]}})
         r, _ = self.engine("""
-            local ok, e = pcall(flow.timeout, 0.5, dbt_cloud.run, {job_id = 123}, {poll = 0.05})
+            local ok, e = pcall(flow.timeout, 1, dbt_cloud.run, {job_id = 123}, {poll = 0.05})
             print(ok, e.kind)
         """)
         self.assertEqual(r.stdout, "false\ttimeout\n", r)

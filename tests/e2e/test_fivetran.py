@@ -53,7 +53,8 @@ class Fivetran(ProvidersTestCase):
         """POSTs order to the simulator's control endpoint /_sim/<what>."""
         req = urllib.request.Request("%s/_sim/%s" % (self.fivetran.url, what), json.dumps(order).encode(),
                                      {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as answer:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+        with direct.open(req, timeout=10) as answer:
             self.assertEqual(json.load(answer), {"ok": True})
 
     def connections(self, **scenarios):
