@@ -141,6 +141,48 @@ class Valgrind(ServerTestCase):
         self.assertEqual(proc.returncode, 5, err)
         self.assertEqual(sum(sim.cancels.values()), 1, err)
 
+    def test_fivetran_and_dbt_cloud(self):
+        # both new providers: a trigger, a wait, results, a failure, a lost
+        # answer adopted, the stop that cancels dbt Cloud and leaves Fivetran
+        from dbt_cloud_sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN as DBT_TOKEN, DbtCloudSim
+        from fivetran_sim import DEFAULT_KEY, DEFAULT_SECRET, FivetranSim
+        ft = FivetranSim(scenarios={"a": {"steps": ["syncing", "succeeded"]},
+                                    "b": {"steps": ["syncing", "failed"], "fail_message": "x"},
+                                    "c": {"steps": ["syncing"]}}).start()
+        dbt = DbtCloudSim(scenarios={"1": {"steps": [3, 10], "run_results": "default",
+                                           "trigger": ["lost_created"]},
+                                     "2": {"steps": [3]}}).start()
+        self.addCleanup(ft.stop)
+        self.addCleanup(dbt.stop)
+        _, env = self.census({})
+        env.update(FIVETRAN_BASE_URL=ft.url, FIVETRAN_API_KEY=DEFAULT_KEY, FIVETRAN_API_SECRET=DEFAULT_SECRET,
+                   FIVETRAN_MIN_POLL="0.05", FIVETRAN_POLL="0.05", FIVETRAN_RETRY_DELAY="0.01",
+                   DBT_CLOUD_BASE_URL=dbt.url, DBT_CLOUD_API_TOKEN=DBT_TOKEN, DBT_CLOUD_ACCOUNT_ID=str(DEFAULT_ACCOUNT),
+                   DBT_CLOUD_MIN_POLL="0.05", DBT_CLOUD_POLL="0.05", DBT_CLOUD_RETRY_DELAY="0.01")
+        flow = write_flow("fivetran.sync{connection_id = 'a'}\npcall(fivetran.sync, {connection_id = 'b'})\n"
+                          "dbt_cloud.run{job_id = 1}\nprint('ready')\nio.stdout:flush()\n"
+                          "flow.parallel({function() return fivetran.sync{connection_id = 'c'} end,\n"
+                          "  function() return dbt_cloud.run{job_id = 2} end})")
+        self.addCleanup(os.unlink, flow)
+        proc = subprocess.Popen(ARGS + [ENGINE, flow], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        self.assertEqual(proc.stdout.readline(), "ready\n")
+        deadline = time.monotonic() + 120
+        while len(dbt.state()["jobs"].get("2", {}).get("runs", [])) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=240)
+        self.assertNotEqual(proc.returncode, 99, err)
+        self.check(err)
+        self.assertEqual(proc.returncode, 143, err)
+        self.assertIn("left running in Fivetran: no cancel endpoint", err)
+        self.assertEqual(dbt.state()["jobs"]["1"]["triggers"], 1, err)
+        for args in [["runs"], ["runs", "1"], ["runs", "1", "--json"]]:
+            p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
+            self.assertNotEqual(p.returncode, 99, p.stderr)
+            self.check(p.stderr)
+
     def census(self, scenarios, **env):
         """A Census simulator playing scenarios, and the environment (token,
         fast polls, a state directory of its own) that reaches it."""
