@@ -122,6 +122,7 @@ end
 -- long a 429 without Retry-After pauses (the vendor's documented cooldown
 -- by default: throttle_wait).
 function api.settings(prefix, throttle_wait)
+  -- a 429's cooldown fits in the retries' budget with room for one more try
   local max_answer = env(prefix .. "_MAX_ANSWER_BYTES")
   local max_bytes = MAX_ANSWER_BYTES
   if max_answer then
@@ -139,8 +140,9 @@ function api.settings(prefix, throttle_wait)
   return {
     request_timeout = request_timeout, max_bytes = max_bytes,
     retry_delay = env_seconds(prefix .. "_RETRY_DELAY") or 1,
-    retry_budget = env_seconds(prefix .. "_RETRY_BUDGET") or 300,
+    retry_budget = env_seconds(prefix .. "_RETRY_BUDGET") or (300 + (throttle_wait or 0)),
     throttle_wait = env_seconds(prefix .. "_THROTTLE_WAIT") or throttle_wait,
+    env = prefix,
   }
 end
 
@@ -265,9 +267,14 @@ end
 -- pass budget_end.
 function api.retry_wait(conn, n, err, budget_end)
   local wait = rules.backoff(n, conn.retry_delay, 2, 90, 0.2)
-  if err.retry_after and err.retry_after > wait then wait = err.retry_after end
+  local asked = err.retry_after and err.retry_after > wait
+  if asked then wait = err.retry_after end
   if timer.now() + wait > budget_end then
     err.attempts = n
+    if asked and conn.env and not err.message:find("retry budget", 1, true) then
+      err.message = string.format("%s (the vendor asks to wait %g s, more than the retry budget left; " ..
+        "%s_RETRY_BUDGET sets it)", err.message, wait, conn.env)
+    end
     error(err, 0)
   end
   return wait

@@ -77,8 +77,16 @@ local function entry_fields(e, names)
 end
 
 -- A job as documents show it (JOB_FIELDS): outcome is its last status.
+-- An id the journal keeps as text, as the summary gives it: a whole number
+-- when it is one (Census and dbt Cloud ids), else the text.
+local function id_value(text)
+  if type(text) == "string" and text:match("^%d+$") and #text <= 18 then return math.tointeger(tonumber(text)) end
+  return text
+end
+
 local function job_fields(j)
   local out = entry_fields(j, JOB_FIELDS)
+  out.resource, out.remote_run = id_value(j.resource), id_value(j.remote_run) or json.null
   out.outcome, out.ok = j.status, j.ok == 1
   out.counts = j.counts
   return out

@@ -194,7 +194,7 @@ local function trigger_job(P, t, cancel_opts)
     local handle = P.handle(id, recorded_run, t.label)
     private[handle] = {provider = P, conn = conn, recorded = recorded, occurrence = occurrence,
       started_by = started_by}
-    events.emit("job.recorded", P, id, recorded_run, journal.resumed())
+    events.emit("job.recorded", P, id, recorded_run, started_by or journal.resumed())
     return handle
   end
   tasks.check_stop() -- nothing new starts once the engine is stopping
@@ -246,7 +246,7 @@ local function trigger_job(P, t, cancel_opts)
     local body = remote_run
     if errors.is_error(body, "canceled") and not adopted then
       body.on_stop = stopped_while_triggering(P, conn, t, row, occurrence, sent_at, intent, cancel_opts)
-      body[P.name] = body.on_stop -- (under the provider's name too: err.census was the field)
+      body[P.name] = body.on_stop -- (under the provider's name too, as it was before on_stop)
     elseif refused(body) then
       journal.settle(row, errors.is_error(body) and body.kind or "failed", errors.describe(body))
     else -- it may have started a run: the intent stays open for the next run to look
@@ -291,6 +291,10 @@ local function check_wait_options(P, opts, what)
     if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
       invalid("%s: %s must be true or false, got %s", what, k, tostring(opts[k]))
     end
+  end
+  if opts.cancel_on_timeout and not P.cancel then
+    invalid("%s: %s cannot cancel a running %s (%s): cancel_on_timeout cannot be true", what, P.vendor,
+      P.noun, P.no_cancel or "no cancel endpoint")
   end
   jobs.check_label(opts.label, what, "label")
   if P.check_wait then P.check_wait(opts, what) end
@@ -343,7 +347,7 @@ local function stop_run(P, conn, w, err, opts)
     end
   end
   err.on_stop = err.on_stop or ("left running in " .. P.vendor .. ": " .. why)
-  err[P.name] = err.on_stop -- (under the provider's name too: err.census was the field)
+  err[P.name] = err.on_stop -- (under the provider's name too, as it was before on_stop)
   events.emit("job.stopped", w, err.on_stop)
 end
 
@@ -417,7 +421,8 @@ local function wait(P, handle, opts, what)
     waiting = waiting + 1
     ok, result = pcall(wait_loop, P, w, opts, timeout, conn)
     waiting = waiting - 1
-    if not ok and errors.is_error(result, "canceled") and private[handle] then
+    -- a stop (not a run the vendor reports cancelled: that one is final)
+    if not ok and errors.is_error(result, "canceled") and not w.final and private[handle] then
       stop_run(P, conn, w, result, opts)
     end
   end

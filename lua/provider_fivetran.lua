@@ -290,7 +290,11 @@ local function list_connections(conn, group_id, what)
         end
       end})
     for _, item in ipairs(body.data.items) do items[#items + 1] = strip_nulls(item) end
-    cursor = type(body.data.next_cursor) == "string" and body.data.next_cursor ~= "" and body.data.next_cursor or nil
+    local next_cursor = type(body.data.next_cursor) == "string" and body.data.next_cursor ~= "" and body.data.next_cursor or nil
+    if next_cursor and (next_cursor == cursor or #body.data.items == 0) then
+      raise("bad_response", nil, "%s: Fivetran keeps answering the same page (cursor %s)", what, next_cursor:sub(1, 40))
+    end
+    cursor = next_cursor
     if #items % 5000 == 0 then tasks.check_stop() end
   until not cursor
   return items

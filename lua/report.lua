@@ -199,7 +199,7 @@ end
 
 -- More rows than this: the text summary shows totals and the failed rows.
 local SUMMARY_ROWS = 40
-local NAME_MAX, OUTCOME_MAX = 40, 36
+local NAME_MAX, OUTCOME_MAX = 40, 60
 
 local function cut(text, max)
   if #text <= max then return text end

@@ -449,12 +449,14 @@ class Stop(Base):
 
     def test_flow_timeout_cancels_the_run(self):
         self.jobs({123: {"steps": [3]}})
-        r, _ = self.engine("""
-            local ok, e = pcall(flow.timeout, 1, dbt_cloud.run, {job_id = 123}, {poll = 0.05})
+        r, doc = self.engine("""
+            local h = dbt_cloud.trigger({job_id = 123})
+            local ok, e = pcall(flow.timeout, 0.5, dbt_cloud.wait, h, {poll = 0.05})
             print(ok, e.kind)
-        """)
+        """, summary=True)
         self.assertEqual(r.stdout, "false\ttimeout\n", r)
         self.assertEqual(self.cancels(), 1, r)
+        self.assertEqual(doc["jobs"][0]["detail"], "cancelled in dbt Cloud", doc)
 
     def test_the_wait_timeout_cancels_only_with_cancel_on_timeout(self):
         self.jobs({123: {"steps": [3]}, 124: {"steps": [3]}})
