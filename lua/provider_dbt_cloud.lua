@@ -395,7 +395,22 @@ function P.prepare(conn, t)
   local tail = string.format(" (engine run %s) [%s]", tostring(journal.recorded_run_id() or "-"), intent.marker)
   local flow = run.flow_label and run.flow_label() or "a flow"
   intent.cause = head .. flow_for_cause(flow, MAX_CAUSE - #head - #tail) .. tail
-  if t.resumed and t.resumed.status == "failed" then intent.rerun = true end
+  -- --resume after this job's run failed: dbt Cloud retries that run from
+  -- its failure (rerun/), while it is still the job's latest run. Once
+  -- another run came after it, rerun/ would start the job afresh without
+  -- this trigger's overrides or marker: trigger it as asked instead.
+  local failed = t.resumed and t.resumed.status == "failed" and whole(t.resumed.remote_run)
+  if failed then
+    local body = request(conn, {method = "GET", path = "/runs/",
+      query = "?job_definition_id=" .. t.resource .. "&order_by=-id&limit=1",
+      what = "job " .. t.resource .. ": reading its latest run (--resume)", check = has_list})
+    local latest = body.data[1]
+    if type(latest) == "table" and latest.id == failed and latest.status == 20 then
+      intent.rerun, t.rerun_of = true, failed
+    else
+      t.not_rerun = string.format("run %d, which failed, is no longer the job's latest run", failed)
+    end
+  end
   if t.reuse_existing then
     local body = request(conn, {method = "GET", path = "/runs/",
       query = "?job_definition_id=" .. t.resource .. "&status__in=%5B1%2C2%2C3%5D&order_by=-id&limit=1",
@@ -407,6 +422,13 @@ function P.prepare(conn, t)
     end
   end
   return intent
+end
+
+-- What the trigger's log line adds: a rerun, or why --resume made none.
+function P.trigger_note(t)
+  if t.rerun_of then return string.format(" (a rerun of run %d from its failure: --resume)", t.rerun_of) end
+  if t.not_rerun then return string.format(" (not a rerun: %s)", t.not_rerun) end
+  return ""
 end
 
 function P.trigger(conn, t, intent, unknown)
