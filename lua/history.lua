@@ -78,7 +78,7 @@ end
 
 -- A job as documents show it (JOB_FIELDS): outcome is its last status.
 -- An id the journal keeps as text, as the summary gives it: a whole number
--- when it is one (Census and dbt Cloud ids), else the text.
+-- when it is one (most vendors' ids are), else the text.
 local function id_value(text)
   if type(text) == "string" and text:match("^%d+$") and #text <= 18 then return math.tointeger(tonumber(text)) end
   return text

@@ -358,7 +358,10 @@ local function poll_once(P, w, opts, timeout, conn, started, deadline)
   events.emit("job.status", w, data)
   local verdict, message = P.judge(data, w, opts)
   if verdict ~= "wait" and P.finished then
-    -- what the provider reads once a run ended (its results, say)
+    -- what the provider reads once a run ended (its results, say); a stop
+    -- meanwhile cancels nothing (w.ended), and the row stays open, so the
+    -- next run takes the result
+    w.ended = true
     data = P.finished(conn, w, data, verdict) or data
     verdict, message = P.judge(data, w, opts)
   end
@@ -422,7 +425,7 @@ local function wait(P, handle, opts, what)
     ok, result = pcall(wait_loop, P, w, opts, timeout, conn)
     waiting = waiting - 1
     -- a stop (not a run the vendor reports cancelled: that one is final)
-    if not ok and errors.is_error(result, "canceled") and not w.final and private[handle] then
+    if not ok and errors.is_error(result, "canceled") and not w.final and not w.ended and private[handle] then
       stop_run(P, conn, w, result, opts)
     end
   end

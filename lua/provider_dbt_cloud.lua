@@ -54,6 +54,11 @@ local P = {
     {"WARNED", "warned"}},
 }
 
+-- What the provider adds to an answer (P.add_results), and the results it
+-- made, by table: weak, so they go with the answer.
+local added = setmetatable({}, {__mode = "k"})
+local results = setmetatable({}, {__mode = "k"})
+
 local STATUS = {[1] = "queued", [2] = "starting", [3] = "running", [10] = "success", [20] = "error",
   [30] = "cancelled"}
 
@@ -192,12 +197,13 @@ function P.judge(d, w, opts)
       d.status_message:gsub("%s*\n%s*", " "):gsub("^%s+", ""):gsub("%s+$", "") or ""
     if message == "" then message = nil end
     parts[1] = "failed: " .. (message or "no status message")
-    if d.failing_steps and #d.failing_steps > 0 then parts[#parts + 1] = "in " .. table.concat(d.failing_steps, ", ") end
-    if d.failing_nodes and #d.failing_nodes > 0 then
+    local a = added[d] or {}
+    if a.failing_steps and #a.failing_steps > 0 then parts[#parts + 1] = "in " .. table.concat(a.failing_steps, ", ") end
+    if a.failing_nodes and #a.failing_nodes > 0 then
       local names = {}
-      for i = 1, math.min(#d.failing_nodes, 5) do names[i] = d.failing_nodes[i].id end
+      for i = 1, math.min(#a.failing_nodes, 5) do names[i] = a.failing_nodes[i].id end
       parts[#parts + 1] = "failing: " .. table.concat(names, ", ") ..
-        (#d.failing_nodes > 5 and string.format(" and %d more", #d.failing_nodes - 5) or "")
+        (#a.failing_nodes > 5 and string.format(" and %d more", #a.failing_nodes - 5) or "")
     end
     return "failed", table.concat(parts, "; ")
   end
@@ -211,7 +217,21 @@ function P.status(d)
   return STATUS[d.status] or ("status " .. tostring(d.status))
 end
 
-function P.counts_of(d) return d.counts end
+-- The counts of a result this provider made, or of an answer P.finished
+-- added them to (never a field of dbt Cloud's answer: it is not ours).
+function P.counts_of(d)
+  if results[d] then return d.counts end
+  return added[d] and added[d].counts
+end
+
+-- What P.finished learned of a run that ended, kept beside its answer
+-- (never in it: a field of the same name in the answer is not read).
+function P.add_results(d, failing_steps, counts, failing_nodes)
+  local a = added[d] or {}
+  added[d] = a
+  a.failing_steps = failing_steps or a.failing_steps
+  if counts then a.counts, a.failing_nodes = counts, failing_nodes end
+end
 
 -- Once a run ended: its failing steps (a run with an error) and its
 -- run_results.json (counts, failing nodes, warnings). Reading them never
@@ -223,12 +243,13 @@ function P.finished(conn, w, d, verdict)
     local ok, body = pcall(request, c, {method = "GET", path = "/runs/" .. w.remote_run .. "/",
       query = "?include_related=" .. '%5B%22run_steps%22%5D', what = w.what .. ": reading its steps", check = has_run})
     if ok and type(body.data.run_steps) == "table" then
-      d.failing_steps = {}
+      local steps = {}
       for _, step in ipairs(body.data.run_steps) do
         if type(step) == "table" and step.status == 20 and type(step.name) == "string" then
-          d.failing_steps[#d.failing_steps + 1] = step.name
+          steps[#steps + 1] = step.name
         end
       end
+      P.add_results(d, steps)
     end
   end
   local ok, doc = pcall(request, c, {method = "GET", path = "/runs/" .. w.remote_run .. "/artifacts/run_results.json",
@@ -237,7 +258,7 @@ function P.finished(conn, w, d, verdict)
     end})
   if ok then
     local counts, failing, warnings = P.results_of(doc)
-    d.counts, d.failing_nodes = counts, failing
+    P.add_results(d, nil, counts, failing)
     for _, warning in ipairs(warnings or {}) do
       events.emit("job.warning", string.format("dbt_cloud: %s: warning in %s%s", w.what, warning.id,
         warning.message and (": " .. rules.printable(warning.message):sub(1, 200)) or ""))
@@ -254,11 +275,15 @@ end
 function P.result(conn, w, d)
   local data = strip_nulls(d)
   local verdict = P.judge(d, w, {})
-  return {job_id = w.resource or math.tointeger(data.job_definition_id), run_id = w.remote_run,
-    status = verdict == "ok" and "success" or (STATUS[data.status] or verdict), status_message = data.status_message,
-    counts = d.counts, started_at = data.started_at, finished_at = data.finished_at,
+  local a = added[d] or {}
+  local result = {job_id = w.resource or math.tointeger(data.job_definition_id), run_id = w.remote_run,
+    status = verdict == "ok" and "success" or (STATUS[data.status] or verdict),
+    status_message = type(data.status_message) == "string" and data.status_message or nil,
+    counts = a.counts, started_at = data.started_at, finished_at = data.finished_at,
     link = type(data.href) == "string" and data.href or P.link(conn, w.resource, w.remote_run),
-    failing_steps = d.failing_steps}
+    failing_steps = a.failing_steps}
+  results[result] = true
+  return result
 end
 
 function P.summary(result)

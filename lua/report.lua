@@ -189,9 +189,22 @@ local function plural(n, word)
   return string.format("%d %s%s", n, word, n == 1 and "" or "s")
 end
 
+-- A job's counts that are not records (a job run's tests passed, say),
+-- as a note: those above zero, in the provider's order.
+local function other_counts(e)
+  if not (e.counts and e.count_names) or e.count_names[1] == "records_processed" then return nil end
+  local parts = {}
+  for _, k in ipairs(e.count_names) do
+    local n = math.tointeger(e.counts[k])
+    if n and n > 0 then parts[#parts + 1] = n .. " " .. k end
+  end
+  return #parts > 0 and table.concat(parts, ", ") or nil
+end
+
 local function outcome(e)
   local notes = {}
   if e.detail then notes[#notes + 1] = e.detail end
+  notes[#notes + 1] = other_counts(e)
   if e.attempts and e.attempts > 1 then notes[#notes + 1] = e.attempts .. " attempts" end
   if #notes == 0 then return e.status end
   return string.format("%s (%s)", e.status, table.concat(notes, ", "))

@@ -85,7 +85,7 @@ class Upgrade(SimTestCase):
         db.close()
         one = json.loads(run(["runs", "1", "--json"]).stdout)
         self.assertEqual((one["jobs"][0]["provider"], one["jobs"][0]["resource"], one["jobs"][0]["counts"]),
-                         ("census", "6", {"records_processed": 10, "records_updated": 9, "records_failed": 1,
+                         ("census", 6, {"records_processed": 10, "records_updated": 9, "records_failed": 1,
                                           "records_invalid": 0}))
         sync = one["syncs"][0]
         self.assertEqual((sync["sync_id"], sync["run_id"], sync["records_failed"]), (6, 901, 1))
