@@ -23,11 +23,42 @@ function json.decode(text)
   return integers(value)
 end
 
+-- lua-cjson writes every number with 14 significant digits: an integer
+-- past that (a 15-digit run id) would come out rounded. Such integers go
+-- through as marked strings and are written back exactly.
+local EXACT = 1e14
+local MARK = "\0int:"
+
+local function has_big(v, depth)
+  if math.type(v) == "integer" then return v >= EXACT or v <= -EXACT end
+  if type(v) ~= "table" or depth > 200 then return false end
+  for _, x in next, v do
+    if has_big(x, depth + 1) then return true end
+  end
+  return false
+end
+
+local function marked(v, depth, seen)
+  if math.type(v) == "integer" and (v >= EXACT or v <= -EXACT) then return MARK .. v .. "\0" end
+  if type(v) ~= "table" or depth > 200 then return v end
+  if seen[v] then return seen[v] end
+  local copy = setmetatable({}, getmetatable(v))
+  seen[v] = copy
+  for k, x in next, v do copy[k] = marked(x, depth + 1, seen) end
+  return copy
+end
+
 function json.encode(value)
+  local big = has_big(value, 0)
+  if big then
+    if math.type(value) == "integer" then return tostring(value) end
+    value = marked(value, 0, {})
+  end
   local ok, text = pcall(cjson.encode, value)
   if not ok then
     error("json.encode: " .. tostring(text), 2)
   end
+  if big then text = text:gsub('"\\u0000int:(%-?%d+)\\u0000"', "%1") end
   return text
 end
 

@@ -330,7 +330,8 @@ class CensusSim(ThreadingHTTPServer):
         return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.server_address[1])
 
     def start(self):
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # a short poll: stop() (shutdown) returns within it, not half a second
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         return self
 

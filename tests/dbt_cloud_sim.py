@@ -617,7 +617,8 @@ class DbtCloudSim(ThreadingHTTPServer):
         return "http://127.0.0.1:%d" % self.server_address[1]
 
     def start(self):
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # a short poll: stop() (shutdown) returns within it, not half a second
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         return self
 

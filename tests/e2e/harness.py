@@ -201,7 +201,8 @@ class TestServer(ThreadingHTTPServer):
         self.counts = {}
         self.bodies = []  # what /echo was sent
         self.connections = 0
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # a short poll: stop() (shutdown) returns within it, not half a second
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def process_request(self, request, client_address):

@@ -18,6 +18,17 @@ t.test("encode", function()
   t.match(t.raises(json.encode, {f = print}), "json.encode: .*function")
 end)
 
+t.test("integers past 14 digits are written exactly", function()
+  local doc = {id = 123456789012345, runs = {70000000000, -123456789012345678}, name = "x", ratio = 0.25}
+  t.eq(json.encode(123456789012345), "123456789012345")
+  t.match(json.encode(doc), "%[70000000000,%-123456789012345678%]")
+  local back = json.decode(json.encode(doc)) -- (exact when read back up to 2^53)
+  t.eq(back.id, 123456789012345); t.eq(back.runs[1], 70000000000)
+  t.eq(back.name, "x"); t.eq(back.ratio, 0.25)
+  t.eq(doc.id, 123456789012345, "the value encoded is left as it was")
+  t.eq(json.encode({"\0int:5\0"}), '["\\u0000int:5\\u0000"]', "a string like the mark stays a string")
+end)
+
 t.test("invalid JSON raises kind json", function()
   local err = t.raises(json.decode, "<html>oops</html>")
   t.eq(err.kind, "json"); t.match(tostring(err), "invalid JSON")
