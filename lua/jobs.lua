@@ -46,6 +46,49 @@ function jobs.check_label(v, what, key)
   return v
 end
 
+-- The one of candidates ({name, id, text, listed}) named exactly `name`,
+-- by its id. Several: an invalid_argument error listing them (`listed`,
+-- after how.listed) and how to pick (how.several); none: a not_found error with the close matches (a banded
+-- edit distance in C, or a name holding it), bounded work whatever the
+-- list holds, else how to find the names (how.none). how.what prefixes
+-- the message, how.noun and how.nouns name what is looked for.
+function jobs.pick_by_name(candidates, name, how)
+  local found, close = {}, {}
+  local lower = name:lower()
+  local near = math.max(2, #name // 4)
+  local rules = require "engine.c.rules"
+  for i, c in ipairs(candidates) do
+    if i % 1000 == 0 then tasks.check_stop() end
+    if type(c.name) == "string" and c.id ~= nil then
+      if c.name == name then
+        found[#found + 1] = c
+      else
+        local d = rules.distance(c.name, name, near)
+        if d <= near or (#c.name >= #name and c.name:lower():find(lower, 1, true)) then
+          close[#close + 1] = {d = d, text = string.format("%q (%s)", c.name:sub(1, 80), c.text)}
+        end
+      end
+    end
+  end
+  if #found == 1 then return found[1].id end
+  if #found > 1 then
+    local texts = {}
+    for i, c in ipairs(found) do texts[i] = c.listed or c.text end
+    table.sort(texts, function(a, b)
+      local x, y = tonumber(a), tonumber(b)
+      if x and y then return x < y end
+      return a < b
+    end)
+    invalid("%s: %d %s are named %q (%s%s): %s", how.what, #found, how.nouns, name, how.listed or "",
+      table.concat(texts, ", "), how.several)
+  end
+  table.sort(close, function(a, b) return a.d < b.d or (a.d == b.d and a.text < b.text) end)
+  local texts = {}
+  for i = 1, math.min(#close, 5) do texts[i] = close[i].text end
+  raise("not_found", nil, "%s: no %s is named %q%s", how.what, how.noun, name,
+    #texts > 0 and ("; close matches: " .. table.concat(texts, ", ")) or ("; " .. how.none))
+end
+
 -- The options every provider's wait takes, and its trigger.
 jobs.WAIT_OPTIONS = {"poll", "timeout", "cancel_on_timeout", "cancel_on_stop", "label"}
 jobs.TRIGGER_OPTIONS = {"name", "label", "force"}

@@ -217,40 +217,15 @@ local function workspace_syncs(conn)
   return syncs
 end
 
--- The id of the one sync named `name` (its label in Census). The close
--- matches a name not found gets are bounded work (a banded edit distance
--- in C), whatever the workspace holds.
+-- The id of the one sync named `name` (its label in Census).
 function P.resolve(conn, name)
-  local found, close = {}, {}
-  local lower = name:lower()
-  local near = math.max(2, #name // 4)
+  local candidates = {}
   for i, sync in ipairs(workspace_syncs(conn)) do
-    if i % 1000 == 0 then tasks.check_stop() end
-    local label = sync.label or sync.name
     local id = math.tointeger(tonumber(sync.id))
-    if type(label) == "string" and id then
-      if label == name then
-        found[#found + 1] = id
-      else
-        local d = rules.distance(label, name, near)
-        if d <= near or (#label >= #name and label:lower():find(lower, 1, true)) then
-          close[#close + 1] = {d = d, text = string.format("%q (id %d)", label:sub(1, 80), id)}
-        end
-      end
-    end
+    candidates[i] = {name = sync.label or sync.name, id = id, text = "id " .. tostring(id), listed = tostring(id)}
   end
-  if #found == 1 then return found[1] end
-  if #found > 1 then
-    table.sort(found)
-    invalid("census.trigger: %d syncs are named %q (ids %s): pass sync_id instead",
-      #found, name, table.concat(found, ", "))
-  end
-  table.sort(close, function(a, b) return a.d < b.d or (a.d == b.d and a.text < b.text) end)
-  local texts = {}
-  for i = 1, math.min(#close, 5) do texts[i] = close[i].text end
-  raise("not_found", nil, "census.trigger: no sync is named %q%s", name,
-    #texts > 0 and ("; close matches: " .. table.concat(texts, ", ")) or
-    "; census.syncs() lists them, or pass sync_id")
+  return jobs.pick_by_name(candidates, name, {what = "census.trigger", noun = "sync", nouns = "syncs", listed = "ids ",
+    several = "pass sync_id instead", none = "census.syncs() lists them, or pass sync_id"})
 end
 
 function P.trigger(conn, t, _, unknown)
@@ -308,8 +283,6 @@ function P.describe(sync_id, run_id)
   if sync_id then return "sync " .. sync_id end
   return "run " .. tostring(run_id)
 end
-
-function P.run_name(run_id) return "run " .. tostring(run_id) end
 
 function P.handle(sync_id, run_id, label)
   return {sync_id = sync_id, sync_run_id = math.tointeger(tonumber(run_id)), label = label}

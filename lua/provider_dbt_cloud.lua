@@ -129,8 +129,6 @@ function P.describe(job_id, run_id)
   return "run " .. tostring(run_id)
 end
 
-function P.run_name(run_id) return "run " .. tostring(run_id) end
-
 function P.handle(job_id, run_id, label)
   return {job_id = job_id, run_id = math.tointeger(tonumber(run_id)), label = label}
 end
@@ -362,28 +360,14 @@ end
 -- The id of the one job named `name` (with the project and environment
 -- filters given).
 function P.resolve(conn, name, t)
-  local found, close = {}, {}
-  local near = math.max(2, #name // 4)
-  for _, job in ipairs(list_all(conn, "/jobs/", filters(t), "dbt_cloud: listing the jobs")) do
+  local candidates = {}
+  for i, job in ipairs(list_all(conn, "/jobs/", filters(t), "dbt_cloud: listing the jobs")) do
     local id = math.tointeger(job.id)
-    if type(job.name) == "string" and id then
-      if job.name == name then
-        found[#found + 1] = id
-      elseif rules.distance(job.name, name, near) <= near then
-        close[#close + 1] = string.format("%q (id %d)", job.name:sub(1, 80), id)
-      end
-    end
+    candidates[i] = {name = job.name, id = id, text = "id " .. tostring(id), listed = tostring(id)}
   end
-  if #found == 1 then return found[1] end
-  if #found > 1 then
-    table.sort(found)
-    invalid("dbt_cloud.trigger: %d jobs are named %q (ids %s): pass project_id, environment_id or job_id",
-      #found, name, table.concat(found, ", "))
-  end
-  table.sort(close)
-  raise("not_found", nil, "dbt_cloud.trigger: no job is named %q%s", name,
-    #close > 0 and ("; close matches: " .. table.concat(close, ", ", 1, math.min(#close, 5))) or
-    "; dbt_cloud.jobs{} lists them, or pass job_id")
+  return jobs.pick_by_name(candidates, name, {what = "dbt_cloud.trigger", noun = "job", nouns = "jobs", listed = "ids ",
+    several = "pass project_id, environment_id or job_id",
+    none = "dbt_cloud.jobs{} lists them, or pass job_id"})
 end
 
 local function marker()

@@ -302,28 +302,13 @@ end
 
 -- The id of the one connection whose schema (its name) is `name`.
 function P.resolve(conn, name, t)
-  local found, shown, close = {}, {}, {}
-  local near = math.max(2, #name // 4)
-  for _, c in ipairs(list_connections(conn, t.group_id, "fivetran: listing the connections")) do
-    if type(c.schema) == "string" and type(c.id) == "string" then
-      if c.schema == name then
-        found[#found + 1] = c.id
-        shown[#shown + 1] = c.id .. (c.group_id and (" in group " .. tostring(c.group_id)) or "")
-      elseif rules.distance(c.schema, name, near) <= near then
-        close[#close + 1] = string.format("%q (%s)", c.schema:sub(1, 80), c.id)
-      end
-    end
+  local candidates = {}
+  for i, c in ipairs(list_connections(conn, t.group_id, "fivetran: listing the connections")) do
+    candidates[i] = {name = c.schema, id = type(c.id) == "string" and c.id or nil, text = tostring(c.id),
+      listed = tostring(c.id) .. (c.group_id and (" in group " .. tostring(c.group_id)) or "")}
   end
-  if #found == 1 then return found[1] end
-  if #found > 1 then
-    table.sort(shown)
-    invalid("fivetran.trigger: %d connections are named %q (%s): pass group_id or connection_id",
-      #found, name, table.concat(shown, ", "))
-  end
-  table.sort(close)
-  raise("not_found", nil, "fivetran.trigger: no connection is named %q%s", name,
-    #close > 0 and ("; close matches: " .. table.concat(close, ", ", 1, math.min(#close, 5))) or
-    "; fivetran.connections{} lists them, or pass connection_id")
+  return jobs.pick_by_name(candidates, name, {what = "fivetran.trigger", noun = "connection", nouns = "connections",
+    several = "pass group_id or connection_id", none = "fivetran.connections{} lists them, or pass connection_id"})
 end
 
 -- Before the trigger: the baseline, and refusals (a paused connection, one
