@@ -479,7 +479,7 @@ function P.find(conn, id, row, deadline)
       if type(cause) == "string" and cause:find(intent.marker, 1, true) then return r, r.id end
       if intent.rerun and row.sent_at then
         local created = rules.parse_time(r.created_at)
-        if created and created >= row.sent_at + (meta.server_skew or 0) - 2 then return r, r.id end
+        if created and created >= row.sent_at + (meta.server_skew or 0) - 0.5 then return r, r.id end
       end
     end
   end

@@ -40,11 +40,9 @@ SCENARIO fields (all optional):
 import argparse
 import json
 import sys
-import threading
 import time
 from datetime import datetime, timezone
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from sim_server import SimHandler, SimServer
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_TOKEN = "secret-token:sim-test-token"
@@ -55,29 +53,10 @@ def iso(t):
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(SimHandler):
     server_version = "census-sim"
 
-    def log_message(self, *args):
-        pass
-
     # --- plumbing -----------------------------------------------------
-    def reply(self, code, payload, content_type="application/json", headers=()):
-        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Date", formatdate(usegmt=True))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def drop(self):
-        self.close_connection = True  # no answer: the client sees an empty reply
 
     def behave(self, behaviour):
         """Plays a scripted failure; returns True when it answered."""
@@ -167,13 +146,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"status": "cancelled", "data": {}})
         return self.reply(404, {"status": 404})
 
-    def handle_quietly(self):
-        try:
-            self.handle_any()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away (killed on purpose by a test)
-
-    do_GET = do_POST = handle_quietly
+    do_GET = do_POST = SimHandler.handle_quietly
 
     def do_CONNECT(self):
         # As an https_proxy it shows which real host a client would reach,
@@ -292,13 +265,11 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, {"status": 404})
 
 
-class CensusSim(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
+class CensusSim(SimServer):
     def __init__(self, port=0, token=DEFAULT_TOKEN, scenarios=None, tls=None, chaos=0.0, seed=1):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(port, Handler)
         self.tls = tls
+        self.scheme = "https" if tls else "http"
         import random
         self.chaos = chaos  # the share of API requests that meet a random fault
         self.random = random.Random(seed)
@@ -309,35 +280,14 @@ class CensusSim(ThreadingHTTPServer):
             ctx.load_cert_chain(*tls)
             self.socket = ctx.wrap_socket(self.socket, server_side=True)
         self.token = token
-        self.lock = threading.Lock()
         self.reset()
         self.syncs.update({int(k): v for k, v in (scenarios or {}).items()})
 
-    def handle_error(self, request, client_address):
-        # a client that hung up or refused our certificate (tests do both)
-        if isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
-            return
-        super().handle_error(request, client_address)
-
     def reset(self):
-        with getattr(self, "lock", threading.Lock()):
+        with self.lock:
             self.syncs, self.runs, self.log = {}, {}, []
             self.triggers, self.trigger_index, self.cancels = {}, {}, {}
             self.next_run_id = 1000
-
-    @property
-    def url(self):
-        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.server_address[1])
-
-    def start(self):
-        # a short poll: stop() (shutdown) returns within it, not half a second
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
     def scenario(self, sync_id):
         return self.syncs.get(sync_id, {})

@@ -130,10 +130,9 @@ RUN_ID replaced). For a GET the "effect" is the run's next step.
 import argparse
 import json
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from sim_server import SimHandler, SimServer
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_TOKEN = "sim-dbt-hunter6-token"
@@ -262,25 +261,10 @@ def result_entry(unique_id, status, started_us, message, adapter_response, failu
             "batch_results": None}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(SimHandler):
     server_version = "dbt-cloud-sim"
 
-    def log_message(self, *args):
-        pass
-
     # --- plumbing -----------------------------------------------------
-    def reply(self, code, payload, content_type="application/json", headers=()):
-        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response(code)  # also sends the Date header
-        self.send_header("Content-Type", content_type)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def ok(self, data, extra=None):
         payload = {"data": data, "status": {"code": 200, "is_success": True,
@@ -300,9 +284,6 @@ class Handler(BaseHTTPRequestHandler):
     def invalid(self, data):
         self.fail(400, "The request was invalid. Please double check the provided data and try again.",
                   data)
-
-    def drop(self):
-        self.close_connection = True  # no answer: the client sees an empty reply
 
     def behave(self, behaviour, run_id=None):
         """Plays a scripted failure; returns True when it answered (or hung up)."""
@@ -466,13 +447,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(405, {"detail": "Method \"%s\" not allowed." % self.command})
         return True
 
-    def handle_quietly(self):
-        try:
-            self.handle_any()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away (killed on purpose by a test)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = handle_quietly
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = SimHandler.handle_quietly
 
     # --- API ------------------------------------------------------------
     def run_job(self, job_id, body):
@@ -588,22 +563,12 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, {"detail": "no such control endpoint"})
 
 
-class DbtCloudSim(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
+class DbtCloudSim(SimServer):
     def __init__(self, port=0, token=DEFAULT_TOKEN, account_id=DEFAULT_ACCOUNT, scenarios=None):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(port, Handler)
         self.token, self.account_id = token, int(account_id)
-        self.lock = threading.Lock()
         self.reset()
         self.configure(scenarios or {})
-
-    def handle_error(self, request, client_address):
-        # a client that hung up (tests do that on purpose)
-        if isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
-            return
-        super().handle_error(request, client_address)
 
     def reset(self):
         with self.lock:
@@ -611,20 +576,6 @@ class DbtCloudSim(ThreadingHTTPServer):
             self.next_run_id = FIRST_RUN_ID
             self.last_run_id = None
             self.throttle_left, self.throttle_retry_after = 0, None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
-
-    def start(self):
-        # a short poll: stop() (shutdown) returns within it, not half a second
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
     # --- configuration and bookkeeping ------------------------------------
     def configure(self, scenarios):
@@ -648,18 +599,6 @@ class DbtCloudSim(ThreadingHTTPServer):
                              "raw_query": url.query, "auth": handler.headers.get("Authorization"),
                              "content_type": handler.headers.get("Content-Type"),
                              "body": body.decode("utf-8", "replace"), "time": time.time()})
-
-    def set_throttle(self, count, retry_after):
-        with self.lock:
-            self.throttle_left, self.throttle_retry_after = count, retry_after
-
-    def take_throttle(self):
-        """(True, retry_after) when this request is to be answered 429."""
-        with self.lock:
-            if self.throttle_left <= 0:
-                return False, None
-            self.throttle_left -= 1
-            return True, self.throttle_retry_after
 
     def job(self, job_id):
         """The job's scenario, or None when unknown or missing."""

@@ -125,10 +125,9 @@ import base64
 import binascii
 import json
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from sim_server import SimHandler, SimServer
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_KEY = "sim-fivetran-key"
@@ -187,31 +186,13 @@ def next_behaviour(script, index):
     return script if script is not None else "ok"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(SimHandler):
     server_version = "fivetran-sim"
 
-    def log_message(self, *args):
-        pass
-
     # --- plumbing -----------------------------------------------------
-    def reply(self, code, payload, content_type="application/json", headers=()):
-        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response(code)  # also sends the Date header
-        self.send_header("Content-Type", content_type)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def error(self, code, fivetran_code, message, headers=()):
         self.reply(code, {"code": fivetran_code, "message": message}, headers=headers)
-
-    def drop(self):
-        self.close_connection = True  # no answer: the client sees an empty reply
 
     def behave(self, behaviour, conn_id=""):
         """Plays a scripted failure; returns True when it answered (or hung up)."""
@@ -370,13 +351,7 @@ class Handler(BaseHTTPRequestHandler):
         self.error(405, "MethodNotAllowed", "Method %s is not allowed here" % self.command)
         return True
 
-    def handle_quietly(self):
-        try:
-            self.handle_any()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away (killed on purpose by a test)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = handle_quietly
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = SimHandler.handle_quietly
 
     # --- API ------------------------------------------------------------
     def get_connection(self, conn):
@@ -459,42 +434,18 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, {"code": "NotFound", "message": "no such control endpoint"})
 
 
-class FivetranSim(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
+class FivetranSim(SimServer):
     def __init__(self, port=0, key=DEFAULT_KEY, secret=DEFAULT_SECRET, scenarios=None):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(port, Handler)
         self.key, self.secret = key, secret
-        self.lock = threading.Lock()
         self.reset()
         self.configure(scenarios or {})
-
-    def handle_error(self, request, client_address):
-        # a client that hung up (tests do that on purpose)
-        if isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
-            return
-        super().handle_error(request, client_address)
 
     def reset(self):
         with self.lock:
             self.scenarios, self.connections, self.log = {}, {}, []
             self.patches = 0  # every PATCH request seen, whatever its path or auth
             self.throttle_left, self.throttle_retry_after = 0, None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
-
-    def start(self):
-        # a short poll: stop() (shutdown) returns within it, not half a second
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
     # --- configuration and bookkeeping ------------------------------------
     def configure(self, scenarios):
@@ -535,18 +486,6 @@ class FivetranSim(ThreadingHTTPServer):
                              "content_type": handler.headers.get("Content-Type"),
                              "accept": handler.headers.get("Accept"),
                              "body": body.decode("utf-8", "replace"), "time": time.time()})
-
-    def set_throttle(self, count, retry_after):
-        with self.lock:
-            self.throttle_left, self.throttle_retry_after = count, retry_after
-
-    def take_throttle(self):
-        """(True, retry_after) when this request is to be answered 429."""
-        with self.lock:
-            if self.throttle_left <= 0:
-                return False, None
-            self.throttle_left -= 1
-            return True, self.throttle_retry_after
 
     def connection(self, conn_id):
         """The live connection, or None when unknown or missing."""

@@ -1,0 +1,84 @@
+"""sim_server.py: what the vendor simulators (census_sim.py,
+fivetran_sim.py, dbt_cloud_sim.py) share: a threaded server on 127.0.0.1
+that starts and stops at once and ignores clients that hang up, and the
+handler plumbing (answers with a Date header, dropping the connection,
+quiet handling of a client gone away), plus the throttle that answers the
+next N API requests 429. Python standard library only."""
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, payload, content_type="application/json", headers=()):
+        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)  # (with a Date header: the engine reads the server's clock)
+        self.send_header("Content-Type", content_type)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def drop(self):
+        self.close_connection = True  # no answer: the client sees an empty reply
+
+    def handle_any(self):
+        raise NotImplementedError
+
+    def handle_quietly(self):
+        try:
+            self.handle_any()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (killed on purpose by a test)
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    scheme = "http"
+
+    def __init__(self, port, handler):
+        super().__init__(("127.0.0.1", port), handler)
+        self.lock = threading.Lock()
+        self.throttle_left, self.throttle_retry_after = 0, None
+
+    def handle_error(self, request, client_address):
+        # a client that hung up or refused our certificate (tests do both)
+        if isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            return
+        super().handle_error(request, client_address)
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
+
+    def start(self):
+        # a short poll: stop() (shutdown) returns within it, not half a second
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+    def set_throttle(self, count, retry_after):
+        with self.lock:
+            self.throttle_left, self.throttle_retry_after = count, retry_after
+
+    def take_throttle(self):
+        """(True, retry_after) when this request is to be answered 429."""
+        with self.lock:
+            if self.throttle_left <= 0:
+                return False, None
+            self.throttle_left -= 1
+            return True, self.throttle_retry_after
