@@ -95,6 +95,7 @@ end
 events.on("job.trigger_failed", function(P, t, err)
   local entry = report.start(P.kind, entry_name(P, t.label, t.resource, t.name),
     entry_fields(P, t.resource, nil, t.label, t.url))
+  entry.success_statuses = P.success_statuses
   local canceled = errors.is_error(err, "canceled")
   local kind = errors.is_error(err) and err.kind or "failed"
   local message = (errors.describe(err):gsub("\n.*", ""))
@@ -138,6 +139,7 @@ events.on("job.wait_started", function(w)
   w.report_entry = report.start(P.kind, entry_name(P, w.label, w.resource, run_name(P, w.remote_run)),
     entry_fields(P, w.resource, w.remote_run, w.label, w.url))
   w.report_entry.count_names = P.counts
+  w.report_entry.success_statuses = P.success_statuses
   -- a result taken from the resumed run is not waited for (its line said so)
   if not w.recorded then
     clog.info(wait_fields(w), "%s: %s: waiting, polling every %g s", P.name, w.what, w.poll)

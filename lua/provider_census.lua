@@ -25,6 +25,7 @@ local P = {
   name = "census", vendor = "Census", env = "CENSUS", kind = "sync", noun = "sync",
   done_word = "completed", poll_floor = 5,
   connection_options = CONNECTION_OPTIONS,
+  success_statuses = {completed = true, skipped = true}, -- (a row with one of them that failed says so)
   trigger_options = {"sync_id", "force_full_sync"},
   wait_options = {"max_records_failed", "max_failed_ratio", "allow_skipped"},
   counts = {"records_processed", "records_updated", "records_failed", "records_invalid"},

@@ -30,6 +30,7 @@ local P = {
   name = "dbt_cloud", vendor = "dbt Cloud", env = "DBT_CLOUD", kind = "job", noun = "job run",
   done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 300, run_verb = "run",
   connection_options = CONNECTION_OPTIONS,
+  success_statuses = {success = true}, -- (a row with one of them that failed says so)
   trigger_options = {"job_id", "project_id", "environment_id", "reuse_existing", table.unpack(OVERRIDE_NAMES)},
   counts = {"passed", "failed", "errored", "skipped", "warned"},
   resource_title = "JOB",

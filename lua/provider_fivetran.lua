@@ -23,6 +23,7 @@ local P = {
   name = "fivetran", vendor = "Fivetran", env = "FIVETRAN", kind = "sync", noun = "sync",
   done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 60,
   connection_options = CONNECTION_OPTIONS,
+  success_statuses = {succeeded = true}, -- (a row with one of them that failed says so)
   trigger_options = {"connection_id", "group_id", "resync", "scope"},
   wait_options = {"allow_rescheduled"},
   no_cancel = "no cancel endpoint",

@@ -163,7 +163,6 @@ end
 -- Entries of each kind (steps, syncs, jobs), each counted with how many
 -- failed, all remote jobs together (c.remote), and every row counted by
 -- outcome (in order of first appearance).
-local SUCCESSES = {ok = true, completed = true, skipped = true, succeeded = true, success = true}
 
 local function counts()
   local c = {step = {total = 0, failed = 0}, sync = {total = 0, failed = 0}, job = {total = 0, failed = 0},
@@ -175,7 +174,9 @@ local function counts()
     end
     -- a status that can be a success ("skipped") says when it was not
     local outcome = e.status
-    if not e.ok and SUCCESSES[outcome] then outcome = outcome .. " (failed)" end
+    -- (a job's provider names its statuses that can be a success)
+    local can_succeed = outcome == "ok" or (e.success_statuses and e.success_statuses[outcome])
+    if not e.ok and can_succeed then outcome = outcome .. " (failed)" end
     if not c.outcomes[outcome] then
       c.outcomes[outcome] = 0
       c.outcomes[#c.outcomes + 1] = outcome
