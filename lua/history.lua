@@ -219,8 +219,8 @@ function history.main(args, state)
   if prune and id then fail(2, "runs: --prune takes no run id (%s)", USAGE) end
   local days, days_err = run.keep_days()
   if prune and not days then fail(2, "%s", days_err) end
-  local ok, err = run.open_journal(state, false)
-  if not ok then fail(1, "%s", err) end
+  local ok, err, code = run.open_journal(state, false)
+  if not ok then fail(code == "usage" and 2 or 1, "%s", err) end
   if prune then
     local pruned_ok, n = pcall(journal.prune, days)
     if not pruned_ok then fail(1, "cannot prune the journal: %s", require("engine.c.error").describe(n)) end

@@ -30,14 +30,22 @@ local now = rules.wallclock
 local started_at = now() -- the run's start, recorded with its row
 
 -- The state directory: --state DIR, else $ENGINE_STATE_DIR, else
--- $XDG_STATE_HOME/engine, else ~/.local/state/engine.
+-- $XDG_STATE_HOME/engine, else ~/.local/state/engine. A URL names a
+-- server store, never a directory (taken for a path, it would put its
+-- password in one): one this build has no store for is refused, with nil,
+-- the line and "usage".
 function journal.state_dir(given)
-  if given and given ~= "" then return given end
   local function env(name)
     local v = os.getenv(name)
     if v and v ~= "" then return v end
   end
-  if env("ENGINE_STATE_DIR") then return env("ENGINE_STATE_DIR") end
+  local dir, from = given ~= "" and given or nil, "--state"
+  if not dir and env("ENGINE_STATE_DIR") then dir, from = env("ENGINE_STATE_DIR"), "ENGINE_STATE_DIR" end
+  if dir and dir:match("^%a[%w+.-]*://") then
+    return nil, string.format("%s %s is a URL, and this engine has no store for it: it keeps the journal " ..
+      "in a directory; give a directory", from, rules.redact(dir:gsub("^(%a[%w+.-]*://)[^@/]*@", "%1***@"))), "usage"
+  end
+  if dir then return dir end
   if env("XDG_STATE_HOME") then return env("XDG_STATE_HOME") .. "/engine" end
   if env("HOME") then return env("HOME") .. "/.local/state/engine" end
   return nil

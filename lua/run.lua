@@ -58,7 +58,8 @@ end
 local function runtime_dir(state)
   local xdg = os.getenv("XDG_RUNTIME_DIR")
   if xdg and xdg ~= "" then return xdg, {"engine", "locks"} end
-  local dir = journal.state_dir(state)
+  local dir, why = journal.state_dir(state)
+  if why then return nil, why, "usage" end
   if dir then
     local ok, err = files.mkdirs(dir)
     if not ok then return nil, err end
@@ -72,7 +73,8 @@ end
 -- The journal alone (engine runs, with create false: reading never makes
 -- one): nil and a message when it cannot open.
 function run.open_journal(state, create)
-  local dir = journal.state_dir(state)
+  local dir, why, code = journal.state_dir(state)
+  if why then return nil, why, code end
   if not dir then return nil, "no state directory: set HOME, ENGINE_STATE_DIR or --state DIR" end
   if files.absolute(dir) == "/" then
     return nil, "the state directory cannot be / (the journal would be /journal.db): " ..
@@ -143,8 +145,8 @@ function run.begin(o)
   local flow = o.flow and files.absolute(o.flow) or o.label or "(command line)"
   local args = o.args or {}
   if not o.no_state then
-    local ok, err = run.open_journal(o.state)
-    if not ok then return nil, err, 1 end
+    local ok, err, code = run.open_journal(o.state)
+    if not ok then return nil, err, code == "usage" and EXIT_USAGE or 1 end
   elseif o.resume then
     return nil, "--resume needs the journal: it cannot be used with --no-state", EXIT_USAGE
   end
@@ -175,6 +177,7 @@ function run.begin(o)
       base, parts = journal.path():match("^(.*)/[^/]*$"), {"locks"}
     else
       base, parts, alternative = runtime_dir(o.state)
+      if not base and alternative == "usage" then return nil, parts, EXIT_USAGE end
       if not base then return nil, "cannot take the run lock: " .. parts, 1 end
     end
     -- made or checked in C: a directory another user made or can write

@@ -164,6 +164,48 @@ class PruneFailure(Base):
         self.assertEqual(r.stdout, "ran\n")
 
 
+class Result:
+    def __init__(self, p):
+        self.rc, self.stdout, self.stderr = p.returncode, p.stdout, p.stderr
+
+    def __repr__(self):
+        return "rc=%s\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.stdout, self.stderr)
+
+
+class StateUrl(Base):
+    """A URL given for the state is never taken for a directory (it would
+    put the password in a path on disk); this build has no store for one,
+    so it is refused with one line that shows no password."""
+    URL = "postgresql://user:hunter2secret@db.invalid/jobs"
+
+    def check_refused(self, r, source):
+        self.assertEqual(r.rc, 2, r)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r)
+        self.assertIn("engine: %s postgresql://***@db.invalid/jobs is a URL" % source, lines[0])
+        self.assertIn("give a directory", lines[0])
+        self.assertNotIn("hunter2secret", r.stdout + r.stderr)
+
+    def test_a_state_url_is_refused_and_nothing_is_written(self):
+        cwd = os.path.join(self.dir, "cwd")
+        os.mkdir(cwd)
+        flow = self.flow("flow.step('a', function() end)")
+        env = {"XDG_RUNTIME_DIR": ""}
+        for args, source, extra in ((["--state", self.URL, flow], "--state", {}),
+                                    (["--state", self.URL, "-e", "flow.step('a', function() end)"], "--state", {}),
+                                    # the run lock's directory, without a journal
+                                    (["--no-state", flow], "ENGINE_STATE_DIR", {"ENGINE_STATE_DIR": self.URL})):
+            p = subprocess.run([ENGINE] + args, cwd=cwd, capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, **env, **extra))
+            keep_output(p.stdout + p.stderr)
+            self.check_refused(Result(p), source)
+        self.assertEqual(os.listdir(cwd), [], "no directory made from the URL")
+        r = run(["--state", self.URL, "runs"])
+        self.check_refused(r, "--state")
+        r = run(["-e", "flow.step('a', function() end)"], env={"ENGINE_STATE_DIR": self.URL})
+        self.check_refused(r, "ENGINE_STATE_DIR")
+
+
 class Small(Base):
     def test_bad_state_directories_and_run_ids(self):
         r = run(["--state", "", "-e", "print(1)"])

@@ -32,11 +32,14 @@ class Seam(SimTestCase):
                          "local file_jobs = require 'file_jobs'\n%s" % (PROVIDERS_DIR, body))
 
     def files(self):
-        return sorted(os.listdir(self.jobs_dir))
+        return sorted(f for f in os.listdir(self.jobs_dir) if not f.endswith(".tmp"))
 
     def set_state(self, name, text):
-        with open(os.path.join(self.jobs_dir, name), "w") as f:
+        # whole or not at all: the engine may read the file at any moment
+        tmp = os.path.join(self.dir, name + ".tmp")
+        with open(tmp, "w") as f:
             f.write(text)
+        os.rename(tmp, os.path.join(self.jobs_dir, name))
 
     def rows(self, sql):
         db = sqlite3.connect(os.path.join(os.environ["ENGINE_STATE_DIR"], "journal.db"))

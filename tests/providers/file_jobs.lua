@@ -28,10 +28,12 @@ local function read(file)
   return text
 end
 
+-- whole or not at all: a test may read the file at any moment
 local function write(file, text)
-  local f = assert(io.open(file, "w"))
+  local f = assert(io.open(file .. ".tmp", "w"))
   f:write(text)
   f:close()
+  assert(os.rename(file .. ".tmp", file))
 end
 
 function P.connection(opts)
@@ -57,7 +59,7 @@ end
 
 function P.trigger(conn, t)
   local n = 1
-  while read(path(conn, t.resource, n)) do n = n + 1 end
+  while read(path(conn, t.resource, n)) do n = n + 1 end -- (its .tmp is never left)
   write(path(conn, t.resource, n), "queued")
   return n
 end
