@@ -86,6 +86,22 @@ local function entry_fields(P, resource, remote_run, label, url)
   return f
 end
 
+-- What a provider's entries share (report.start's shape): the names of
+-- their fields (P.fields gives the same names for any ids), the names of
+-- their counts, the statuses that can be a success.
+local shapes = setmetatable({}, {__mode = "k"})
+local function shape_of(P)
+  local shape = shapes[P]
+  if not shape then
+    local names = {}
+    for k in pairs(entry_fields(P, 1, 1, "", "")) do names[#names + 1] = k end
+    table.sort(names)
+    shape = {fields = names, counts = P.counts, success = P.success_statuses or {}}
+    shapes[P] = shape
+  end
+  return shape
+end
+
 local function entry_name(P, label, resource, name)
   return label or (resource and P.describe(resource)) or name or P.noun
 end
@@ -94,8 +110,7 @@ end
 -- the job, whatever stage it failed at.
 events.on("job.trigger_failed", function(P, t, err)
   local entry = report.start(P.kind, entry_name(P, t.label, t.resource, t.name),
-    entry_fields(P, t.resource, nil, t.label, t.url))
-  entry.success_statuses = P.success_statuses
+    entry_fields(P, t.resource, nil, t.label, t.url), shape_of(P))
   local canceled = errors.is_error(err, "canceled")
   local kind = errors.is_error(err) and err.kind or "failed"
   local message = (errors.describe(err):gsub("\n.*", ""))
@@ -137,9 +152,7 @@ end)
 events.on("job.wait_started", function(w)
   local P = w.provider
   w.report_entry = report.start(P.kind, entry_name(P, w.label, w.resource, run_name(P, w.remote_run)),
-    entry_fields(P, w.resource, w.remote_run, w.label, w.url))
-  w.report_entry.count_names = P.counts
-  w.report_entry.success_statuses = P.success_statuses
+    entry_fields(P, w.resource, w.remote_run, w.label, w.url), shape_of(P))
   -- a result taken from the resumed run is not waited for (its line said so)
   if not w.recorded then
     clog.info(wait_fields(w), "%s: %s: waiting, polling every %g s", P.name, w.what, w.poll)
@@ -148,11 +161,12 @@ end)
 
 local function set_counts(entry, counts)
   if not counts then return end
-  entry.counts = entry.counts or {}
-  for k, v in pairs(counts) do
-    entry.counts[k] = v
-    entry[k] = v
+  local mine = entry.counts
+  if not mine then
+    mine = {}
+    entry.counts = mine
   end
+  for k, v in pairs(counts) do mine[k] = v end
 end
 
 events.on("job.status", function(w, data)

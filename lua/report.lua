@@ -68,7 +68,7 @@ function report.shown_where(err)
   return text
 end
 
-function report.start(kind, name, fields)
+function report.start(kind, name, fields, shape)
   local scope = retry_of[coroutine.running()]
   local rows, n, e -- in a retry: the unit's rows, which of them, the earlier attempt's
   if scope then
@@ -82,7 +82,6 @@ function report.start(kind, name, fields)
   end
   if e then
     for _, k in ipairs(PER_ATTEMPT) do e[k] = nil end
-    for k in pairs(e.counts or {}) do e[k] = nil end
     for _, k in ipairs(e.fields or {}) do e[k] = nil end
     e.counts = nil
     e.attempts = scope.attempt
@@ -93,12 +92,19 @@ function report.start(kind, name, fields)
     if rows then rows[n] = e end
   end
   e.status, e.started, e.started_at = "running", timer.now(), rules.wallclock()
-  e.fields = {}
-  for k, v in pairs(fields or {}) do
-    e[k] = v
-    e.fields[#e.fields + 1] = k
+  if shape then
+    -- a job's: its field names, counts and success words, one table its
+    -- provider's entries share (ten thousand entries hold one pointer each)
+    e.shape, e.fields = shape, shape.fields
+    for k, v in pairs(fields) do e[k] = v end
+  else
+    e.fields = {}
+    for k, v in pairs(fields or {}) do
+      e[k] = v
+      e.fields[#e.fields + 1] = k
+    end
+    table.sort(e.fields)
   end
-  table.sort(e.fields)
   running = running + 1
   events.emit("report.started", e)
   return e
@@ -175,7 +181,7 @@ local function counts()
     -- a status that can be a success ("skipped") says when it was not
     local outcome = e.status
     -- (a job's provider names its statuses that can be a success)
-    local can_succeed = outcome == "ok" or (e.success_statuses and e.success_statuses[outcome])
+    local can_succeed = outcome == "ok" or (e.shape and e.shape.success[outcome])
     if not e.ok and can_succeed then outcome = outcome .. " (failed)" end
     if not c.outcomes[outcome] then
       c.outcomes[outcome] = 0
@@ -193,9 +199,10 @@ end
 -- A job's counts that are not records (a job run's tests passed, say),
 -- as a note: those above zero, in the provider's order.
 local function other_counts(e)
-  if not (e.counts and e.count_names) or e.count_names[1] == "records_processed" then return nil end
+  local names = e.shape and e.shape.counts
+  if not (e.counts and names) or names[1] == "records_processed" then return nil end
   local parts = {}
-  for _, k in ipairs(e.count_names) do
+  for _, k in ipairs(names) do
     local n = math.tointeger(e.counts[k])
     if n and n > 0 then parts[#parts + 1] = n .. " " .. k end
   end
@@ -261,7 +268,7 @@ function report.summary_text(exit_code)
   for i, e in ipairs(rows) do
     -- a column shows a count its job's provider reports ("-": not this time)
     local n = e.counts and {}
-    for _, k in ipairs(n and e.count_names or {}) do n[k] = e.counts[k] or false end
+    for _, k in ipairs(n and e.shape and e.shape.counts or {}) do n[k] = e.counts[k] or false end
     local function count_of(k)
       if not n or n[k] == nil then return "" end
       return count(n[k] or nil)
