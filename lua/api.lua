@@ -167,6 +167,11 @@ function api.bounded(conn, budget)
   return c
 end
 
+-- text percent-encoded for a query string (every byte but the unreserved).
+function api.escape(text)
+  return (text:gsub("[^%w%-_.~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
 -- JSON null -> nil, recursively, so results read naturally.
 local c_strip_nulls = require("engine.c.json").strip_nulls
 function api.strip_nulls(v) return c_strip_nulls(v, json.null) end

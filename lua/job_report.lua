@@ -14,21 +14,31 @@ local events = require "engine.events"
 
 local clog = require "engine.c.log" -- log lines with fields for --log-format=json
 
+local job_report = {}
+
 local function run_name(P, remote_run)
   if P.run_name then return P.run_name(remote_run) end
   return "run " .. tostring(remote_run)
 end
 
--- The fields of a line about a job, for the JSON format (nil otherwise):
--- what every job has, the provider's own (P.fields),
--- and what is known of its run (status, counts).
-local function fields(P, level, resource, remote_run, label, data, w)
-  local on, json_format = clog.enabled(level or "info")
-  if not (on and json_format) then return nil end
-  local f = {provider = P.name, resource = resource, remote_run = remote_run, label = label}
+-- What every log line, report row and error about a job carries: its
+-- provider, resource, remote run, label and link, and the provider's own
+-- ids (P.fields: the same ids under the names its users know).
+function job_report.ids(P, resource, remote_run, label, url)
+  local f = {provider = P.name, resource = resource, remote_run = remote_run, label = label, url = url}
   if P.fields then
     for k, v in pairs(P.fields(resource, remote_run)) do f[k] = v end
   end
+  return f
+end
+local ids = job_report.ids
+
+-- The fields of a line about a job, for the JSON format (nil otherwise):
+-- its ids and what is known of its run (status, counts).
+local function fields(P, level, resource, remote_run, label, data, w)
+  local on, json_format = clog.enabled(level or "info")
+  if not (on and json_format) then return nil end
+  local f = ids(P, resource, remote_run, label)
   if data then
     f.status = P.status(data, w or {resource = resource, remote_run = remote_run})
     for k, v in pairs(P.counts_of and P.counts_of(data) or {}) do f[k] = v end
@@ -77,15 +87,6 @@ events.on("job.trigger_stopped", function(P, id, remote_run, what)
   end
 end)
 
--- The report fields every job's entry has, and the provider's.
-local function entry_fields(P, resource, remote_run, label, url)
-  local f = {provider = P.name, resource = resource, remote_run = remote_run, label = label, url = url}
-  if P.fields and resource then
-    for k, v in pairs(P.fields(resource, remote_run)) do f[k] = v end
-  end
-  return f
-end
-
 -- What a provider's entries share (report.start's shape): the names of
 -- their fields (P.fields gives the same names for any ids), the names of
 -- their counts, the statuses that can be a success.
@@ -94,7 +95,7 @@ local function shape_of(P)
   local shape = shapes[P]
   if not shape then
     local names = {}
-    for k in pairs(entry_fields(P, 1, 1, "", "")) do names[#names + 1] = k end
+    for k in pairs(ids(P, 1, 1, "", "")) do names[#names + 1] = k end
     table.sort(names)
     shape = {fields = names, counts = P.counts, success = P.success_statuses or {}}
     shapes[P] = shape
@@ -110,7 +111,7 @@ end
 -- the job, whatever stage it failed at.
 events.on("job.trigger_failed", function(P, t, err)
   local entry = report.start(P.kind, entry_name(P, t.label, t.resource, t.name),
-    entry_fields(P, t.resource, nil, t.label, t.url), shape_of(P))
+    ids(P, t.resource, nil, t.label, t.url), shape_of(P))
   local canceled = errors.is_error(err, "canceled")
   local kind = errors.is_error(err) and err.kind or "failed"
   local message = (errors.describe(err):gsub("\n.*", ""))
@@ -152,7 +153,7 @@ end)
 events.on("job.wait_started", function(w)
   local P = w.provider
   w.report_entry = report.start(P.kind, entry_name(P, w.label, w.resource, run_name(P, w.remote_run)),
-    entry_fields(P, w.resource, w.remote_run, w.label, w.url), shape_of(P))
+    ids(P, w.resource, w.remote_run, w.label, w.url), shape_of(P))
   -- a result taken from the resumed run is not waited for (its line said so)
   if not w.recorded then
     clog.info(wait_fields(w), "%s: %s: waiting, polling every %g s", P.name, w.what, w.poll)
@@ -236,4 +237,4 @@ events.on("job.wait_ended", function(w, ok, result)
     error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})
 end)
 
-return {}
+return job_report

@@ -12,8 +12,9 @@ local tasks = require "engine.c.task"
 local errors = require "engine.c.error"
 local events = require "engine.events"
 local journal = require "engine.journal"
+local rules = require "engine.c.rules"
 local api = require "engine.api"
-require "engine.job_report" -- subscribes to the events below
+local job_report = require "engine.job_report" -- (it subscribes to the events below)
 
 local jobs = {}
 
@@ -48,15 +49,15 @@ end
 
 -- The one of candidates ({name, id, text, listed}) named exactly `name`,
 -- by its id. Several: an invalid_argument error listing them (`listed`,
--- after how.listed) and how to pick (how.several); none: a not_found error with the close matches (a banded
--- edit distance in C, or a name holding it), bounded work whatever the
--- list holds, else how to find the names (how.none). how.what prefixes
--- the message, how.noun and how.nouns name what is looked for.
+-- after how.listed) and how to pick (how.several); none: a not_found error
+-- with the close matches (a banded edit distance in C, or a name holding
+-- it), bounded work whatever the list holds, else how to find the names
+-- (how.none). how.what prefixes the message, how.noun and how.nouns name
+-- what is looked for.
 function jobs.pick_by_name(candidates, name, how)
   local found, close = {}, {}
   local lower = name:lower()
   local near = math.max(2, #name // 4)
-  local rules = require "engine.c.rules"
   for i, c in ipairs(candidates) do
     if i % 1000 == 0 then tasks.check_stop() end
     if type(c.name) == "string" and c.id ~= nil then
@@ -283,7 +284,7 @@ local function trigger_job(P, t, cancel_opts)
       return adopted
     end
   end
-  local sent_at = require("engine.c.rules").wallclock()
+  local sent_at = rules.wallclock()
   local ok, remote_run = pcall(P.trigger, conn, t, intent, adopt)
   if not ok then
     local body = remote_run
@@ -356,23 +357,11 @@ local function finish(P, conn, w, data, started)
   return result
 end
 
--- The fields of an error about a wait: what every job has, and the
--- provider's (P.fields: the ids under the names its users know).
+-- The fields of an error about a wait: the job's ids, and extra.
 local function error_fields(P, w, extra)
-  local f = {provider = P.name, resource = w.resource, remote_run = w.remote_run, label = w.label, url = w.url}
-  if P.fields then
-    for k, v in pairs(P.fields(w.resource, w.remote_run)) do f[k] = v end
-  end
+  local f = job_report.ids(P, w.resource, w.remote_run, w.label, w.url)
   for k, v in pairs(extra or {}) do f[k] = v end
   return f
-end
-
-local function cancel_run(P, conn, w, deadline)
-  if not P.cancel then
-    raise("invalid_argument", nil, "%s: %s cannot cancel a running %s: %s", w.what, P.vendor, P.noun,
-      P.no_cancel or "no cancel endpoint")
-  end
-  P.cancel(conn, w, deadline)
 end
 
 -- The wait was stopped: cancel the run (bounded), and say so on the
@@ -397,7 +386,11 @@ end
 -- One poll of the run: its result when it ended, nil while it runs. The
 -- answer is dropped when this returns, so a sleeping wait holds none.
 local function poll_once(P, w, opts, timeout, conn, started, deadline)
+  local resource = w.resource
   local data = P.read(conn, w, deadline)
+  if w.resource ~= resource then -- a run the flow named by its id alone: the answer told its job
+    w.what, w.url = describe(P, w.resource, w.remote_run, w.label), P.link(conn, w.resource, w.remote_run)
+  end
   events.emit("job.status", w, data)
   local verdict, message = P.judge(data, w, opts)
   if verdict ~= "wait" and P.finished then
@@ -419,9 +412,9 @@ local function poll_once(P, w, opts, timeout, conn, started, deadline)
   end
   if timer.now() >= deadline then
     local cancelled = false
-    if opts.cancel_on_timeout then
+    if opts.cancel_on_timeout then -- (refused before the wait when the vendor has no cancel)
       events.emit("job.timed_out", w, timeout)
-      local ok, err = pcall(cancel_run, P, conn, w)
+      local ok, err = pcall(P.cancel, conn, w)
       if not ok and errors.is_error(err, "canceled") then error(err, 0) end
       if not ok then events.emit("job.cancel_failed", w, err) else cancelled = true end
     end

@@ -325,11 +325,8 @@ function P.read(conn, w, deadline)
     check = has_run_status, deadline = deadline,
     fields = {sync_id = w.resource, sync_run_id = run_id, run_id = run_id, url = w.url}})
   local data = body.data
-  if not w.resource and math.tointeger(data.sync_id) then -- a run the flow named by its id alone
-    w.resource = math.tointeger(data.sync_id)
-    w.what = P.describe(w.resource, run_id) .. (w.label and (" (" .. w.label .. ")") or "")
-    w.url = P.link(conn, w.resource)
-  end
+  -- a run the flow named by its id alone: its sync (the machinery says so)
+  if not w.resource then w.resource = math.tointeger(data.sync_id) end
   return data
 end
 

@@ -498,10 +498,8 @@ function P.read(conn, w, deadline)
   local body = request(conn, {method = "GET", path = "/runs/" .. w.remote_run .. "/", what = w.what,
     check = has_run, deadline = deadline, fields = {job_id = w.resource, run_id = w.remote_run}})
   local d = body.data
-  if not w.resource and math.tointeger(d.job_definition_id) then
-    w.resource = math.tointeger(d.job_definition_id)
-    w.what = P.describe(w.resource, w.remote_run) .. (w.label and (" (" .. w.label .. ")") or "")
-  end
+  -- a run the flow named by its id alone: its job (the machinery says so)
+  if not w.resource then w.resource = math.tointeger(d.job_definition_id) end
   return d
 end
 
@@ -517,8 +515,7 @@ function dbt_cloud.jobs(opts)
   local query = filters({project_id = whole(opts.project_id), environment_id = whole(opts.environment_id)})
   if opts.name ~= nil then
     if type(opts.name) ~= "string" then invalid("dbt_cloud.jobs: name must be a string") end
-    query = query .. "&name__icontains=" .. opts.name:gsub("[^%w%-_.~]", function(c)
-      return string.format("%%%02X", c:byte()) end)
+    query = query .. "&name__icontains=" .. api.escape(opts.name)
   end
   return list_all(P.connection(opts), "/jobs/", query, "dbt_cloud.jobs")
 end

@@ -283,7 +283,7 @@ local function list_connections(conn, group_id, what)
   local items, cursor = {}, nil
   repeat
     local query = "?limit=1000" .. (group_id and ("&group_id=" .. group_id) or "") ..
-      (cursor and ("&cursor=" .. cursor:gsub("[^%w%-_.~]", function(c) return string.format("%%%02X", c:byte()) end)) or "")
+      (cursor and ("&cursor=" .. api.escape(cursor)) or "")
     local body = request(conn, {method = "GET", path = "/connections", query = query, what = what,
       check = function(b)
         if type(b.data) ~= "table" or type(b.data.items) ~= "table" then

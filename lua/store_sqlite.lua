@@ -11,7 +11,6 @@
 -- fsync runs on the loop thread, once per group commit (lua/journal.lua):
 -- a thousand intents written together cost one.
 local sqlite = require "engine.c.sqlite"
-local files = require "engine.c.files"
 local tasks = require "engine.c.task"
 local timer = require "engine.c.timer"
 
@@ -310,6 +309,5 @@ function store.prune(h, cutoff, now, daily, dead)
   return n
 end
 
-store.whoami = files.whoami
 
 return store
