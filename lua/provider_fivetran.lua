@@ -81,6 +81,8 @@ local connections = {}
 function P.connection(opts)
   local key = opts.key or api.secret_env("FIVETRAN_API_KEY", "fivetran")
   local secret = opts.secret or api.secret_env("FIVETRAN_API_SECRET", "fivetran")
+  -- both are secrets, however they came (an option too)
+  api.add_secret(type(key) == "string" and key or nil)
   api.add_secret(type(secret) == "string" and secret or nil)
   if type(key) ~= "string" or key == "" or type(secret) ~= "string" or secret == "" then
     invalid("fivetran: no API key and secret: pass key = and secret = , or set FIVETRAN_API_KEY and " ..

@@ -709,9 +709,11 @@ class BadInput(Fivetran):
         r = self.engine("""
             local r = fivetran.sync{connection_id = "c1", key = os.getenv("K"), secret = os.getenv("S")}
             print(r.status)
+            log.info("key %s, secret %s", os.getenv("K"), os.getenv("S"))
         """, env={"FIVETRAN_API_KEY": None, "FIVETRAN_API_SECRET": None, "K": DEFAULT_KEY, "S": DEFAULT_SECRET})
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.stdout, "succeeded\n")
+        self.assertIn("key ***, secret ***", r.stderr, "both are secrets, given as options too")
 
     def test_plain_http_off_this_machine_is_refused(self):
         r = self.engine(SYNC_FLOW, ["c1"], env={"FIVETRAN_BASE_URL": "http://fivetran.invalid"})
