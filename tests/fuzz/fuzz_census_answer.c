@@ -3,14 +3,7 @@
  * then the checks and the meaning of lua/census_answers.lua. Never a Lua
  * error outside pcall, never a crash; an answer the checks accept has
  * whole, non-negative counts and a boolean or absent `canceled`. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <lauxlib.h>
-
-#include "lifetime.h"
-#include "modules.h"
+#include "lua_probe.h"
 
 static const char probe[] =
     "local json, answers = ...\n"
@@ -34,29 +27,7 @@ static const char probe[] =
     "  end\n"
     "end\n";
 
-static engine e;
-static int check_ref = LUA_NOREF;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_State *L;
-  if (check_ref == LUA_NOREF) {
-    if (engine_init(&e, LOG_QUIET, true) != 0) abort();
-    L = e.L;
-    if (luaL_loadstring(L, probe) != LUA_OK) abort();
-    modules_require(L, "engine.json");
-    modules_require(L, "engine.census_answers");
-    lua_call(L, 2, 1);
-    check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  L = e.L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-  lua_pushlstring(L, (const char *)data, size);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "census answer check failed: %s\n", lua_tostring(L, -1));
-    abort();
-  }
-  lua_settop(L, 0);
-  /* Lua frees lazily: collect now, or libFuzzer's leak scan runs each time */
-  lua_gc(L, LUA_GCCOLLECT);
-  return 0;
+  static const char *const modules[] = {"engine.json", "engine.census_answers", NULL};
+  return lua_probe_run("Census answer", probe, modules, data, size);
 }

@@ -10,14 +10,7 @@
  * what finished leaves; results_of gives nil or five whole counts >= 0
  * summing to at most the number of results, with one failing entry per
  * failed or errored result and one warning per warned one. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <lauxlib.h>
-
-#include "lifetime.h"
-#include "modules.h"
+#include "lua_probe.h"
 
 static const char probe[] =
     "local json, jobs = ...\n"
@@ -102,34 +95,7 @@ static const char probe[] =
     "  assert(type(P.warns(result)) == 'boolean', 'warns: not a boolean')\n"
     "end\n";
 
-static engine e;
-static int check_ref = LUA_NOREF;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_State *L;
-  if (check_ref == LUA_NOREF) {
-    if (engine_init(&e, LOG_QUIET, true) != 0) abort();
-    L = e.L;
-    if (luaL_loadstring(L, probe) != LUA_OK) abort();
-    modules_require(L, "engine.json");
-    modules_require(L, "engine.jobs");
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-      fprintf(stderr, "dbt Cloud answer probe: %s\n", lua_tostring(L, -1));
-      abort();
-    }
-    check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  L = e.L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-  lua_pushlstring(L, (const char *)data, size);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "dbt Cloud answer check failed: %s\n", lua_tostring(L, -1));
-    abort();
-  }
-  lua_settop(L, 0);
-  /* Free this input's garbage now: libFuzzer runs a leak scan after any
-   * input that mallocs more than it frees, which Lua's lazy collector
-   * makes every input do (about 100 times slower). */
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  return 0;
+  static const char *const modules[] = {"engine.json", "engine.jobs", NULL};
+  return lua_probe_run("dbt Cloud answer", probe, modules, data, size);
 }

@@ -10,14 +10,7 @@
  * and than failed_at, "failed" only when failed_at is such a time, and a
  * wait only on a connection that is syncing, scheduled or (when allowed)
  * rescheduled. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <lauxlib.h>
-
-#include "lifetime.h"
-#include "modules.h"
+#include "lua_probe.h"
 
 static const char probe[] =
     "local json, jobs, rules = ...\n"
@@ -73,35 +66,7 @@ static const char probe[] =
     "  assert(type(P.summary(result)) == 'string', 'summary: not text')\n"
     "end\n";
 
-static engine e;
-static int check_ref = LUA_NOREF;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_State *L;
-  if (check_ref == LUA_NOREF) {
-    if (engine_init(&e, LOG_QUIET, true) != 0) abort();
-    L = e.L;
-    if (luaL_loadstring(L, probe) != LUA_OK) abort();
-    modules_require(L, "engine.json");
-    modules_require(L, "engine.jobs");
-    modules_require(L, "engine.c.rules");
-    if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
-      fprintf(stderr, "fivetran answer probe: %s\n", lua_tostring(L, -1));
-      abort();
-    }
-    check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  L = e.L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-  lua_pushlstring(L, (const char *)data, size);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "fivetran answer check failed: %s\n", lua_tostring(L, -1));
-    abort();
-  }
-  lua_settop(L, 0);
-  /* Free this input's garbage now: libFuzzer runs a leak scan after any
-   * input that mallocs more than it frees, which Lua's lazy collector
-   * makes every input do (about 100 times slower). */
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  return 0;
+  static const char *const modules[] = {"engine.json", "engine.jobs", "engine.c.rules", NULL};
+  return lua_probe_run("Fivetran answer", probe, modules, data, size);
 }

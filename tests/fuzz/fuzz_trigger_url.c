@@ -1,14 +1,7 @@
 /* fuzz_trigger_url.c: the Census trigger-URL grammar (lua/provider_census.lua)
  * on any bytes. A URL it accepts must name a positive sync id and a token
  * inside the URL, and redacting the URL must leave no token behind. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <lauxlib.h>
-
-#include "lifetime.h"
-#include "modules.h"
+#include "lua_probe.h"
 
 static const char probe[] =
     "local jobs, rules = ...\n"
@@ -23,29 +16,7 @@ static const char probe[] =
     "  assert(not rules.redact(url):find(t.token, 1, true), 'the token survives redaction')\n"
     "end\n";
 
-static engine e;
-static int check_ref = LUA_NOREF;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_State *L;
-  if (check_ref == LUA_NOREF) {
-    if (engine_init(&e, LOG_QUIET, true) != 0) abort();
-    L = e.L;
-    if (luaL_loadstring(L, probe) != LUA_OK) abort();
-    modules_require(L, "engine.jobs");
-    modules_require(L, "engine.c.rules");
-    lua_call(L, 2, 1);
-    check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  L = e.L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-  lua_pushlstring(L, (const char *)data, size);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "trigger URL check failed: %s\n", lua_tostring(L, -1));
-    abort();
-  }
-  lua_settop(L, 0);
-  /* Lua frees lazily: collect now, or libFuzzer's leak scan runs each time */
-  lua_gc(L, LUA_GCCOLLECT);
-  return 0;
+  static const char *const modules[] = {"engine.jobs", "engine.c.rules", NULL};
+  return lua_probe_run("trigger URL", probe, modules, data, size);
 }
