@@ -58,47 +58,18 @@ class Handler(SimHandler):
 
     # --- plumbing -----------------------------------------------------
 
+    def error_body(self, code):
+        return {"status": "error", "message": "simulated HTTP %d" % code}
+
+    MALFORMED = '{"status": "success", "data": {'
+
+    def no_data_body(self):
+        return {"status": "success"}
+
     def behave(self, behaviour):
-        """Plays a scripted failure; returns True when it answered."""
-        if behaviour in (None, "ok"):
-            return False
-        if isinstance(behaviour, dict) and "slow" in behaviour:
-            time.sleep(behaviour["slow"])
-            return False
-        if isinstance(behaviour, dict) and "http" in behaviour:
-            headers = []
-            if "retry_after" in behaviour:
-                headers.append(("Retry-After", str(behaviour["retry_after"])))
-            body = behaviour.get("body", {"status": "error", "message": "simulated HTTP %d" % behaviour["http"]})
-            self.reply(behaviour["http"], body, headers=headers,
-                       content_type="text/html" if isinstance(body, str) else "application/json")
-            return True
-        if isinstance(behaviour, dict) and "raw" in behaviour:
-            # the body as written, with "RUN_ID" replaced (the last run's id)
-            text = behaviour["raw"].replace("RUN_ID", str(self.server.next_run_id))
-            self.reply(200, text, "application/json")
-            return True
-        if behaviour == "cut_headers":  # the status line and half a header, then close
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
-            self.wfile.flush()
-            self.drop()
-            return True
-        if behaviour == "html":
-            self.reply(502, "<html><body><h1>502 Bad Gateway</h1> proxy error</body></html>", "text/html")
-            return True
-        if behaviour == "html200":
-            self.reply(200, "<html><body>maintenance</body></html>", "text/html")
-            return True
-        if behaviour == "malformed":
-            self.reply(200, '{"status": "success", "data": {', "application/json")
-            return True
-        if behaviour == "no_data":
-            self.reply(200, {"status": "success"})
-            return True
-        if behaviour in ("lost", "lost_created"):
-            self.drop()
-            return True
-        raise ValueError("unknown behaviour %r" % (behaviour,))
+        """Plays a scripted failure (sim_server.py); {"raw": TEXT} has
+        "RUN_ID" replaced by the last run's id."""
+        return super().behave(behaviour, lambda text: text.replace("RUN_ID", str(self.server.next_run_id)))
 
     def handle_any(self):
         url = urlsplit(self.path)
@@ -340,13 +311,7 @@ def main():
         with open(args.scenario) as f:
             scenarios = json.load(f)
     sim = CensusSim(args.port, args.token, scenarios)
-    print("census-sim listening on %s" % sim.url, flush=True)
-    try:
-        sim.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.server_close()
+    sim.serve_main("census-sim")
 
 
 if __name__ == "__main__":

@@ -285,49 +285,20 @@ class Handler(SimHandler):
         self.fail(400, "The request was invalid. Please double check the provided data and try again.",
                   data)
 
+    def error_body(self, code):
+        return {"status": {"code": code, "is_success": False, "user_message": "simulated HTTP %d" % code,
+                           "developer_message": ""}, "data": None}
+
+    MALFORMED = '{"status": {"code": 200, "is_success": true'
+
+    def no_data_body(self):
+        return {"data": None, "status": {"code": 200, "is_success": True, "user_message": "Success!",
+                                         "developer_message": ""}}
+
     def behave(self, behaviour, run_id=None):
-        """Plays a scripted failure; returns True when it answered (or hung up)."""
-        if behaviour in (None, "ok"):
-            return False
-        if isinstance(behaviour, dict) and "slow" in behaviour:
-            time.sleep(behaviour["slow"])
-            return False
-        if isinstance(behaviour, dict) and "http" in behaviour:
-            code = behaviour["http"]
-            headers = []
-            if behaviour.get("retry_after") is not None:
-                headers.append(("Retry-After", str(behaviour["retry_after"])))
-            if "body" not in behaviour:
-                self.fail(code, "simulated HTTP %d" % code, headers=headers)
-                return True
-            body = behaviour["body"]
-            self.reply(code, body, headers=headers,
-                       content_type="text/html" if isinstance(body, str) else "application/json")
-            return True
-        if isinstance(behaviour, dict) and "raw" in behaviour:
-            self.reply(200, behaviour["raw"].replace("RUN_ID", str(run_id)))
-            return True
-        if behaviour == "cut_headers":  # the status line and half a header, then close
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
-            self.wfile.flush()
-            self.drop()
-            return True
-        if behaviour == "html":
-            self.reply(502, "<html><body><h1>502 Bad Gateway</h1> proxy error</body></html>", "text/html")
-            return True
-        if behaviour == "html200":
-            self.reply(200, "<html><body>maintenance</body></html>", "text/html")
-            return True
-        if behaviour == "malformed":
-            self.reply(200, '{"status": {"code": 200, "is_success": true', "application/json")
-            return True
-        if behaviour == "no_data":
-            self.ok(None)
-            return True
-        if behaviour in ("lost", "lost_created"):
-            self.drop()
-            return True
-        raise ValueError("unknown behaviour %r" % (behaviour,))
+        """Plays a scripted failure (sim_server.py); {"raw": TEXT} has
+        "RUN_ID" replaced by the run's id."""
+        return super().behave(behaviour, lambda text: text.replace("RUN_ID", str(run_id)))
 
     def play(self, behaviour, act, answer, run_id=None):
         """Plays a behaviour around a request's effect: act() makes the
@@ -883,13 +854,7 @@ def main():
         with open(args.scenario) as f:
             scenarios = json.load(f)
     sim = DbtCloudSim(args.port, args.token, args.account, scenarios)
-    print("dbt-cloud-sim listening on %s" % sim.url, flush=True)
-    try:
-        sim.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.server_close()
+    sim.serve_main("dbt-cloud-sim")
 
 
 if __name__ == "__main__":

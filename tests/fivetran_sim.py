@@ -194,48 +194,19 @@ class Handler(SimHandler):
     def error(self, code, fivetran_code, message, headers=()):
         self.reply(code, {"code": fivetran_code, "message": message}, headers=headers)
 
+    def error_body(self, code):
+        return {"code": "TooManyRequests" if code == 429 else "SimulatedError",
+                "message": "simulated HTTP %d" % code}
+
+    MALFORMED = '{"code": "Success", "data": {'
+
+    def no_data_body(self):
+        return {"code": "Success"}
+
     def behave(self, behaviour, conn_id=""):
-        """Plays a scripted failure; returns True when it answered (or hung up)."""
-        if behaviour in (None, "ok"):
-            return False
-        if isinstance(behaviour, dict) and "slow" in behaviour:
-            time.sleep(behaviour["slow"])
-            return False
-        if isinstance(behaviour, dict) and "http" in behaviour:
-            code = behaviour["http"]
-            headers = []
-            if behaviour.get("retry_after") is not None:
-                headers.append(("Retry-After", str(behaviour["retry_after"])))
-            body = behaviour.get("body", {
-                "code": "TooManyRequests" if code == 429 else "SimulatedError",
-                "message": "simulated HTTP %d" % code})
-            self.reply(code, body, headers=headers,
-                       content_type="text/html" if isinstance(body, str) else "application/json")
-            return True
-        if isinstance(behaviour, dict) and "raw" in behaviour:
-            self.reply(200, behaviour["raw"].replace("CONNECTION_ID", conn_id))
-            return True
-        if behaviour == "cut_headers":  # the status line and half a header, then close
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
-            self.wfile.flush()
-            self.drop()
-            return True
-        if behaviour == "html":
-            self.reply(502, "<html><body><h1>502 Bad Gateway</h1> proxy error</body></html>", "text/html")
-            return True
-        if behaviour == "html200":
-            self.reply(200, "<html><body>maintenance</body></html>", "text/html")
-            return True
-        if behaviour == "malformed":
-            self.reply(200, '{"code": "Success", "data": {', "application/json")
-            return True
-        if behaviour == "no_data":
-            self.reply(200, {"code": "Success"})
-            return True
-        if behaviour in ("lost", "lost_created"):
-            self.drop()
-            return True
-        raise ValueError("unknown behaviour %r" % (behaviour,))
+        """Plays a scripted failure (sim_server.py); {"raw": TEXT} has
+        "CONNECTION_ID" replaced by the connection's id."""
+        return super().behave(behaviour, lambda text: text.replace("CONNECTION_ID", conn_id))
 
     def play(self, behaviour, act, answer, conn_id=""):
         """Plays a behaviour around a request's effect: act() makes the
@@ -657,13 +628,7 @@ def main():
         with open(args.scenario) as f:
             scenarios = json.load(f)
     sim = FivetranSim(args.port, args.key, args.secret, scenarios)
-    print("fivetran-sim listening on %s" % sim.url, flush=True)
-    try:
-        sim.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.server_close()
+    sim.serve_main("fivetran-sim")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 fivetran_sim.py, dbt_cloud_sim.py) share: a threaded server on 127.0.0.1
 that starts and stops at once and ignores clients that hang up, and the
 handler plumbing (answers with a Date header, dropping the connection,
-quiet handling of a client gone away), plus the throttle that answers the
-next N API requests 429. Python standard library only."""
+quiet handling of a client gone away, the scripted faults every simulator
+plays), plus the throttle that answers the next N API requests 429.
+Python standard library only."""
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -30,6 +32,61 @@ class SimHandler(BaseHTTPRequestHandler):
 
     def drop(self):
         self.close_connection = True  # no answer: the client sees an empty reply
+
+    # What differs by vendor (a simulator's handler says): the body of a
+    # simulated HTTP error, of a malformed answer, of one without data.
+    def error_body(self, code):
+        return {"message": "simulated HTTP %d" % code}
+
+    MALFORMED = '{"data": {'
+
+    def no_data_body(self):
+        return {}
+
+    def behave(self, behaviour, raw=lambda text: text):
+        """Plays a scripted fault; returns True when it answered (or hung
+        up). raw(TEXT): the body of {"raw": TEXT}, its placeholders filled.
+        Behaviours: "ok", {"slow": SECONDS}, {"http": CODE, "body": ...,
+        "retry_after": ...}, {"raw": TEXT}, "cut_headers", "html",
+        "html200", "malformed", "no_data", "lost", "lost_created"."""
+        if behaviour in (None, "ok"):
+            return False
+        if isinstance(behaviour, dict) and "slow" in behaviour:
+            time.sleep(behaviour["slow"])
+            return False
+        if isinstance(behaviour, dict) and "http" in behaviour:
+            code = behaviour["http"]
+            headers = []
+            if behaviour.get("retry_after") is not None:
+                headers.append(("Retry-After", str(behaviour["retry_after"])))
+            body = behaviour.get("body", self.error_body(code))
+            self.reply(code, body, headers=headers,
+                       content_type="text/html" if isinstance(body, str) else "application/json")
+            return True
+        if isinstance(behaviour, dict) and "raw" in behaviour:
+            self.reply(200, raw(behaviour["raw"]), "application/json")
+            return True
+        if behaviour == "cut_headers":  # the status line and half a header, then close
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
+            self.wfile.flush()
+            self.drop()
+            return True
+        if behaviour == "html":
+            self.reply(502, "<html><body><h1>502 Bad Gateway</h1> proxy error</body></html>", "text/html")
+            return True
+        if behaviour == "html200":
+            self.reply(200, "<html><body>maintenance</body></html>", "text/html")
+            return True
+        if behaviour == "malformed":
+            self.reply(200, self.MALFORMED, "application/json")
+            return True
+        if behaviour == "no_data":
+            self.reply(200, self.no_data_body())
+            return True
+        if behaviour in ("lost", "lost_created"):
+            self.drop()
+            return True
+        raise ValueError("unknown behaviour %r" % (behaviour,))
 
     def handle_any(self):
         raise NotImplementedError
@@ -60,6 +117,16 @@ class SimServer(ThreadingHTTPServer):
     @property
     def url(self):
         return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
+
+    def serve_main(self, name):
+        """Serves until Ctrl-C, after saying where (a simulator run alone)."""
+        print("%s listening on %s" % (name, self.url), flush=True)
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.server_close()
 
     def start(self):
         # a short poll: stop() (shutdown) returns within it, not half a second
