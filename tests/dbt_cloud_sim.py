@@ -513,25 +513,7 @@ class Handler(SimHandler):
                 and (statuses is None or r["status"] in statuses)]
         self.list_answer(runs, paging, order_by)
 
-    # --- control --------------------------------------------------------
-    def control(self, parts, body):
-        sim = self.server
-        if parts == ["jobs"] and self.command == "POST":
-            sim.configure(json.loads(body or b"{}"))
-            return self.reply(200, {"ok": True})
-        if parts == ["reset"] and self.command == "POST":
-            sim.reset()
-            return self.reply(200, {"ok": True})
-        if parts == ["throttle"] and self.command == "POST":
-            order = json.loads(body or b"{}")
-            sim.set_throttle(int(order.get("count", 1)), order.get("retry_after"))
-            return self.reply(200, {"ok": True})
-        if parts == ["requests"] and self.command == "GET":
-            with sim.lock:
-                return self.reply(200, list(sim.log))
-        if parts == ["state"] and self.command == "GET":
-            return self.reply(200, sim.state())
-        self.reply(404, {"detail": "no such control endpoint"})
+    SCENARIOS = "jobs"  # POST /_sim/jobs sets scenarios (sim_server.py has the rest)
 
 
 class DbtCloudSim(SimServer):

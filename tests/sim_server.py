@@ -88,6 +88,31 @@ class SimHandler(BaseHTTPRequestHandler):
             return True
         raise ValueError("unknown behaviour %r" % (behaviour,))
 
+    # The control endpoints (/_sim/...) of a simulator whose server has
+    # configure, reset, set_throttle, log and state: POST SCENARIOS (the
+    # simulator's word: "jobs", "connections"), reset, throttle; GET
+    # requests, state.
+    SCENARIOS = None
+
+    def control(self, parts, body):
+        sim = self.server
+        if parts == [self.SCENARIOS] and self.command == "POST":
+            sim.configure(json.loads(body or b"{}"))
+            return self.reply(200, {"ok": True})
+        if parts == ["reset"] and self.command == "POST":
+            sim.reset()
+            return self.reply(200, {"ok": True})
+        if parts == ["throttle"] and self.command == "POST":
+            order = json.loads(body or b"{}")
+            sim.set_throttle(int(order.get("count", 1)), order.get("retry_after"))
+            return self.reply(200, {"ok": True})
+        if parts == ["requests"] and self.command == "GET":
+            with sim.lock:
+                return self.reply(200, list(sim.log))
+        if parts == ["state"] and self.command == "GET":
+            return self.reply(200, sim.state())
+        self.reply(404, self.error_body(404))
+
     def handle_any(self):
         raise NotImplementedError
 
