@@ -9,7 +9,7 @@
 
 #include "engine.h"
 
-void timer_register(lua_State *L);   /* timer.c: sleep, now */
+void timer_register(lua_State *L, engine *e); /* timer.c: sleep, now, every */
 void http_register(lua_State *L, engine *e); /* http.c: request */
 void exec_register(lua_State *L);    /* exec.c: run */
 void rules_register(lua_State *L);   /* rules_lua.c: the pure rules */
@@ -17,5 +17,7 @@ void sqlite_register(lua_State *L);  /* sqlite.c: open, db:run, db:rows, db:exec
 void files_register(lua_State *L);   /* files.c: mkdirs, lock, write_file, ... */
 void json_values_register(lua_State *L); /* json_values.c: integers, strip_nulls */
 void options_register(lua_State *L); /* options.c: check_options for lua/ files */
+void mutex_register(lua_State *L);   /* mutex.c: a lock tasks take in turn */
+void postgres_register(lua_State *L, engine *e); /* postgres.c: connect, conn:query */
 
 #endif

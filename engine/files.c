@@ -534,10 +534,16 @@ static int l_read_secret(lua_State *L) {
   return 1;
 }
 
-/* whoami() -> pid, host name, uid */
+/* whoami() -> pid, host name, uid. The host name is $ENGINE_HOSTNAME when
+ * set (a pod's node, or a stable name where the machine's changes), else
+ * the machine's: runs record it, and a shared journal tells hosts by it. */
 static int l_whoami(lua_State *L) {
   char host[256] = "";
-  gethostname(host, sizeof host - 1);
+  const char *given = getenv("ENGINE_HOSTNAME");
+  if (given && *given)
+    snprintf(host, sizeof host, "%s", given);
+  else
+    gethostname(host, sizeof host - 1);
   lua_pushinteger(L, getpid());
   lua_pushstring(L, host);
   lua_pushinteger(L, (lua_Integer)getuid());

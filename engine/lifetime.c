@@ -174,6 +174,23 @@ static int run_ending(engine *e, int rc, task *main_task) {
   return rc;
 }
 
+int engine_call_task(engine *e, int nargs, int *nresults) {
+  lua_State *L = e->L;
+  task *t = task_spawn(e, L, nargs);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  while (!task_finished(t)) uv_run(&e->loop, UV_RUN_ONCE);
+  int status = LUA_OK;
+  *nresults = 0;
+  if (task_failed(t) || task_canceled(t)) {
+    task_push_error(L, t);
+    status = LUA_ERRRUN;
+  } else {
+    *nresults = task_push_outcome(L, t);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  return status;
+}
+
 /* The run's end (lua/run.lua's finish): the journal's record, then the
  * summary and metrics; false when a file could not be written. It runs as
  * a task, like every use of the journal's store (whose waits yield). */

@@ -178,26 +178,19 @@ static int begin_run(engine *e, lua_State *L, const options *o, int argc, char *
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "metrics_labels");
-  int rc = -1;
-  if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
+  int rc = -1, n = 0;
+  if (engine_call_task(e, 1, &n) != LUA_OK) { /* a task: the journal's store may wait */
     log_final_value(e, L, -1);
     rc = 1;
-  } else if (!lua_toboolean(L, -3)) {
-    log_final_value(e, L, -2);
-    rc = (int)lua_tointeger(L, -1);
+  } else {
+    lua_settop(L, lua_gettop(L) - n + 3); /* exactly three results */
+    if (!lua_toboolean(L, -3)) {
+      log_final_value(e, L, -2);
+      rc = (int)lua_tointeger(L, -1);
+    }
   }
   lua_settop(L, 0);
   return rc;
-}
-
-/* engine [--state DIR] runs ...: lua/history.lua as the main task. */
-static int run_history(lua_State *L) {
-  modules_require(L, "engine.history");
-  lua_getfield(L, -1, "main");
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_call(L, 2, 0);
-  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -230,7 +223,10 @@ int main(int argc, char **argv) {
     return rc;
   }
   e.log_json = strcmp(o.log_format, "json") == 0;
-  if (o.runs) {
+  if (o.runs) { /* engine [--state DIR|URL] runs ...: lua/history.lua as the main task */
+    modules_require(L, "engine.history");
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
     lua_createtable(L, argc, 0);
     for (int i = o.script_index + 1; i < argc; i++) {
       lua_pushstring(L, argv[i]);
@@ -240,8 +236,7 @@ int main(int argc, char **argv) {
       lua_pushstring(L, o.state);
     else
       lua_pushnil(L);
-    lua_pushcclosure(L, run_history, 2);
-    rc = engine_run(&e, 0);
+    rc = engine_run(&e, 2);
     engine_shutdown(&e);
     return rc;
   }

@@ -70,10 +70,11 @@ static const struct c_module {
   void (*open)(lua_State *L);
   void (*open_for)(lua_State *L, engine *e);
 } c_modules[] = {
-    {"engine.c.task", NULL, task_register},   {"engine.c.timer", timer_register, NULL},
+    {"engine.c.task", NULL, task_register},   {"engine.c.timer", NULL, timer_register},
     {"engine.c.error", error_register, NULL}, {"engine.c.http", NULL, http_register},
     {"engine.c.exec", exec_register, NULL},   {"engine.c.rules", rules_register, NULL},
     {"engine.c.options", options_register, NULL}, {"engine.c.sqlite", sqlite_register, NULL},
+    {"engine.c.mutex", mutex_register, NULL},     {"engine.c.postgres", NULL, postgres_register},
     {"engine.c.files", files_register, NULL}, {"engine.c.log", NULL, log_register},
     {"engine.c.json", json_values_register, NULL},
     {"engine.c.providers", open_providers, NULL},

@@ -1,5 +1,7 @@
-/* timer.c: time for tasks: sleep (a task suspended on a libuv timer) and
- * now (the loop's monotonic clock). */
+/* timer.c: time for tasks: sleep (a task suspended on a libuv timer), now
+ * (the loop's monotonic clock), and every (a function run as a short task
+ * at an interval, in the background: its timer does not keep the run
+ * alive, as the journal's lease renewal must not). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -54,8 +56,92 @@ static int timer_now(lua_State *L) {
   return 1;
 }
 
-void timer_register(lua_State *L) {
+#define EVERY_MT "engine.every"
+
+static void free_timer(uv_handle_t *h) {
+  free(h);
+}
+
+typedef struct {
+  uv_timer_t *timer; /* NULL once stopped */
+  engine *e;
+  int fn_ref;   /* the function */
+  int task_ref; /* the task of the last tick (its handle, anchored) */
+  task *last;
+} every;
+
+static void every_tick(uv_timer_t *timer) {
+  every *ev = timer->data;
+  lua_State *L = ev->e->L;
+  if (ev->task_ref != LUA_NOREF) { /* the last tick's task still runs: skip */
+    if (!task_finished(ev->last)) return;
+    luaL_unref(L, LUA_REGISTRYINDEX, ev->task_ref);
+    ev->task_ref = LUA_NOREF;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ev->fn_ref);
+  ev->last = task_spawn(ev->e, L, 0);
+  ev->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void every_release(lua_State *L, every *ev) {
+  if (ev->timer) {
+    uv_timer_stop(ev->timer);
+    uv_close((uv_handle_t *)ev->timer, free_timer);
+    ev->timer = NULL;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ev->fn_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ev->task_ref);
+  ev->fn_ref = ev->task_ref = LUA_NOREF;
+}
+
+/* ev:stop(): no more ticks (a tick's task that runs goes on). */
+static int every_stop(lua_State *L) {
+  every_release(L, luaL_checkudata(L, 1, EVERY_MT));
+  return 0;
+}
+
+/* every(seconds, fn) -> ev: fn runs as a task every seconds (a tick is
+ * skipped while the last one's task runs). The timer does not keep the
+ * loop alive; a task it started does, until it ends. fn must not raise:
+ * its error would be reported as an unobserved task's. */
+static int timer_every(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!isfinite(seconds) || seconds < 0.001 || seconds > 1e6)
+    return luaL_error(L, "every: seconds must be a number from 0.001 to 1e6");
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  every *ev = lua_newuserdatauv(L, sizeof *ev, 0);
+  ev->timer = NULL;
+  ev->e = e;
+  ev->fn_ref = ev->task_ref = LUA_NOREF;
+  ev->last = NULL;
+  luaL_setmetatable(L, EVERY_MT);
+  ev->timer = malloc(sizeof *ev->timer);
+  if (!ev->timer) return luaL_error(L, "out of memory");
+  uv_timer_init(&e->loop, ev->timer);
+  ev->timer->data = ev;
+  uv_unref((uv_handle_t *)ev->timer);
+  lua_pushvalue(L, 2);
+  ev->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uint64_t ms = (uint64_t)llround(seconds * 1000.0);
+  uv_timer_start(ev->timer, every_tick, ms, ms);
+  return 1;
+}
+
+void timer_register(lua_State *L, engine *e) {
   static const luaL_Reg fns[] = {{"sleep", timer_sleep}, {"now", timer_now},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
+  if (luaL_newmetatable(L, EVERY_MT)) {
+    lua_pushcfunction(L, every_stop);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    lua_pushcfunction(L, every_stop);
+    lua_setfield(L, -2, "stop");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, timer_every, 1);
+  lua_setfield(L, -2, "every");
 }

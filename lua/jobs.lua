@@ -104,8 +104,11 @@ end
 
 -- Whether stopping (Ctrl-C, SIGTERM, handle:cancel(), flow.timeout,
 -- os.exit) cancels this wait's run, and if not, why.
+local LEASE_LOST = "this engine lost its lease on the journal: the engine that took over the run watches it"
+
 local function cancel_on_stop(P, opts)
   if not P.cancel then return false, P.no_cancel or "no cancel endpoint" end
+  if not journal.holds_lease() then return false, LEASE_LOST end
   if opts.cancel_on_stop == false then return false, "cancel_on_stop = false" end
   local var = P.env .. "_CANCEL_ON_STOP"
   if api.env(var) == "0" then return false, var .. "=0" end
@@ -267,6 +270,11 @@ local function trigger_job(P, t, cancel_opts)
       end
     end
   end
+  -- A shared journal: the lease that makes this engine the run's holder
+  -- must not have run out since (a pause, the server away) before it acts.
+  if not journal.holds_lease() then -- (the intent stays open: the holder's lost-trigger search settles it)
+    raise("journal", P.fields and P.fields(id) or nil, "%s: not triggered: %s", P.describe(id), LEASE_LOST)
+  end
   -- A run already in flight that the provider adopts instead of
   -- triggering (a connection already syncing, reuse_existing).
   if intent and intent.in_flight then
@@ -412,7 +420,7 @@ local function poll_once(P, w, opts, timeout, conn, started, deadline)
   end
   if timer.now() >= deadline then
     local cancelled = false
-    if opts.cancel_on_timeout then -- (refused before the wait when the vendor has no cancel)
+    if opts.cancel_on_timeout and journal.holds_lease() then -- (refused before the wait without a cancel)
       events.emit("job.timed_out", w, timeout)
       local ok, err = pcall(P.cancel, conn, w)
       if not ok and errors.is_error(err, "canceled") then error(err, 0) end

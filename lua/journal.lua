@@ -1,53 +1,102 @@
 -- lua/journal.lua: the journal, the one storage interface for durable runs
 -- (docs/state.md has the schema): what is written and when, for steps and
 -- for remote jobs of every provider. It is the single writer of every
--- row; how rows are stored is the store's (lua/store_sqlite.lua, SQLite in
--- WAL mode, one file in the state directory), which holds every SQL
--- statement. Store calls may wait (a lock, later a server), so the journal
--- is used from tasks. Without a state directory (--no-state, the REPL)
--- every function is a cheap no-op and every lookup finds nothing.
+-- row; how rows are stored is the store's (lua/store.lua, every SQL
+-- statement, over SQLite in the state directory or a PostgreSQL server).
+-- Store calls may wait (a lock, a server), so the journal is used from
+-- tasks. Without a state directory (--no-state, the REPL) every function
+-- is a cheap no-op and every lookup finds nothing.
 --
 -- Writes that must precede an action (a trigger's intent before the POST,
 -- the run id before the wait) are durable: they commit with an fsync. Other
 -- writes (status changes, results) commit without one: they survive the
 -- engine dying, if not the machine.
-local store = require "engine.store_sqlite"
+local store = require "engine.store"
 local files = require "engine.c.files"
 local rules = require "engine.c.rules"
 local json = require "engine.json"
 local values = require "engine.values"
+local errors = require "engine.c.error"
+local tasks = require "engine.c.task"
+local timer = require "engine.c.timer"
 
 local journal = {}
 
 local db          -- the open journal, or nil
-local path        -- its file
+local path        -- where it is, as shown (a file, or a URL without its password)
 local run_id      -- this engine's flow run
 local resumed     -- the run being resumed, or nil
 local occurrences = {steps = {}, jobs = {}}
 local write_failed = false
+local lease_seconds, renewal -- a shared store's lease length, and its renewal
+local fenced = false -- this engine lost its lease: it writes and acts no more
+local on_fenced      -- what then (lua/run.lua's)
+
+-- Called once when the store says this engine lost its lease (another
+-- engine may run the flow now): set by lua/run.lua.
+function journal.on_fenced(fn) on_fenced = fn end
+function journal.fenced() return fenced end
+
+-- (from a task of its own: the store's caller holds its connection)
+local function fence(err)
+  if not fenced then
+    fenced = true
+    if on_fenced then tasks.spawn(on_fenced, err) end
+  end
+end
 
 local now = rules.wallclock
 local started_at = now() -- the run's start, recorded with its row
 
--- The state directory: --state DIR, else $ENGINE_STATE_DIR, else
--- $XDG_STATE_HOME/engine, else ~/.local/state/engine. A URL names a
--- server store, never a directory (taken for a path, it would put its
--- password in one): one this build has no store for is refused, with nil,
--- the line and "usage".
-function journal.state_dir(given)
-  local function env(name)
-    local v = os.getenv(name)
-    if v and v ~= "" then return v end
+local function env(name)
+  local v = os.getenv(name)
+  if v and v ~= "" then return v end
+end
+
+local function is_url(text) return text:match("^%a[%w+.-]*://") ~= nil end
+
+local function shown_url(url)
+  return require("engine.store_postgres").redact(url)
+end
+
+-- Where the journal is: {url = } for a PostgreSQL server, {dir = } for a
+-- directory. --state DIR|URL, else $ENGINE_STATE_URL, else
+-- $ENGINE_STATE_DIR, else $XDG_STATE_HOME/engine, else
+-- ~/.local/state/engine. A URL is never taken for a directory (it would
+-- put its password in a path): one no store serves is refused, with nil,
+-- the line and "usage". nil alone: no directory at all.
+function journal.location(given)
+  local where, from = given ~= "" and given or nil, "--state"
+  if not where and env("ENGINE_STATE_URL") then
+    where, from = env("ENGINE_STATE_URL"), "ENGINE_STATE_URL"
+    if not is_url(where) then
+      return nil, string.format("ENGINE_STATE_URL must be a postgresql:// URL, got %q; a directory goes in " ..
+        "ENGINE_STATE_DIR", rules.redact(where)), "usage"
+    end
   end
-  local dir, from = given ~= "" and given or nil, "--state"
-  if not dir and env("ENGINE_STATE_DIR") then dir, from = env("ENGINE_STATE_DIR"), "ENGINE_STATE_DIR" end
-  if dir and dir:match("^%a[%w+.-]*://") then
-    return nil, string.format("%s %s is a URL, and this engine has no store for it: it keeps the journal " ..
-      "in a directory; give a directory", from, rules.redact(dir:gsub("^(%a[%w+.-]*://)[^@/]*@", "%1***@"))), "usage"
+  if not where and env("ENGINE_STATE_DIR") then
+    where, from = env("ENGINE_STATE_DIR"), "ENGINE_STATE_DIR"
+    if is_url(where) then
+      return nil, string.format("ENGINE_STATE_DIR is a URL (%s): set ENGINE_STATE_URL to it instead",
+        shown_url(where)), "usage"
+    end
   end
-  if dir then return dir end
-  if env("XDG_STATE_HOME") then return env("XDG_STATE_HOME") .. "/engine" end
-  if env("HOME") then return env("HOME") .. "/.local/state/engine" end
+  if where and is_url(where) then
+    local scheme = where:match("^(%a[%w+.-]*)://"):lower()
+    if scheme ~= "postgresql" and scheme ~= "postgres" then
+      return nil, string.format("%s %s: the journal lives in a directory or on PostgreSQL " ..
+        "(postgresql://...); this engine has no store for %s://", from, shown_url(where), scheme), "usage"
+    end
+    local ok, why = require("engine.c.postgres").parse(where)
+    if not ok then
+      return nil, string.format("%s %s is not a URL libpq can use: %s", from, shown_url(where),
+        rules.redact(why)), "usage"
+    end
+    return {url = where}
+  end
+  if where then return {dir = where} end
+  if env("XDG_STATE_HOME") then return {dir = env("XDG_STATE_HOME") .. "/engine"} end
+  if env("HOME") then return {dir = env("HOME") .. "/.local/state/engine"} end
   return nil
 end
 
@@ -56,21 +105,119 @@ local function fail_open(message)
     path, message)
 end
 
--- Opens DIR/journal.db, creating it (and DIR) unless create is false (to
--- read the history). Returns true, or nil and a one-line error.
-function journal.open(dir, create)
-  path = dir .. "/journal.db"
-  local ok, err = true, nil
-  if create ~= false then ok, err = files.mkdirs(dir) end
-  if not ok then return fail_open(err) end
-  local handle, why
-  handle, err, why = store.open(path, create)
-  if not handle and why == "missing" then
-    return nil, string.format("no journal at %s: no run was recorded with this state directory yet", path)
+-- This engine as a lease holder: a token of its own, its host, pid and
+-- start.
+local function me()
+  local f = io.open("/dev/urandom", "rb")
+  local raw = f and f:read(8)
+  if f then f:close() end
+  local hex = {}
+  for i = 1, 8 do hex[i] = string.format("%02x", raw and raw:byte(i) or math.random(0, 255)) end
+  local pid, host = files.whoami()
+  return {holder = table.concat(hex), host = host, pid = pid, started_at = started_at}
+end
+
+-- Opens the journal at location (journal.location's), creating it (and
+-- its directory) unless create is false (to read the history). Returns
+-- true, or nil, a one-line error and "usage" when the setting is wrong.
+function journal.open(location, create)
+  if location.url then
+    path = shown_url(location.url)
+    location.me = create ~= false and me() or nil
+  else
+    path = location.dir .. "/journal.db"
+    local ok, err = true, nil
+    if create ~= false then ok, err = files.mkdirs(location.dir) end
+    if not ok then return fail_open(err) end
   end
+  local handle, err, why = store.open(location, create)
+  if not handle and why == "missing" then
+    return nil, string.format("no journal at %s: no run was recorded with this state %s yet", path,
+      location.url and "URL" or "directory")
+  end
+  if not handle and why == "usage" then return nil, err, "usage" end
   if not handle then return fail_open(err) end
   db = handle
+  if location.me then
+    local seconds, why2 = journal.lease_seconds()
+    if not seconds then db:close() db = nil return nil, why2, "usage" end
+    lease_seconds = seconds
+    local held, lease_err = journal.lease("engine:" .. location.me.holder)
+    if not held then
+      db:close()
+      db = nil
+      return fail_open(lease_err or "cannot take this engine's lease")
+    end
+  end
   return true
+end
+
+-- Whether the journal is on a server that several hosts share (its run
+-- lock is a lease there, not a lock file).
+function journal.shared() return db ~= nil and db.shared == true end
+
+-- Leases: a shared store's run lock ---------------------------------------
+-- Each engine on a shared store holds a lease of its own (it lives while
+-- the lease does: how other hosts tell a crashed run from a running one)
+-- and one per run lock it takes, renewed together every third of
+-- ENGINE_STATE_LEASE seconds.
+
+local DEFAULT_LEASE = 30
+
+function journal.lease_seconds()
+  local v = os.getenv("ENGINE_STATE_LEASE")
+  if v == nil or v == "" then return DEFAULT_LEASE end
+  local n = tonumber(v)
+  if not n or n ~= n or n < 1 or n > 3600 then
+    return nil, string.format("ENGINE_STATE_LEASE must be a number of seconds from 1 to 3600 " ..
+      "(default %d), got %q", DEFAULT_LEASE, v)
+  end
+  return n
+end
+
+local function renew()
+  local ok, held = pcall(db.renew_leases, db, lease_seconds)
+  if ok and not held then
+    fence({message = "its lease expired or another engine took it"})
+  end -- (the server away: the next tick tries again; the lease runs out meanwhile)
+end
+
+-- Takes the lease key: true; false and the holder's row ({host, pid,
+-- started_at, expires_at}) when another engine holds it; nil and a line.
+-- A holder on this host whose process is gone loses it at once.
+function journal.lease(key)
+  local _, host = files.whoami()
+  local ok, held, row = pcall(db.take_lease, db, key, lease_seconds, function(r)
+    return r.host == host and not files.alive(r.pid)
+  end)
+  if not ok then return nil, tostring(type(held) == "table" and held.message or held) end
+  if not held then return false, row end
+  if not renewal then renewal = timer.every(lease_seconds / 3, renew) end
+  return true, row
+end
+
+-- Whether this engine may act (trigger, cancel) as the run's holder: its
+-- leases were renewed less than a lease ago (always true off a shared
+-- store).
+function journal.holds_lease()
+  if fenced then return false end
+  return not journal.shared() or db:lease_valid()
+end
+
+-- The live engines of a shared store, as a set of "host\0pid".
+local function live_engines()
+  if not journal.shared() then return nil end
+  local ok, set = pcall(db.live_holders, db)
+  return ok and set or {}
+end
+
+-- Whether an engine run (host, pid) lives: on this host, its process; on
+-- a shared store, its lease; else (another host, a file) unknown: nil.
+local function engine_alive(r, live)
+  local _, host = files.whoami()
+  if r.host == host then return files.alive(r.pid) end
+  if live then return live[r.host .. "\0" .. tostring(r.pid)] == true end
+  return nil
 end
 
 function journal.enabled() return db ~= nil end
@@ -78,9 +225,6 @@ function journal.path() return path end
 function journal.run_id() return run_id end -- nil until the run's row is written
 function journal.resumed() return resumed end
 
-local errors = require "engine.c.error"
-local tasks = require "engine.c.task"
-local timer = require "engine.c.timer"
 
 -- Writes wait in `queued` for the end of the loop turn, when one
 -- transaction commits them all: a thousand syncs triggered together cost
@@ -97,41 +241,75 @@ local function log_failure_once(err)
   end
 end
 
+local schedule_retry
+
 -- Runs the queued writes, then fn(...), in one transaction; durable (or a
 -- queued durable write): the commit fsyncs. Raises an error object of kind
 -- "journal" when the transaction cannot commit (each queued write then
--- holds the error too).
+-- holds the error too). When the store is away (a server that did not come
+-- back within ENGINE_STATE_TIMEOUT), the queued notes go back in the queue
+-- for a later commit; what must precede an action fails, so the action is
+-- not taken.
 local function write(durable, fn, ...)
+  if fenced then
+    error(errors.error("journal", "this engine lost its lease: it writes nothing more", {path = path}), 0)
+  end
   local items = queued
   queued = {}
   for _, item in ipairs(items) do durable = durable or item.durable end
-  local ok, a, b = pcall(store.transaction, db, durable, function(...)
+  local ok, a, b = pcall(db.transaction, db, durable, function(...)
     for _, item in ipairs(items) do
       item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
-      if not item.ok and not item.durable then log_failure_once(item.a) end
     end
     if fn then return fn(...) end
   end, ...)
-  if not ok then
-    local err = errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
-      {path = path})
+  if ok then
     for _, item in ipairs(items) do
-      if item.ok then item.ok, item.a = false, err end
+      if not item.ok and not item.durable then log_failure_once(item.a) end
     end
-    error(err, 0)
+    return a, b
   end
-  return a, b
+  if type(a) == "table" and a.fenced then fence(a) end
+  local err = errors.error("journal", string.format("cannot write the journal: %s", tostring(a)),
+    {path = path})
+  local kept = {}
+  for _, item in ipairs(items) do
+    if not item.durable and type(a) == "table" and a.retry and not fenced then
+      item.ok = nil
+      kept[#kept + 1] = item
+    else
+      item.ok, item.a = false, err
+    end
+  end
+  if #kept > 0 then
+    table.move(queued, 1, #queued, #kept + 1, kept)
+    queued = kept
+    err.notes_kept = true
+    schedule_retry()
+  end
+  error(err, 0)
 end
 
 -- Commits what is queued, when the tasks that run in this loop turn have
 -- queued theirs (a stop does not keep it from committing).
-local function commit_queued()
-  pcall(timer.sleep, 0)
-  committer = nil
+local committer_delayed = false
+local function commit_queued(delay)
+  pcall(timer.sleep, delay or 0) -- (cancelled: commit now)
+  committer, committer_delayed = nil, false
   if #queued > 0 then
     local ok, err = pcall(write, false)
-    if not ok then log_failure_once(err) end
+    if not ok and not (type(err) == "table" and err.notes_kept) then log_failure_once(err) end
   end
+end
+
+-- Notes kept while the store is away are tried again a while later, while
+-- the run has other tasks (at its end, the run's last write takes them).
+local RETRY_NOTES = 2
+function schedule_retry()
+  if committer or not tasks.current() then return end
+  local live = tasks.stats().tasks
+  if live <= 1 then return end
+  committer, committer_delayed = tasks.spawn(commit_queued, RETRY_NOTES), true
 end
 
 -- fn(...) at the next group commit. durable: waits for the commit (fsync)
@@ -142,10 +320,14 @@ local function queue(durable, fn, ...)
   local item = table.pack(...)
   item.fn, item.durable = fn, durable
   queued[#queued + 1] = item
-  if not committer then committer = tasks.spawn(commit_queued) end
+  if not committer then
+    committer = tasks.spawn(commit_queued)
+  elseif durable and committer_delayed then
+    committer:cancel() -- a retry's pause: what must precede an action does not wait for it
+  end
   if not durable then return end
-  committer:wait()
-  if not item.ok then error(item.a, 0) end
+  while item.ok == nil and committer do committer:wait() end
+  if not item.ok then error(item.a or errors.error("journal", "cannot write the journal", {path = path}), 0) end
   return item.a, item.b
 end
 
@@ -254,13 +436,21 @@ local function ensure_run()
   return run_id
 end
 
+-- Ends the run's lease-holding: no more renewals, the leases released.
+local function release()
+  if renewal then renewal:stop() renewal = nil end
+  if journal.shared() and not fenced then pcall(db.release_leases, db) end
+end
+
 function journal.end_run(outcome, exit_code)
-  if not db or not run_id then return end
+  if not db or fenced then return end
+  if not run_id then return release() end
   -- the engine's own cleanup: a wait for the store's lock is not stopped
   local ok, err = tasks.shield(pcall, write, false, function()
     store.end_run(db, run_id, now(), outcome, exit_code)
   end)
   if not ok then log_failure_once(err) end
+  release()
 end
 
 -- A run's arguments as the journal keeps them (JSON), and as a line.
@@ -421,9 +611,9 @@ end
 -- run of another host is taken to live until it records its end).
 function journal.row_owner_alive(row)
   if row.ended_at then return false end
-  local _, host = files.whoami()
-  if row.host ~= host then return true end
-  return files.alive(row.pid)
+  local alive = engine_alive(row, live_engines())
+  if alive == nil then return true end
+  return alive
 end
 
 -- The runs --resume continues: the resumed run and the runs it resumed in
@@ -457,6 +647,7 @@ function journal.claim(provider, resource, occurrence, intent, label)
   ensure_run() -- raises kind "journal": then nothing is triggered
   if not run_id then return nil, nil end
   local row, open = queue(true, function()
+    db:guard(provider .. "\0" .. tostring(resource)) -- engines on other hosts claim it one at a time
     local rows = store.open_jobs(db, provider, tostring(resource), run_id)
     if #rows > 0 then return false, rows end
     return new_job(provider, resource, occurrence, intent, label)
@@ -531,19 +722,19 @@ end
 
 -- A run's outcome as shown: its own, "running" while its engine lives, or
 -- "crashed" when the engine died without ending it.
-local function shown_outcome(r, host)
+local function shown_outcome(r, live)
   if r.outcome then return r.outcome end
-  if r.host == host and files.alive(r.pid) then
+  if engine_alive(r, live) then
     return "running"
   end
   return "crashed"
 end
 
 function journal.runs(limit)
-  local _, host = files.whoami()
+  local live = live_engines()
   local rows = store.runs(db, limit)
   for _, r in ipairs(rows) do
-    r.outcome = shown_outcome(r, host)
+    r.outcome = shown_outcome(r, live)
     local ok, args = pcall(json.decode, r.args)
     r.args = ok and args or {}
   end
@@ -551,10 +742,9 @@ function journal.runs(limit)
 end
 
 function journal.run(id)
-  local _, host = files.whoami()
   local r = store.run(db, id)
   if not r then return nil end
-  r.outcome = shown_outcome(r, host)
+  r.outcome = shown_outcome(r, live_engines())
   local ok, args = pcall(json.decode, r.args)
   r.args = ok and args or {}
   r.steps = store.steps(db, id)
@@ -575,11 +765,11 @@ end
 -- only when the last prune was a day ago or more.
 function journal.prune(days, daily)
   if not db then return 0 end
-  local _, host = files.whoami()
+  local live = live_engines()
   local t = now()
   return (write(false, function()
     return store.prune(db, t - days * 86400, t, daily, function(r)
-      return r.host == host and not files.alive(r.pid)
+      return engine_alive(r, live) == false
     end)
   end))
 end

@@ -58,8 +58,9 @@ end
 local function runtime_dir(state)
   local xdg = os.getenv("XDG_RUNTIME_DIR")
   if xdg and xdg ~= "" then return xdg, {"engine", "locks"} end
-  local dir, why = journal.state_dir(state)
+  local location, why = journal.location(state)
   if why then return nil, why, "usage" end
+  local dir = location and location.dir
   if dir then
     local ok, err = files.mkdirs(dir)
     if not ok then return nil, err end
@@ -73,14 +74,16 @@ end
 -- The journal alone (engine runs, with create false: reading never makes
 -- one): nil and a message when it cannot open.
 function run.open_journal(state, create)
-  local dir, why, code = journal.state_dir(state)
+  local location, why, code = journal.location(state)
   if why then return nil, why, code end
-  if not dir then return nil, "no state directory: set HOME, ENGINE_STATE_DIR or --state DIR" end
-  if files.absolute(dir) == "/" then
+  if not location then
+    return nil, "no state directory: set HOME, ENGINE_STATE_DIR, ENGINE_STATE_URL or --state DIR|URL"
+  end
+  if location.dir and files.absolute(location.dir) == "/" then
     return nil, "the state directory cannot be / (the journal would be /journal.db): " ..
       "give a directory of its own, such as /var/lib/engine"
   end
-  return journal.open(dir, create)
+  return journal.open(location, create)
 end
 
 local function subscribe()
@@ -126,6 +129,21 @@ local identity = {fixed = false}
 -- Takes the run lock for key in the lock directory; true, or nil, the
 -- line and the exit code (75 when another engine holds it).
 local function take_lock(key, what)
+  if journal.shared() then -- a lease on the server: the lock across hosts
+    local held, holder = journal.lease("run:" .. hash(key))
+    if held == nil then return nil, "cannot take the run lock: " .. holder, 1 end
+    if not held then
+      return nil, string.format("%s is already running with %s (host %s, pid %d, started %s; its lease " ..
+        "runs to %s unless renewed); --allow-overlap runs it anyway", flow_label, what, holder.host, holder.pid,
+        iso(holder.started_at), iso(holder.expires_at)), EXIT_OVERLAP
+    end
+    if holder then
+      log.warn("took over the run lock of host %s, pid %d (started %s), whose lease ran out at %s: " ..
+        "that engine stopped renewing it; --resume continues its run", holder.host, holder.pid,
+        iso(holder.started_at), iso(holder.expires_at))
+    end
+    return true
+  end
   local pid = files.whoami()
   local held, holder = files.lock(string.format("%s/%s.lock", identity.lock_dir, hash(key)),
     string.format("pid %d, started %s", pid, iso(rules.wallclock())))
@@ -171,7 +189,17 @@ function run.begin(o)
     context.attempt = retry and retry.attempt or nil
     return context
   end)
-  if o.flow and not o.allow_overlap then
+  journal.on_fenced(function()
+    clog.final(string.format("%s: this engine lost its lease on the journal %s (not renewed in time, or " ..
+      "another engine took it): another engine may run this flow now and adopts its jobs; stopping without " ..
+      "triggering, cancelling or writing anything more", flow_label, journal.path()))
+    os.exit(EXIT_OVERLAP)
+  end)
+  if o.flow and not o.allow_overlap and journal.shared() then
+    local ok, why, code = take_lock(flow .. "\0" .. table.concat(args, "\0"), "these arguments")
+    if not ok then return nil, why, code end
+    identity.lock_dir = "shared"
+  elseif o.flow and not o.allow_overlap then
     local base, parts, alternative
     if journal.enabled() then
       base, parts = journal.path():match("^(.*)/[^/]*$"), {"locks"}
@@ -313,7 +341,8 @@ function run.ending(exit_code, stop, ending)
   report.settle(stop ~= nil)
   summary = report.summary(exit_code, stop == "signal", ending)
   summary.flow = flow_name
-  if #handlers == 0 then return nil end
+  -- another engine runs the flow now: its handlers will tell how it ends
+  if #handlers == 0 or journal.fenced() then return nil end
   return function()
     for i, h in ipairs(handlers) do
       -- after a stop, every handler fits in what is left of its budget
@@ -352,7 +381,7 @@ function run.finish(exit_code, stop, json_path, metrics_path, show)
     or (summary.exit_code == 0 and "ok" or "failed")
   journal.end_run(outcome, summary.exit_code) -- after what is still queued
   local ok = true
-  if journal.write_failed() then
+  if journal.write_failed() and not journal.fenced() then
     -- what keeps a later run from triggering twice is missing: not a success
     clog.final("the journal could not be written during this run (the first error is above); " ..
       "its record is incomplete, so the run fails")

@@ -174,16 +174,19 @@ class Result:
 
 class StateUrl(Base):
     """A URL given for the state is never taken for a directory (it would
-    put the password in a path on disk); this build has no store for one,
-    so it is refused with one line that shows no password."""
-    URL = "postgresql://user:hunter2secret@db.invalid/jobs"
+    put the password in a path on disk): a scheme no store serves is
+    refused with one line, a PostgreSQL server that cannot be reached fails
+    with one line, and neither shows the password or writes anything."""
+    OTHER = "mysql://user:hunter2secret@db.invalid/jobs"
+    # a closed port on loopback: refused at once, no traffic elsewhere
+    DOWN = "postgresql://user:hunter2secret@127.0.0.1:1/jobs"
 
     def check_refused(self, r, source):
         self.assertEqual(r.rc, 2, r)
         lines = r.stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, r)
-        self.assertIn("engine: %s postgresql://***@db.invalid/jobs is a URL" % source, lines[0])
-        self.assertIn("give a directory", lines[0])
+        self.assertIn("engine: %s mysql://" % source, lines[0])
+        self.assertIn("has no store for mysql://", lines[0])
         self.assertNotIn("hunter2secret", r.stdout + r.stderr)
 
     def test_a_state_url_is_refused_and_nothing_is_written(self):
@@ -191,19 +194,44 @@ class StateUrl(Base):
         os.mkdir(cwd)
         flow = self.flow("flow.step('a', function() end)")
         env = {"XDG_RUNTIME_DIR": ""}
-        for args, source, extra in ((["--state", self.URL, flow], "--state", {}),
-                                    (["--state", self.URL, "-e", "flow.step('a', function() end)"], "--state", {}),
-                                    # the run lock's directory, without a journal
-                                    (["--no-state", flow], "ENGINE_STATE_DIR", {"ENGINE_STATE_DIR": self.URL})):
+        for args, source, extra in ((["--state", self.OTHER, flow], "--state", {}),
+                                    (["--state", self.OTHER, "-e", "flow.step('a', function() end)"], "--state", {}),
+                                    (["-e", "flow.step('a', function() end)"], "ENGINE_STATE_URL",
+                                     {"ENGINE_STATE_URL": self.OTHER})):
             p = subprocess.run([ENGINE] + args, cwd=cwd, capture_output=True, text=True, timeout=60,
                                env=dict(os.environ, **env, **extra))
             keep_output(p.stdout + p.stderr)
             self.check_refused(Result(p), source)
-        self.assertEqual(os.listdir(cwd), [], "no directory made from the URL")
-        r = run(["--state", self.URL, "runs"])
+        # ENGINE_STATE_DIR holds directories: a URL there says where it goes
+        for args in (["--no-state", flow], ["-e", "flow.step('a', function() end)"]):
+            p = subprocess.run([ENGINE] + args, cwd=cwd, capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, **env, ENGINE_STATE_DIR=self.DOWN))
+            keep_output(p.stdout + p.stderr)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stderr.strip().splitlines(),
+                             ["engine: ENGINE_STATE_DIR is a URL (postgresql://***@127.0.0.1:1/jobs): "
+                              "set ENGINE_STATE_URL to it instead"])
+        p = subprocess.run([ENGINE, "--state", "postgresql://u@127.0.0.1:1/jobs?sslmode=bogus", flow], cwd=cwd,
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, **env))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn('libpq cannot use postgresql://***@127.0.0.1:1/jobs?sslmode=bogus: invalid sslmode value: "bogus"',
+                      p.stderr)
+        # a server that is not there: one line, within ENGINE_STATE_TIMEOUT
+        for args in (["--state", self.DOWN, flow], ["--state", self.DOWN, "runs"]):
+            p = subprocess.run([ENGINE] + args, cwd=cwd, capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, **env, ENGINE_STATE_TIMEOUT="1"))
+            keep_output(p.stdout + p.stderr)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            lines = p.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertIn("cannot use the journal postgresql://***@127.0.0.1:1/jobs: cannot reach the "
+                          "server: ", lines[0])
+            self.assertIn("Connection refused", lines[0])
+            self.assertNotIn("hunter2secret", p.stdout + p.stderr)
+        self.assertEqual(os.listdir(cwd), [], "no directory made from a URL")
+        r = run(["--state", self.OTHER, "runs"])
         self.check_refused(r, "--state")
-        r = run(["-e", "flow.step('a', function() end)"], env={"ENGINE_STATE_DIR": self.URL})
-        self.check_refused(r, "ENGINE_STATE_DIR")
 
 
 class Small(Base):

@@ -1,0 +1,616 @@
+/* postgres.c: the libpq binding behind the journal's PostgreSQL store
+ * (lua/store_postgres.lua holds the SQL and the policy). Connecting and
+ * every query use libpq's non-blocking API, driven by the engine's loop: a
+ * uv_poll_t on the connection's socket and a uv_timer_t for the deadline,
+ * while the calling task waits. The loop is never blocked on the server
+ * (except for a host name's DNS lookup while connecting, which libpq does
+ * itself; docs/state.md says to give an address where that matters).
+ *
+ * One operation at a time per connection: the store serializes its users.
+ * A connection that fails, passes its deadline or is abandoned by a
+ * cancelled task is closed at once: the server rolls back what was not
+ * committed, and the store connects again. Results come back as Lua values
+ * by column type (integers, floats, booleans, text; NULL as nil). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "bindings.h"
+#include "pq_api.h"
+#include "task.h"
+
+#define CONN_MT "engine.postgres"
+#define MAX_PARAMS 64
+
+typedef struct pg_wait pg_wait;
+
+typedef struct {
+  PGconn *pg;
+  pg_wait *wait; /* the operation in flight, or NULL */
+  engine *e;
+} pg_conn;
+
+enum phase { CONNECTING, SENDING, READING };
+
+struct pg_wait {
+  op base;
+  pg_conn *c;
+  enum phase phase;
+  uv_poll_t *poll; /* on fd, or NULL */
+  int fd;
+  uv_timer_t *timer;
+  double seconds;     /* the deadline, for the message */
+  PGresult *result;   /* the last result with rows or a command's count */
+  PGresult *failure;  /* the first error */
+  const char *lost;   /* why the connection was given up, or NULL */
+  char lost_text[160];
+};
+
+static void free_handle(uv_handle_t *h) {
+  free(h);
+}
+
+/* libpq's messages end in a newline and some span lines: one line. */
+static void push_one_line(lua_State *L, const char *text) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  bool space = false;
+  for (const char *p = text ? text : ""; *p; p++) {
+    if (*p == '\n' || *p == '\r' || *p == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && luaL_bufflen(&b) > 0) luaL_addstring(&b, *p == ' ' ? ";" : "; ");
+    space = false;
+    luaL_addchar(&b, *p);
+  }
+  luaL_pushresult(&b);
+  /* "ERROR:  x" as libpq prints a server error: the text alone */
+  const char *s = lua_tostring(L, -1);
+  if (strncmp(s, "ERROR:  ", 8) == 0 || strncmp(s, "FATAL:  ", 8) == 0) {
+    lua_pushstring(L, s + 8);
+    lua_remove(L, -2);
+  }
+}
+
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+/* --- the operation ------------------------------------------------------- */
+
+static void stop_handles(pg_wait *w) {
+  if (w->poll) {
+    uv_close((uv_handle_t *)w->poll, free_handle);
+    w->poll = NULL;
+  }
+  if (w->timer) {
+    uv_close((uv_handle_t *)w->timer, free_handle);
+    w->timer = NULL;
+  }
+}
+
+static void release(pg_wait *w) {
+  stop_handles(w);
+  if (w->result) PQclear(w->result);
+  if (w->failure) PQclear(w->failure);
+  if (w->c) w->c->wait = NULL;
+  free(w);
+}
+
+/* The connection is given up: closed after its poll handle (which must not
+ * watch a closed descriptor). */
+static void drop_connection(pg_wait *w) {
+  stop_handles(w);
+  if (w->c && w->c->pg) {
+    PQfinish(w->c->pg);
+    w->c->pg = NULL;
+  }
+}
+
+static void wait_cancel(op *o) {
+  pg_wait *w = (pg_wait *)o;
+  drop_connection(w); /* a query half done cannot be taken back: close */
+  release(w);
+}
+
+static void push_value(lua_State *L, const PGresult *r, int row, int col) {
+  if (PQgetisnull(r, row, col)) {
+    lua_pushnil(L);
+    return;
+  }
+  const char *v = PQgetvalue(r, row, col);
+  switch (PQftype(r, col)) {
+  case 20: /* int8 */
+  case 21: /* int2 */
+  case 23: /* int4 */
+  case 26: /* oid */
+    lua_pushinteger(L, (lua_Integer)strtoll(v, NULL, 10));
+    break;
+  case 700: /* float4 */
+  case 701: /* float8 */
+  case 1700: /* numeric */
+    lua_pushnumber(L, strtod(v, NULL));
+    break;
+  case 16: /* bool */
+    lua_pushboolean(L, v[0] == 't');
+    break;
+  default:
+    lua_pushlstring(L, v, (size_t)PQgetlength(r, row, col));
+  }
+}
+
+static void push_rows(lua_State *L, const PGresult *r) {
+  int rows = r ? PQntuples(r) : 0, cols = r ? PQnfields(r) : 0;
+  lua_createtable(L, rows, 0);
+  for (int i = 0; i < rows; i++) {
+    lua_createtable(L, 0, cols);
+    for (int c = 0; c < cols; c++) {
+      push_value(L, r, i, c);
+      lua_setfield(L, -2, PQfname(r, c));
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* Wakes the task: (true, conn) after a connect, (true, rows, changes)
+ * after a query, else (true, nil, message, sqlstate, lost). */
+static void finish(pg_wait *w) {
+  task *t = w->base.owner;
+  if (w->lost) drop_connection(w);
+  stop_handles(w);
+  lua_State *T = task_wake_begin(t);
+  lua_pushboolean(T, 1);
+  int n = 1;
+  if (w->lost) {
+    lua_pushnil(T);
+    lua_pushstring(T, w->lost);
+    lua_pushnil(T);
+    lua_pushboolean(T, 1);
+    n += 4;
+  } else if (w->failure) {
+    lua_pushnil(T);
+    push_one_line(T, PQresultErrorMessage(w->failure));
+    const char *state = PQresultErrorField(w->failure, PG_DIAG_SQLSTATE);
+    if (state)
+      lua_pushstring(T, state);
+    else
+      lua_pushnil(T);
+    lua_pushboolean(T, 0);
+    n += 4;
+  } else if (w->phase == CONNECTING) {
+    lua_pushboolean(T, 1);
+    n += 1;
+  } else {
+    push_rows(T, w->result);
+    const char *count = w->result ? PQcmdTuples(w->result) : "";
+    lua_pushinteger(T, *count ? strtoll(count, NULL, 10) : 0);
+    n += 2;
+  }
+  release(w);
+  task_wake(t, n);
+}
+
+static void give_up(pg_wait *w, const char *why) {
+  if (!w->lost) {
+    const char *msg = why;
+    if (!msg && w->c->pg) msg = PQerrorMessage(w->c->pg);
+    /* one line, kept short */
+    size_t j = 0;
+    bool space = false;
+    for (const char *p = msg ? msg : "the connection failed"; *p && j + 3 < sizeof w->lost_text; p++) {
+      if (*p == '\n' || *p == '\t' || *p == '\r') {
+        space = true;
+        continue;
+      }
+      if (space && j > 0) {
+        w->lost_text[j++] = ';';
+        if (*p != ' ') w->lost_text[j++] = ' ';
+      }
+      space = false;
+      w->lost_text[j++] = *p;
+    }
+    w->lost_text[j] = '\0';
+    w->lost = w->lost_text;
+  }
+  finish(w);
+}
+
+static void on_socket(uv_poll_t *h, int status, int events);
+
+/* Watches the connection's socket for events (it may change while
+ * connecting: libpq tries one address after another). */
+static bool watch(pg_wait *w, int events) {
+  int fd = PQsocket(w->c->pg);
+  if (fd < 0) return false;
+  if (w->poll && w->fd != fd) {
+    uv_close((uv_handle_t *)w->poll, free_handle);
+    w->poll = NULL;
+  }
+  if (!w->poll) {
+    w->poll = malloc(sizeof *w->poll);
+    if (!w->poll || uv_poll_init(&w->c->e->loop, w->poll, fd) != 0) {
+      free(w->poll);
+      w->poll = NULL;
+      return false;
+    }
+    w->poll->data = w;
+    w->fd = fd;
+  }
+  return uv_poll_start(w->poll, events, on_socket) == 0;
+}
+
+/* Reads what arrived; finishes when the last result is in. */
+static void read_results(pg_wait *w) {
+  PGconn *pg = w->c->pg;
+  if (!PQconsumeInput(pg)) {
+    give_up(w, NULL);
+    return;
+  }
+  while (!PQisBusy(pg)) {
+    PGresult *r = PQgetResult(pg);
+    if (!r) {
+      finish(w);
+      return;
+    }
+    switch (PQresultStatus(r)) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+    case PGRES_EMPTY_QUERY:
+      if (w->result) PQclear(w->result);
+      w->result = r;
+      break;
+    default:
+      if (!w->failure)
+        w->failure = r;
+      else
+        PQclear(r);
+    }
+  }
+  if (!watch(w, UV_READABLE)) give_up(w, NULL);
+}
+
+static void step(pg_wait *w) {
+  PGconn *pg = w->c->pg;
+  if (w->phase == CONNECTING) {
+    switch (PQconnectPoll(pg)) {
+    case PGRES_POLLING_OK:
+      PQsetnonblocking(pg, 1);
+      finish(w);
+      return;
+    case PGRES_POLLING_FAILED:
+      give_up(w, NULL);
+      return;
+    case PGRES_POLLING_READING:
+      if (!watch(w, UV_READABLE)) give_up(w, NULL);
+      return;
+    default:
+      if (!watch(w, UV_WRITABLE)) give_up(w, NULL);
+      return;
+    }
+  }
+  if (w->phase == SENDING) {
+    int r = PQflush(pg);
+    if (r < 0) {
+      give_up(w, NULL);
+      return;
+    }
+    if (r == 1) { /* more to send; the server may answer meanwhile */
+      if (!watch(w, UV_READABLE | UV_WRITABLE)) give_up(w, NULL);
+      return;
+    }
+    w->phase = READING;
+    if (!watch(w, UV_READABLE)) give_up(w, NULL);
+    return;
+  }
+  read_results(w);
+}
+
+static void on_socket(uv_poll_t *h, int status, int events) {
+  pg_wait *w = h->data;
+  if (status < 0 && w->phase != CONNECTING) {
+    give_up(w, uv_strerror(status));
+    return;
+  }
+  if (w->phase == SENDING && (events & UV_READABLE) && !(events & UV_WRITABLE)) {
+    if (!PQconsumeInput(w->c->pg)) {
+      give_up(w, NULL);
+      return;
+    }
+  }
+  step(w);
+}
+
+static void on_deadline(uv_timer_t *timer) {
+  pg_wait *w = timer->data;
+  snprintf(w->lost_text, sizeof w->lost_text, "no answer from the server within %g s",
+           w->seconds);
+  w->lost = w->lost_text;
+  finish(w);
+}
+
+/* Arms an operation on c for the task running L and waits for it. */
+static int start(lua_State *L, task *t, pg_conn *c, enum phase phase, double seconds) {
+  pg_wait *w = calloc(1, sizeof *w);
+  uv_timer_t *timer = malloc(sizeof *timer);
+  if (!w || !timer) {
+    free(w);
+    free(timer);
+    return luaL_error(L, "out of memory");
+  }
+  w->base.cancel = wait_cancel;
+  w->c = c;
+  w->phase = phase;
+  w->seconds = seconds;
+  w->fd = -1;
+  w->timer = timer;
+  uv_timer_init(&c->e->loop, timer);
+  timer->data = w;
+  uv_timer_start(timer, on_deadline, (uint64_t)(seconds * 1000.0), 0);
+  c->wait = w;
+  w->base.owner = t;
+  int events = phase == CONNECTING ? UV_WRITABLE : UV_READABLE | UV_WRITABLE;
+  if (!watch(w, events)) {
+    /* no socket to watch: answer from the loop, never from here */
+    snprintf(w->lost_text, sizeof w->lost_text, "%s", "the connection has no socket");
+    w->lost = w->lost_text;
+    uv_timer_start(timer, on_deadline, 0, 0);
+  }
+  return task_wait_op(L, t, &w->base);
+}
+
+/* --- Lua ----------------------------------------------------------------- */
+
+static pg_conn *check_conn(lua_State *L) {
+  return luaL_checkudata(L, 1, CONN_MT);
+}
+
+static double check_seconds(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  if (!(s > 0 && s <= 86400)) luaL_argerror(L, idx, "seconds from 0 to 86400");
+  return s;
+}
+
+static int conn_close(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  if (c->wait) return 0; /* its task's cancel closes it */
+  if (c->pg) {
+    PQfinish(c->pg);
+    c->pg = NULL;
+  }
+  return 0;
+}
+
+/* new() -> an unconnected conn */
+static int pg_new(lua_State *L) {
+  char why[256];
+  if (!pq_api_load(why, sizeof why)) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  pg_conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+  c->pg = NULL;
+  c->wait = NULL;
+  c->e = lua_touserdata(L, lua_upvalueindex(1));
+  luaL_setmetatable(L, CONN_MT);
+  return 1;
+}
+
+/* conn:connect(conninfo, seconds) -> true, or nil and a message (one
+ * line), and "settings" when libpq refused them before connecting. conninfo is a postgresql:// URL or key=value words; libpq reads
+ * its environment (PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSERVICE, ...) as
+ * usual. An open connection is closed first. */
+static int conn_connect(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  const char *info = luaL_checkstring(L, 2);
+  double seconds = check_seconds(L, 3);
+  task *t = task_require_waitable(L, "the journal's PostgreSQL store");
+  if (c->wait) return luaL_error(L, "postgres: the connection is busy");
+  if (c->pg) PQfinish(c->pg);
+  c->pg = PQconnectStart(info);
+  if (!c->pg) return luaL_error(L, "out of memory");
+  PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+  if (PQstatus(c->pg) == CONNECTION_BAD) { /* before any traffic: the settings */
+    lua_pushnil(L);
+    push_one_line(L, PQerrorMessage(c->pg));
+    lua_pushliteral(L, "settings");
+    PQfinish(c->pg);
+    c->pg = NULL;
+    return 3;
+  }
+  lua_settop(L, 1); /* the conn stays on the stack while the task waits */
+  return start(L, t, c, CONNECTING, seconds);
+}
+
+/* Copies s into b with every NUL byte and invalid UTF-8 sequence made
+ * U+FFFD: a server in UTF-8 refuses the whole statement otherwise. */
+static void add_utf8(luaL_Buffer *b, const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = c != 0 && len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xc0) == 0x80;
+    if (ok && len == 2) ok = c >= 0xc2;
+    if (ok && len == 3) {
+      unsigned cp = ((c & 0x0fu) << 12) | ((s[i + 1] & 0x3fu) << 6) | (s[i + 2] & 0x3fu);
+      ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (ok && len == 4) {
+      unsigned cp = ((c & 0x07u) << 18) | ((s[i + 1] & 0x3fu) << 12) | ((s[i + 2] & 0x3fu) << 6) |
+                    (s[i + 3] & 0x3fu);
+      ok = cp >= 0x10000 && cp <= 0x10ffff;
+    }
+    if (ok) {
+      luaL_addlstring(b, (const char *)s + i, len);
+      i += len;
+    } else {
+      luaL_addstring(b, "\xef\xbf\xbd");
+      i++;
+    }
+  }
+}
+
+/* The SQL with each ? outside quotes made $1, $2, ... (the store writes
+ * its statements once, for SQLite and PostgreSQL alike). */
+static int numbered(lua_State *L, const char *sql) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int n = 0;
+  char quote = 0;
+  for (const char *p = sql; *p; p++) {
+    if (quote) {
+      if (*p == quote) quote = 0;
+    } else if (*p == '\'' || *p == '"') {
+      quote = *p;
+    } else if (*p == '?') {
+      lua_pushfstring(L, "$%d", ++n);
+      luaL_addvalue(&b);
+      continue;
+    }
+    luaL_addchar(&b, *p);
+  }
+  luaL_pushresult(&b);
+  return n;
+}
+
+/* conn:query(seconds, sql, ...) -> rows, changes; or nil, message,
+ * sqlstate, lost (true: the connection is gone). Without parameters
+ * the SQL may hold several statements; the rows are the last one's. */
+static int conn_query(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  double seconds = check_seconds(L, 2);
+  const char *sql = luaL_checkstring(L, 3);
+  task *t = task_require_waitable(L, "the journal's PostgreSQL store");
+  if (c->wait) return luaL_error(L, "postgres: the connection is busy");
+  if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, "the connection is closed");
+    lua_pushnil(L);
+    lua_pushboolean(L, 1);
+    return 4;
+  }
+  int nparams = lua_gettop(L) - 3;
+  if (nparams > MAX_PARAMS) return luaL_error(L, "postgres: more than %d parameters", MAX_PARAMS);
+  luaL_checkstack(L, nparams + 8, "postgres: parameters");
+  int sent;
+  if (nparams == 0) {
+    sent = PQsendQuery(c->pg, sql);
+  } else {
+    int expected = numbered(L, sql);
+    if (expected != nparams)
+      return luaL_error(L, "postgres: the statement has %d parameters, got %d", expected, nparams);
+    const char *values[MAX_PARAMS];
+    for (int i = 0; i < nparams; i++) {
+      int arg = 4 + i;
+      switch (lua_type(L, arg)) {
+      case LUA_TNIL:
+        values[i] = NULL;
+        continue;
+      case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, arg) ? "true" : "false");
+        break;
+      case LUA_TNUMBER:
+        if (lua_isinteger(L, arg))
+          lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, arg));
+        else {
+          char num[64];
+          snprintf(num, sizeof num, "%.17g", lua_tonumber(L, arg));
+          lua_pushstring(L, num);
+        }
+        break;
+      case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, arg, &n);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        add_utf8(&b, (const unsigned char *)s, n);
+        luaL_pushresult(&b);
+        break;
+      }
+      default:
+        return luaL_error(L, "postgres: parameter %d is a %s (expected nil, boolean, number or string)",
+                          i + 1, luaL_typename(L, arg));
+      }
+      values[i] = lua_tostring(L, -1); /* anchored on the stack until sent */
+    }
+    sent = PQsendQueryParams(c->pg, lua_tostring(L, 4 + nparams), nparams, NULL, values, NULL,
+                             NULL, 0);
+  }
+  if (!sent) {
+    lua_pushnil(L);
+    push_one_line(L, PQerrorMessage(c->pg));
+    lua_pushnil(L);
+    lua_pushboolean(L, 1);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    return 4;
+  }
+  lua_settop(L, 1); /* the conn stays on the stack while the task waits */
+  return start(L, t, c, SENDING, seconds);
+}
+
+/* conn:alive() -> whether it is connected (as far as libpq knows). */
+static int conn_alive(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  lua_pushboolean(L, c->pg && PQstatus(c->pg) == CONNECTION_OK);
+  return 1;
+}
+
+/* conn:server_version() -> e.g. 150018 */
+static int conn_server_version(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  lua_pushinteger(L, c->pg ? PQserverVersion(c->pg) : 0);
+  return 1;
+}
+
+/* parse(conninfo) -> true, or nil and libpq's message: checks a URL
+ * without connecting (and without printing it: the message never holds
+ * the password). */
+static int pg_parse(lua_State *L) {
+  const char *info = luaL_checkstring(L, 1);
+  char why[256];
+  if (!pq_api_load(why, sizeof why)) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  char *err = NULL;
+  PQconninfoOption *opts = PQconninfoParse(info, &err);
+  if (!opts) {
+    lua_pushnil(L);
+    push_one_line(L, err ? err : "out of memory");
+    if (err) PQfreemem(err);
+    return 2;
+  }
+  PQconninfoFree(opts);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void postgres_register(lua_State *L, engine *e) {
+  static const luaL_Reg methods[] = {{"connect", conn_connect},
+                                     {"query", conn_query},
+                                     {"close", conn_close},
+                                     {"alive", conn_alive},
+                                     {"server_version", conn_server_version},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, CONN_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_close);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, pg_new, 1);
+  lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, pg_parse);
+  lua_setfield(L, -2, "parse");
+}

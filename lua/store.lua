@@ -1,0 +1,224 @@
+-- lua/store.lua: the journal's store, the one interface lua/journal.lua
+-- writes and reads through: the schema (docs/state.md) and every query,
+-- written once in SQL that SQLite and PostgreSQL both run. Where rows live
+-- is a driver's: lua/store_sqlite.lua (one file in WAL mode, the default)
+-- or lua/store_postgres.lua (a server several hosts share). A driver
+-- opens a database and hands back a handle with rows, run (changes),
+-- insert (the new id), exec, transaction and guard, and brings the schema
+-- to this version; the queries below never know which one it is.
+local store = {}
+
+store.SCHEMA_VERSION = 2
+
+-- The schema, in each driver's words for an id, a reference and a float
+-- (SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL's is an identity).
+local SCHEMA = [[
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  id $ID, flow TEXT NOT NULL, args TEXT NOT NULL,
+  pid INTEGER NOT NULL, host TEXT NOT NULL, started_at $REAL NOT NULL,
+  ended_at $REAL, outcome TEXT, exit_code INTEGER, resumed_from $REF, params TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, args, id);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE TABLE IF NOT EXISTS steps (
+  id $ID, run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  name TEXT NOT NULL, occurrence INTEGER NOT NULL, status TEXT NOT NULL,
+  started_at $REAL NOT NULL, ended_at $REAL, error TEXT, results TEXT, origin TEXT);
+CREATE INDEX IF NOT EXISTS steps_by_run ON steps (run, name, occurrence);
+CREATE TABLE IF NOT EXISTS jobs (
+  id $ID, run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  provider TEXT NOT NULL, resource TEXT NOT NULL, occurrence INTEGER NOT NULL,
+  label TEXT, sent_at $REAL, intent TEXT, remote_run TEXT, status TEXT NOT NULL,
+  final INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0, counts TEXT,
+  started_at $REAL NOT NULL, ended_at $REAL, link TEXT, error TEXT, result TEXT,
+  origin TEXT, started_by $REF);
+CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run, provider, resource, occurrence);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (provider, resource) WHERE final = 0;
+CREATE TABLE IF NOT EXISTS job_statuses (
+  job $REF NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  at $REAL NOT NULL, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS job_statuses_by_job ON job_statuses (job);
+]]
+
+-- The schema with a driver's words ({ID =, REF =, REAL =}).
+function store.schema(words)
+  return (SCHEMA:gsub("%$(%u+)", words))
+end
+
+-- The tables in the order a copy writes them (each one's references
+-- before it), with the columns that name another row.
+store.TABLES = {
+  {name = "runs", refs = {resumed_from = "runs"}},
+  {name = "steps", refs = {run = "runs"}},
+  {name = "jobs", refs = {run = "runs", started_by = "runs"}},
+  {name = "job_statuses", refs = {job = "jobs"}},
+}
+
+-- The driver for a location: {url = ...} is a server, {dir = ...} a
+-- directory.
+local function driver(location)
+  if location.url then return require "engine.store_postgres" end
+  return require "engine.store_sqlite"
+end
+
+-- Opens the journal at location, creating it unless create is false, with
+-- its schema brought to this version. Returns the handle, or nil, a
+-- one-line message and, when it does not exist and create is false,
+-- "missing".
+function store.open(location, create)
+  return driver(location).open(location, create, store)
+end
+
+-- Runs --------------------------------------------------------------------
+
+function store.insert_run(h, r)
+  return h:insert("INSERT INTO runs (flow, args, pid, host, started_at, resumed_from, params) " ..
+    "VALUES (?, ?, ?, ?, ?, ?, ?)", r.flow, r.args, r.pid, r.host, r.started_at, r.resumed_from, r.params)
+end
+
+function store.end_run(h, id, ended_at, outcome, exit_code)
+  h:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ? WHERE id = ?", ended_at, outcome, exit_code, id)
+end
+
+function store.run(h, id)
+  return h:rows("SELECT * FROM runs WHERE id = ?", id)[1]
+end
+
+-- The latest run of flow with these parameters (else these arguments).
+function store.last_run(h, flow, params, args)
+  if params then
+    return h:rows("SELECT * FROM runs WHERE flow = ? AND params = ? ORDER BY id DESC LIMIT 1", flow, params)[1]
+  end
+  return h:rows("SELECT * FROM runs WHERE flow = ? AND args = ? AND params IS NULL ORDER BY id DESC LIMIT 1",
+    flow, args)[1]
+end
+
+function store.last_failed_run(h, flow)
+  return h:rows("SELECT * FROM runs WHERE flow = ? AND (outcome IS NULL OR outcome != 'ok') " ..
+    "ORDER BY id DESC LIMIT 1", flow)[1]
+end
+
+function store.resumed_from(h, id)
+  local row = h:rows("SELECT resumed_from FROM runs WHERE id = ?", id)[1]
+  return row and row.resumed_from
+end
+
+function store.runs(h, limit)
+  return h:rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", limit)
+end
+
+-- Steps -------------------------------------------------------------------
+
+function store.step(h, run, name, occurrence)
+  return h:rows("SELECT status, results FROM steps WHERE run = ? AND name = ? AND occurrence = ?",
+    run, name, occurrence)[1]
+end
+
+function store.step_names(h, run)
+  return h:rows("SELECT name FROM steps WHERE run = ? ORDER BY id", run)
+end
+
+function store.insert_step(h, run, name, occurrence, t, origin)
+  return h:insert("INSERT INTO steps (run, name, occurrence, status, started_at, origin) " ..
+    "VALUES (?, ?, ?, 'running', ?, ?)", run, name, occurrence, t, origin)
+end
+
+function store.finish_step(h, id, status, t, err, results)
+  h:run("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
+    status, t, err, results, id)
+end
+
+function store.steps(h, run)
+  return h:rows("SELECT name, occurrence, status, started_at, ended_at, error, origin FROM steps " ..
+    "WHERE run = ? ORDER BY id", run)
+end
+
+-- Jobs --------------------------------------------------------------------
+
+function store.recorded_job(h, run, provider, resource, occurrence)
+  return h:rows("SELECT status, result, run, started_by, remote_run FROM jobs WHERE run = ? AND provider = ? " ..
+    "AND resource = ? AND occurrence = ? AND ok = 1 AND final = 1 AND error IS NULL",
+    run, provider, resource, occurrence)[1]
+end
+
+function store.resumed_job(h, run, provider, resource, occurrence)
+  return h:rows("SELECT status, remote_run FROM jobs WHERE run = ? AND provider = ? AND resource = ? " ..
+    "AND occurrence = ? AND ok = 0 AND final = 1 ORDER BY id DESC LIMIT 1", run, provider, resource, occurrence)[1]
+end
+
+local OPEN = "SELECT j.id, j.run, j.occurrence, j.remote_run, j.sent_at, j.intent, j.started_by, " ..
+  "r.pid, r.host, r.ended_at FROM jobs j JOIN runs r ON r.id = j.run "
+
+-- Rows of other runs whose remote run of (provider, resource) has not
+-- reached a final state, newest first.
+function store.open_jobs(h, provider, resource, except_run)
+  return h:rows(OPEN .. "WHERE j.provider = ? AND j.resource = ? AND j.final = 0 AND j.run != ? ORDER BY j.id DESC",
+    provider, resource, except_run)
+end
+
+function store.open_job(h, id)
+  return h:rows(OPEN .. "WHERE j.id = ? AND j.final = 0", id)[1]
+end
+
+-- j: run, provider, resource, occurrence, label, sent_at, intent,
+-- remote_run, status, started_at, link, origin, started_by.
+function store.insert_job(h, j)
+  return h:insert("INSERT INTO jobs (run, provider, resource, occurrence, label, sent_at, intent, " ..
+    "remote_run, status, started_at, link, origin, started_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    j.run, j.provider, j.resource, j.occurrence, j.label, j.sent_at, j.intent, j.remote_run, j.status,
+    j.started_at, j.link, j.origin, j.started_by)
+end
+
+function store.job_started(h, id, remote_run, link)
+  h:run("UPDATE jobs SET remote_run = ?, status = 'triggered', link = ? WHERE id = ?", remote_run, link, id)
+end
+
+function store.settle_job(h, id, status, note, t)
+  h:run("UPDATE jobs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) " ..
+    "WHERE id = ?", status, note, t, id)
+end
+
+function store.trigger_failed(h, id, err, t)
+  h:run("UPDATE jobs SET status = 'trigger_failed', error = ?, ended_at = ? WHERE id = ?", err, t, id)
+end
+
+function store.job_status(h, id, status, t)
+  h:run("UPDATE jobs SET status = ? WHERE id = ?", status, id)
+  h:run("INSERT INTO job_statuses (job, at, status) VALUES (?, ?, ?)", id, t, status)
+end
+
+-- f: status, final, ok, counts (JSON), ended_at, link, error, result (JSON).
+function store.job_finished(h, id, f)
+  h:run("UPDATE jobs SET status = ?, final = ?, ok = ?, counts = coalesce(?, counts), ended_at = ?, " ..
+    "link = coalesce(?, link), error = ?, result = ? WHERE id = ?",
+    f.status, f.final and 1 or 0, f.ok and 1 or 0, f.counts, f.ended_at, f.link, f.error, f.result, id)
+end
+
+function store.jobs(h, run)
+  return h:rows("SELECT id, provider, resource, remote_run, label, status, ok, counts, started_at, ended_at, " ..
+    "link, error, origin, started_by FROM jobs WHERE run = ? ORDER BY id", run)
+end
+
+-- Pruning -----------------------------------------------------------------
+
+-- Deletes runs that started before cutoff, ended or dead (alive(pid, host)
+-- false), with no job open; with `daily`, only when the last prune was a
+-- day or more before now. Returns how many.
+function store.prune(h, cutoff, now, daily, dead)
+  if daily then
+    local last = h:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
+    if last and now - (tonumber(last.value) or 0) < 86400 then return 0 end
+  end
+  h:run("INSERT INTO meta (key, value) VALUES ('pruned_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    tostring(now))
+  local nothing_open = "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.run = runs.id AND jobs.final = 0)"
+  local n = h:run("DELETE FROM runs WHERE started_at < ? AND ended_at IS NOT NULL AND " .. nothing_open, cutoff)
+  for _, r in ipairs(h:rows("SELECT id, pid, host FROM runs WHERE started_at < ? AND ended_at IS NULL AND " ..
+    nothing_open, cutoff)) do
+    if dead(r) then n = n + h:run("DELETE FROM runs WHERE id = ?", r.id) end
+  end
+  return n
+end
+
+
+return store
