@@ -13,7 +13,8 @@
 
 static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
-    "       engine [--state DIR] runs [--json] [--limit N] [--prune] [ID]\n"
+    "       engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID]\n"
+    "       engine state copy FROM TO   copy a run history (directory or URL)\n"
     "\n"
     "Runs a Lua 5.4 flow script. ARGS reach the script as `arg` and `...`.\n"
     "With no flow and a terminal, starts the interactive prompt (REPL).\n"
@@ -29,7 +30,8 @@ static const char usage[] =
     "  --metrics FILE  at the end, write Prometheus metrics to FILE\n"
     "  --metrics-label NAME=VALUE  add this label to every metric (repeatable)\n"
     "  --log-format=text|json  log lines as text (default) or one JSON object each\n"
-    "  --state DIR    keep the journal (run history, durable runs) in DIR\n"
+    "  --state DIR|URL  keep the journal (run history, durable runs) in DIR, or\n"
+    "                 on the PostgreSQL server at a postgresql:// URL\n"
     "  --no-state     keep no journal (the REPL keeps none unless --state)\n"
     "  --resume[=ID]  continue the latest failed run of this flow and arguments\n"
     "                 (or run ID): what completed in it is not run again\n"
@@ -52,6 +54,13 @@ static const char usage[] =
     "                          LUA_INIT_5_4 is taken first when set\n"
     "  ENGINE_STATE_DIR        the state directory (default:\n"
     "                          $XDG_STATE_HOME/engine, ~/.local/state/engine)\n"
+    "  ENGINE_STATE_URL        the journal on PostgreSQL (postgresql://...), taken\n"
+    "                          before ENGINE_STATE_DIR; libpq's PG* variables apply\n"
+    "  ENGINE_STATE_LEASE      seconds a run's lease on a shared journal lasts\n"
+    "                          unless renewed (30)\n"
+    "  ENGINE_STATE_TIMEOUT    seconds a write to a journal server may retry before\n"
+    "                          the action it precedes fails (30)\n"
+    "  ENGINE_HOSTNAME         the host name runs record (default: the machine's)\n"
     "  ENGINE_STATE_KEEP_DAYS  days of run history kept (90)\n"
     "  ENGINE_STOP_TIMEOUT     seconds from a stop to the exit: cancels and\n"
     "                          flow.on_finish handlers together (20)\n"
@@ -205,6 +214,9 @@ int cli_parse(int argc, char **argv, options *o) {
   }
   if (i < argc && strcmp(argv[i], "runs") == 0 && o->nchunks == 0 && !o->interactive) {
     o->runs = true; /* a flow file named runs runs as ./runs */
+    o->script_index = i;
+  } else if (i < argc && strcmp(argv[i], "state") == 0 && o->nchunks == 0 && !o->interactive) {
+    o->state_command = true; /* likewise ./state */
     o->script_index = i;
   } else if (i < argc) {
     o->script = argv[i];

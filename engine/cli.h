@@ -32,6 +32,7 @@ typedef struct {
   int script_index;   /* in argv */
   bool interactive;   /* start the REPL after the chunks */
   bool runs;          /* engine runs ...: the history */
+  bool state_command; /* engine state ...: copy a history */
   bool help;          /* -h: the rest of the help is printed by main */
   const char *summary_path;
   const char *metrics_path; /* --metrics FILE */

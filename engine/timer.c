@@ -58,16 +58,17 @@ static int timer_now(lua_State *L) {
 
 #define EVERY_MT "engine.every"
 
-static void free_timer(uv_handle_t *h) {
-  free(h);
-}
-
-typedef struct {
-  uv_timer_t *timer; /* NULL once stopped */
+/* The C side of every(): the timer and what it runs. It lives until the
+ * engine's shutdown (engine_at_shutdown), whatever happens to the Lua
+ * handle, so the timer is closed exactly once, with its memory. */
+typedef struct every {
+  uv_timer_t timer;
   engine *e;
   int fn_ref;   /* the function */
   int task_ref; /* the task of the last tick (its handle, anchored) */
   task *last;
+  struct every **handle; /* the Lua handle's pointer to this, or NULL */
+  engine_cleanup cleanup;
 } every;
 
 static void every_tick(uv_timer_t *timer) {
@@ -83,20 +84,39 @@ static void every_tick(uv_timer_t *timer) {
   ev->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static void every_release(lua_State *L, every *ev) {
-  if (ev->timer) {
-    uv_timer_stop(ev->timer);
-    uv_close((uv_handle_t *)ev->timer, free_timer);
-    ev->timer = NULL;
-  }
+static void every_halt(every *ev) {
+  lua_State *L = ev->e->L;
+  uv_timer_stop(&ev->timer);
   luaL_unref(L, LUA_REGISTRYINDEX, ev->fn_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ev->task_ref);
   ev->fn_ref = ev->task_ref = LUA_NOREF;
 }
 
+static void every_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void every_shutdown(void *data) {
+  every *ev = data;
+  every_halt(ev);
+  if (ev->handle) *ev->handle = NULL;
+  uv_close((uv_handle_t *)&ev->timer, every_free);
+}
+
 /* ev:stop(): no more ticks (a tick's task that runs goes on). */
 static int every_stop(lua_State *L) {
-  every_release(L, luaL_checkudata(L, 1, EVERY_MT));
+  every **h = luaL_checkudata(L, 1, EVERY_MT);
+  if (*h) every_halt(*h);
+  return 0;
+}
+
+static int every_gc(lua_State *L) {
+  every **h = luaL_checkudata(L, 1, EVERY_MT);
+  if (*h) {
+    every_halt(*h);
+    (*h)->handle = NULL;
+    *h = NULL;
+  }
   return 0;
 }
 
@@ -110,21 +130,25 @@ static int timer_every(lua_State *L) {
   if (!isfinite(seconds) || seconds < 0.001 || seconds > 1e6)
     return luaL_error(L, "every: seconds must be a number from 0.001 to 1e6");
   engine *e = lua_touserdata(L, lua_upvalueindex(1));
-  every *ev = lua_newuserdatauv(L, sizeof *ev, 0);
-  ev->timer = NULL;
-  ev->e = e;
-  ev->fn_ref = ev->task_ref = LUA_NOREF;
-  ev->last = NULL;
+  every **h = lua_newuserdatauv(L, sizeof *h, 0);
+  *h = NULL;
   luaL_setmetatable(L, EVERY_MT);
-  ev->timer = malloc(sizeof *ev->timer);
-  if (!ev->timer) return luaL_error(L, "out of memory");
-  uv_timer_init(&e->loop, ev->timer);
-  ev->timer->data = ev;
-  uv_unref((uv_handle_t *)ev->timer);
+  every *ev = calloc(1, sizeof *ev);
+  if (!ev) return luaL_error(L, "out of memory");
+  ev->e = e;
+  ev->task_ref = LUA_NOREF;
   lua_pushvalue(L, 2);
   ev->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(&e->loop, &ev->timer);
+  ev->timer.data = ev;
+  uv_unref((uv_handle_t *)&ev->timer);
+  ev->cleanup.run = every_shutdown;
+  ev->cleanup.data = ev;
+  engine_at_shutdown(e, &ev->cleanup);
+  ev->handle = h;
+  *h = ev;
   uint64_t ms = (uint64_t)llround(seconds * 1000.0);
-  uv_timer_start(ev->timer, every_tick, ms, ms);
+  uv_timer_start(&ev->timer, every_tick, ms, ms);
   return 1;
 }
 
@@ -133,7 +157,7 @@ void timer_register(lua_State *L, engine *e) {
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   if (luaL_newmetatable(L, EVERY_MT)) {
-    lua_pushcfunction(L, every_stop);
+    lua_pushcfunction(L, every_gc);
     lua_setfield(L, -2, "__gc");
     lua_newtable(L);
     lua_pushcfunction(L, every_stop);

@@ -1,7 +1,7 @@
 -- lua/history.lua: `engine runs`, the run history from the journal.
---   engine [--state DIR] runs [--json] [--limit N]   recent flow runs
---   engine [--state DIR] runs ID [--json]            one run's steps and jobs
---   engine [--state DIR] runs --prune                delete old runs now
+--   engine [--state DIR|URL] runs [--json] [--limit N]   recent flow runs (every host's)
+--   engine [--state DIR|URL] runs ID [--json]            one run's steps and jobs
+--   engine [--state DIR|URL] runs --prune                delete old runs now
 local json = require "engine.json"
 local journal = require "engine.journal"
 local run = require "engine.run"
@@ -10,7 +10,7 @@ local jobs = require "engine.jobs"
 
 local history = {}
 
-local USAGE = "usage: engine [--state DIR] runs [--json] [--limit N] [--prune] [ID]"
+local USAGE = "usage: engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID]"
 
 local function fail(code, fmt, ...)
   io.stderr:write("engine: ", string.format(fmt, ...), "\n")
@@ -97,6 +97,12 @@ local function show(v)
   return tostring(v)
 end
 
+local function width(rows, least, text)
+  local w = least
+  for _, row in ipairs(rows) do w = math.max(w, #text(row)) end
+  return w
+end
+
 local function list(limit, as_json)
   local rows = journal.runs(limit)
   if as_json then
@@ -107,19 +113,14 @@ local function list(limit, as_json)
     print("no runs recorded in " .. journal.path())
     return
   end
-  print(string.format("%-6s %-24s %-12s %-4s %-8s %s", "ID", "STARTED", "OUTCOME", "EXIT", "RESUMES", "FLOW"))
+  local fmt = "%-6s %-24s %-12s %-4s %-8s %-" .. width(rows, 4, function(r) return printable(r.host) end) .. "s %s"
+  print(string.format(fmt, "ID", "STARTED", "OUTCOME", "EXIT", "RESUMES", "HOST", "FLOW"))
   for _, r in ipairs(rows) do
     local flow = r.flow
     if #r.args > 0 then flow = flow .. " " .. table.concat(r.args, " ") end
-    print(string.format("%-6d %-24s %-12s %-4s %-8s %s", r.id, iso(r.started_at), r.outcome,
-      show(r.exit_code), show(r.resumed_from), flow))
+    print(string.format(fmt, tostring(r.id), iso(r.started_at), r.outcome, show(r.exit_code), show(r.resumed_from),
+      printable(r.host), flow))
   end
-end
-
-local function width(rows, least, text)
-  local w = least
-  for _, row in ipairs(rows) do w = math.max(w, #text(row)) end
-  return w
 end
 
 -- The jobs of one provider as a table: its resource, the remote run, the
@@ -173,8 +174,9 @@ local function one(id, as_json)
     return
   end
   print(string.format("run %d: %s%s", r.id, r.flow, #r.args > 0 and (" " .. table.concat(r.args, " ")) or ""))
-  print(string.format("  started %s, ended %s, %s, exit %s%s", iso(r.started_at), show(iso(r.ended_at)),
-    r.outcome, show(r.exit_code), r.resumed_from and (", resumes run " .. r.resumed_from) or ""))
+  print(string.format("  started %s on %s (pid %d), ended %s, %s, exit %s%s", iso(r.started_at),
+    printable(r.host), r.pid, show(iso(r.ended_at)), r.outcome, show(r.exit_code),
+    r.resumed_from and (", resumes run " .. r.resumed_from) or ""))
   if #r.steps > 0 then
     local row = "  %-28s %-" .. width(r.steps, 10, shown_status) .. "s %s"
     print(string.format(row, "STEP", "STATUS", "ERROR"))

@@ -233,7 +233,10 @@ function journal.resumed() return resumed end
 local queued = {}
 local committer -- the task that commits `queued`, while one is due
 
+-- (A stop's cancel is not a failure of the journal's; an engine that lost
+-- its lease writes nothing by design, and said so.)
 local function log_failure_once(err)
+  if errors.is_error(err, "canceled") or fenced then return end
   if not write_failed then
     write_failed = true
     require("engine.log").error("%s (the run goes on; later journal errors are not shown)",
@@ -440,6 +443,12 @@ end
 local function release()
   if renewal then renewal:stop() renewal = nil end
   if journal.shared() and not fenced then pcall(db.release_leases, db) end
+end
+
+-- The run ends before it began (a lock another engine holds): this
+-- engine's leases go back at once.
+function journal.abandon()
+  if db then release() end
 end
 
 function journal.end_run(outcome, exit_code)

@@ -197,7 +197,10 @@ function run.begin(o)
   end)
   if o.flow and not o.allow_overlap and journal.shared() then
     local ok, why, code = take_lock(flow .. "\0" .. table.concat(args, "\0"), "these arguments")
-    if not ok then return nil, why, code end
+    if not ok then
+      journal.abandon()
+      return nil, why, code
+    end
     identity.lock_dir = "shared"
   elseif o.flow and not o.allow_overlap then
     local base, parts, alternative
@@ -220,7 +223,10 @@ function run.begin(o)
   identity.resume, identity.keep = o.resume, keep
   if o.resume and o.resume ~= true then -- a run that is not there stops the start
     local target, why = journal.resume_target(flow, nil, nil, o.resume)
-    if not target then return nil, "--resume=" .. o.resume .. ": " .. why, EXIT_USAGE end
+    if not target then
+      journal.abandon()
+      return nil, "--resume=" .. o.resume .. ": " .. why, EXIT_USAGE
+    end
   end
   local pruned, prune_err = pcall(journal.prune, keep, true)
   if not pruned then

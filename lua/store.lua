@@ -46,12 +46,16 @@ function store.schema(words)
 end
 
 -- The tables in the order a copy writes them (each one's references
--- before it), with the columns that name another row.
-store.TABLES = {
-  {name = "runs", refs = {resumed_from = "runs"}},
-  {name = "steps", refs = {run = "runs"}},
-  {name = "jobs", refs = {run = "runs", started_by = "runs"}},
-  {name = "job_statuses", refs = {job = "jobs"}},
+-- before it): their columns, and those that name another row.
+local TABLES = {
+  {name = "runs", id = true, columns = {"flow", "args", "pid", "host", "started_at", "ended_at", "outcome",
+    "exit_code", "resumed_from", "params"}, refs = {resumed_from = "runs"}},
+  {name = "steps", id = true, columns = {"run", "name", "occurrence", "status", "started_at", "ended_at", "error",
+    "results", "origin"}, refs = {run = "runs"}},
+  {name = "jobs", id = true, columns = {"run", "provider", "resource", "occurrence", "label", "sent_at", "intent",
+    "remote_run", "status", "final", "ok", "counts", "started_at", "ended_at", "link", "error", "result", "origin",
+    "started_by"}, refs = {run = "runs", started_by = "runs"}},
+  {name = "job_statuses", columns = {"job", "at", "status"}, refs = {job = "jobs"}},
 }
 
 -- The driver for a location: {url = ...} is a server, {dir = ...} a
@@ -220,5 +224,71 @@ function store.prune(h, cutoff, now, daily, dead)
   return n
 end
 
+
+-- Copying ----------------------------------------------------------------
+
+-- Copies every run of `from` into `to` in one transaction of `to`, with
+-- its steps, jobs and statuses. Runs already there (same host, pid, start
+-- and flow: an earlier copy) are skipped. Ids are kept when `to` has no
+-- runs yet (so run numbers mean the same), else new ones are given and
+-- every reference follows. Returns {runs =, steps =, jobs =, skipped =,
+-- kept_ids =}.
+function store.copy(from, to, deadline)
+  local rows = {}
+  for _, t in ipairs(TABLES) do
+    rows[t.name] = from:rows("SELECT " .. (t.id and "id, " or "") .. table.concat(t.columns, ", ") ..
+      " FROM " .. t.name .. (t.id and " ORDER BY id" or ""))
+  end
+  local out = {runs = 0, steps = 0, jobs = 0, skipped = 0}
+  local function key(r) return table.concat({r.host, tostring(r.pid), string.format("%.6f", r.started_at), r.flow}, "\0") end
+  to:transaction_until(deadline, function()
+    local there = {}
+    for _, r in ipairs(to:rows("SELECT id, host, pid, started_at, flow FROM runs")) do there[key(r)] = r.id end
+    local keep = next(there) == nil
+    out.kept_ids = keep
+    local map = {runs = {}, steps = {}, jobs = {}}
+    local skip = {runs = {}, steps = {}, jobs = {}}
+    for _, r in ipairs(rows.runs) do
+      local id = there[key(r)]
+      if id then
+        map.runs[r.id], skip.runs[r.id] = id, true
+        out.skipped = out.skipped + 1
+      end
+    end
+    for _, t in ipairs(TABLES) do
+      local cols = table.concat(t.columns, ", ")
+      local marks = string.rep("?, ", #t.columns):sub(1, -3)
+      local with_id = "INSERT INTO " .. t.name .. " (id, " .. cols .. ") VALUES (?, " .. marks .. ")"
+      local without = "INSERT INTO " .. t.name .. " (" .. cols .. ") VALUES (" .. marks .. ")"
+      for _, r in ipairs(rows[t.name]) do
+        local owner = t.refs.run and "runs" or t.refs.job and "jobs"
+        local parent = r.run or r.job
+        local skipped = (t.id and skip[t.name][r.id]) or (owner and skip[owner][parent])
+        if skipped then
+          if t.id then skip[t.name][r.id] = true end
+        else
+          local values = {}
+          for i, c in ipairs(t.columns) do
+            local v = r[c]
+            local ref = t.refs[c]
+            if ref and v ~= nil and not keep then v = map[ref][v] end
+            values[i] = v
+          end
+          if not t.id then
+            to:run(without, table.unpack(values, 1, #t.columns))
+          elseif keep then
+            to:run(with_id, r.id, table.unpack(values, 1, #t.columns))
+            map[t.name][r.id] = r.id
+          else
+            map[t.name][r.id] = to:insert(without, table.unpack(values, 1, #t.columns))
+          end
+          if out[t.name] then out[t.name] = out[t.name] + 1 end
+        end
+      end
+    end
+    if keep and to.ids_copied then to:ids_copied() end
+  end)
+  return out
+end
 
 return store

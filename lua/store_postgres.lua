@@ -49,6 +49,11 @@ local function retryable(state)
   return class == "08" or class == "40" or class == "57" or state == "53300" or state == "55P03"
 end
 
+-- What a server says when it refuses a connection for good (libpq gives
+-- no SQLSTATE for a failed connection, only its message).
+local REFUSALS = {"authentication failed", "pg_hba.conf", "does not exist", "password", "ssl", "certificate",
+  "permission denied"}
+
 local Error = {}
 Error.__index = Error
 Error.__tostring = function(e) return e.message end
@@ -91,6 +96,12 @@ function db:ensure(deadline)
     local ok, err, settings = self.conn:connect(self.conninfo, math.max(0.5, math.min(QUERY_MAX, left)))
     if ok then return end
     if settings then fail(string.format("libpq cannot use %s: %s", self.where, err), {usage = true}) end
+    -- the server answered and refused (a password, pg_hba.conf, a missing
+    -- database or role, TLS): another try would be refused again
+    local lower = err:lower()
+    for _, refusal in ipairs(REFUSALS) do
+      if lower:find(refusal, 1, true) then fail("the server refused the connection: " .. err) end
+    end
     last = err
     if timer.now() + delay >= deadline then
       fail("cannot reach the server: " .. last, {retry = true})
@@ -226,6 +237,15 @@ function db:transaction_until(deadline, fn, ...)
   end, ...)
 end
 
+-- After rows were written with their ids (a copy): the identities go on
+-- from the largest.
+function db:ids_copied()
+  for _, t in ipairs{"runs", "steps", "jobs"} do
+    self:query(string.format("SELECT setval(pg_get_serial_sequence('%s', 'id'), " ..
+      "greatest((SELECT max(id) FROM %s), 1))", t, t))
+  end
+end
+
 -- Leases -----------------------------------------------------------------
 -- me: {holder (this engine's token), host, pid, started_at}; seconds: the
 -- lease's length.
@@ -303,7 +323,10 @@ end
 -- Opening ------------------------------------------------------------------
 
 local function version(self)
-  local rows = self:query("SELECT to_regclass('meta') IS NOT NULL AS present")
+  -- (the catalog as of this statement: to_regclass's cache may not have
+  -- seen a table another engine just made)
+  local rows = self:query("SELECT count(*) > 0 AS present FROM pg_catalog.pg_tables " ..
+    "WHERE schemaname = current_schema() AND tablename = 'meta'")
   if not rows[1].present then return nil end
   local row = self:query("SELECT value FROM meta WHERE key = 'schema_version'")[1]
   return row and tonumber(row.value)

@@ -32,6 +32,8 @@ function db:close() self.h:close() end
 -- holds the file's lock (BEGIN IMMEDIATE).
 function db:guard() end
 
+function db:transaction_until(_, fn, ...) return self:transaction(false, fn, ...) end
+
 -- Runs fn(...) in one immediate transaction. A lock another engine holds
 -- longer than BUSY_MS is waited for off the loop (a sleep, in a task).
 function db:transaction(durable, fn, ...)

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 # Secrets the tests hand to the engine; no output may ever contain them.
 SECRETS = ["sim-test-token", "hunter2secret", "wrong-token-value", "pat-v2-hunter3-secret",
-           "slash/tail-secret9", "file-hunter4-secret", "sim-fivetran-hunter5-secret", "sim-fivetran-key", "sim-dbt-hunter6-token",
+           "slash/tail-secret9", "file-hunter4-secret", "pg-hunter3-secret", "sim-fivetran-hunter5-secret", "sim-fivetran-key", "sim-dbt-hunter6-token",
            # the Fivetran simulator's Basic header: base64 of its key:secret
            "c2ltLWZpdmV0cmFuLWtleTpzaW0tZml2ZXRyYW4taHVudGVyNS1zZWNyZXQ="]
 # Every engine output is also kept here for the suite-wide secret scan.

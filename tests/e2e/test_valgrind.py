@@ -1,5 +1,6 @@
 """test_valgrind.py: no leaks and no memory errors under valgrind after a
-normal exit, an error exit, an interrupt and cancelled HTTP transfers."""
+normal exit, an error exit, an interrupt and cancelled HTTP transfers, and
+on the journal's key paths (SQLite and PostgreSQL)."""
 import os
 import pty
 import select
@@ -181,6 +182,43 @@ class Valgrind(ServerTestCase):
         for args in [["runs"], ["runs", "1"], ["runs", "1", "--json"]]:
             p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
             self.assertNotEqual(p.returncode, 99, p.stderr)
+            self.check(p.stderr)
+
+    def test_journal_on_postgres(self):
+        # the PostgreSQL store's key paths: connecting, schema, leases and
+        # their renewal, claims, group commits, a lost connection retried
+        # (the server restarted mid-run), the lock refused (75), history
+        from pg_server import HAVE_POSTGRES, PgServer
+        if not HAVE_POSTGRES:
+            self.skipTest("PostgreSQL is not installed (./dev installs it)")
+        pg = PgServer().start()
+        self.addCleanup(pg.cleanup)
+        url = pg.url(pg.new_database())
+        sim, env = self.census({1: {"steps": ["working"] * 30 + ["completed"]}, 2: {"steps": ["completed"]}},
+                               ENGINE_STATE_URL=url, ENGINE_STATE_LEASE="10")
+        flow = write_flow("flow.step('s', function() return 1 end)\n"
+                          "flow.parallel({function() return census.sync({sync_id = 1}) end,\n"
+                          "  function() return census.sync({sync_id = 2}) end})\nprint('done')")
+        self.addCleanup(os.unlink, flow)
+        proc = subprocess.Popen(ARGS + [ENGINE, flow], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        deadline = time.monotonic() + 120
+        while sim.triggers.get(1) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(ARGS + [ENGINE, flow], capture_output=True, text=True, env=env, timeout=240)
+        self.assertEqual(second.returncode, 75, second.stderr)
+        pg.stop()
+        time.sleep(0.3)
+        pg.start()
+        out, err = proc.communicate(timeout=240)
+        self.assertNotEqual(proc.returncode, 99, err)
+        self.check(err)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(sim.triggers, {1: 1, 2: 1})
+        for args in [["runs"], ["runs", "1", "--json"]]:
+            p = subprocess.run(ARGS + [ENGINE] + args, capture_output=True, text=True, env=env, timeout=240)
+            self.assertNotEqual(p.returncode, 99, p.stderr)
+            self.assertEqual(p.returncode, 0, p.stderr)
             self.check(p.stderr)
 
     def census(self, scenarios, **env):
