@@ -28,10 +28,19 @@
 
 typedef struct pg_wait pg_wait;
 
-typedef struct {
+/* A connection's C side: it outlives its Lua handle until the engine's
+ * shutdown (engine_at_shutdown), so its libuv handles close exactly once.
+ * The poll and the timer are kept for the connection's life: a query
+ * starts and stops them, it does not make them. */
+typedef struct pg_conn {
   PGconn *pg;
   pg_wait *wait; /* the operation in flight, or NULL */
   engine *e;
+  uv_poll_t *poll; /* on poll_fd, or NULL */
+  int poll_fd;
+  uv_timer_t *timer;
+  struct pg_conn **handle; /* the Lua handle's pointer to this, or NULL */
+  engine_cleanup cleanup;
 } pg_conn;
 
 enum phase { CONNECTING, SENDING, READING };
@@ -40,9 +49,6 @@ struct pg_wait {
   op base;
   pg_conn *c;
   enum phase phase;
-  uv_poll_t *poll; /* on fd, or NULL */
-  int fd;
-  uv_timer_t *timer;
   double seconds;     /* the deadline, for the message */
   PGresult *result;   /* the last result with rows or a command's count */
   PGresult *failure;  /* the first error */
@@ -84,38 +90,35 @@ static void ignore_notice(void *arg, const char *message) {
 
 /* --- the operation ------------------------------------------------------- */
 
-static void stop_handles(pg_wait *w) {
-  if (w->poll) {
-    uv_close((uv_handle_t *)w->poll, free_handle);
-    w->poll = NULL;
-  }
-  if (w->timer) {
-    uv_close((uv_handle_t *)w->timer, free_handle);
-    w->timer = NULL;
-  }
+static void stop_handles(pg_conn *c) {
+  if (c->poll) uv_poll_stop(c->poll);
+  if (c->timer) uv_timer_stop(c->timer);
 }
 
 static void release(pg_wait *w) {
-  stop_handles(w);
+  stop_handles(w->c);
   if (w->result) PQclear(w->result);
   if (w->failure) PQclear(w->failure);
-  if (w->c) w->c->wait = NULL;
+  w->c->wait = NULL;
   free(w);
 }
 
-/* The connection is given up: closed after its poll handle (which must not
- * watch a closed descriptor). */
-static void drop_connection(pg_wait *w) {
-  stop_handles(w);
-  if (w->c && w->c->pg) {
-    PQfinish(w->c->pg);
-    w->c->pg = NULL;
+/* The connection is closed: its poll handle first (it must not watch a
+ * closed descriptor). */
+static void close_connection(pg_conn *c) {
+  if (c->poll) {
+    uv_close((uv_handle_t *)c->poll, free_handle);
+    c->poll = NULL;
+  }
+  if (c->pg) {
+    PQfinish(c->pg);
+    c->pg = NULL;
   }
 }
 
 static void wait_cancel(op *o) {
   pg_wait *w = (pg_wait *)o;
-  drop_connection(w); /* a query half done cannot be taken back: close */
+  close_connection(w->c); /* a query half done cannot be taken back */
   release(w);
 }
 
@@ -162,8 +165,8 @@ static void push_rows(lua_State *L, const PGresult *r) {
  * after a query, else (true, nil, message, sqlstate, lost). */
 static void finish(pg_wait *w) {
   task *t = w->base.owner;
-  if (w->lost) drop_connection(w);
-  stop_handles(w);
+  if (w->lost) close_connection(w->c);
+  stop_handles(w->c);
   lua_State *T = task_wake_begin(t);
   lua_pushboolean(T, 1);
   int n = 1;
@@ -226,23 +229,24 @@ static void on_socket(uv_poll_t *h, int status, int events);
 /* Watches the connection's socket for events (it may change while
  * connecting: libpq tries one address after another). */
 static bool watch(pg_wait *w, int events) {
-  int fd = PQsocket(w->c->pg);
+  pg_conn *c = w->c;
+  int fd = PQsocket(c->pg);
   if (fd < 0) return false;
-  if (w->poll && w->fd != fd) {
-    uv_close((uv_handle_t *)w->poll, free_handle);
-    w->poll = NULL;
+  if (c->poll && c->poll_fd != fd) {
+    uv_close((uv_handle_t *)c->poll, free_handle);
+    c->poll = NULL;
   }
-  if (!w->poll) {
-    w->poll = malloc(sizeof *w->poll);
-    if (!w->poll || uv_poll_init(&w->c->e->loop, w->poll, fd) != 0) {
-      free(w->poll);
-      w->poll = NULL;
+  if (!c->poll) {
+    c->poll = malloc(sizeof *c->poll);
+    if (!c->poll || uv_poll_init(&c->e->loop, c->poll, fd) != 0) {
+      free(c->poll);
+      c->poll = NULL;
       return false;
     }
-    w->poll->data = w;
-    w->fd = fd;
+    c->poll_fd = fd;
   }
-  return uv_poll_start(w->poll, events, on_socket) == 0;
+  c->poll->data = w;
+  return uv_poll_start(c->poll, events, on_socket) == 0;
 }
 
 /* Reads what arrived; finishes when the last result is in. */
@@ -334,32 +338,38 @@ static void on_deadline(uv_timer_t *timer) {
   finish(w);
 }
 
-/* Arms an operation on c for the task running L and waits for it. */
+/* Arms an operation on c for the task running L and waits for it. A
+ * query was sent (as far as the socket took it) by the caller. */
 static int start(lua_State *L, task *t, pg_conn *c, enum phase phase, double seconds) {
   pg_wait *w = calloc(1, sizeof *w);
-  uv_timer_t *timer = malloc(sizeof *timer);
-  if (!w || !timer) {
-    free(w);
-    free(timer);
-    return luaL_error(L, "out of memory");
+  if (!w) return luaL_error(L, "out of memory");
+  if (!c->timer) {
+    c->timer = malloc(sizeof *c->timer);
+    if (!c->timer) {
+      free(w);
+      return luaL_error(L, "out of memory");
+    }
+    uv_timer_init(&c->e->loop, c->timer);
   }
   w->base.cancel = wait_cancel;
   w->c = c;
   w->phase = phase;
   w->seconds = seconds;
-  w->fd = -1;
-  w->timer = timer;
-  uv_timer_init(&c->e->loop, timer);
-  timer->data = w;
-  uv_timer_start(timer, on_deadline, (uint64_t)(seconds * 1000.0), 0);
+  c->timer->data = w;
+  uv_timer_start(c->timer, on_deadline, (uint64_t)(seconds * 1000.0), 0);
   c->wait = w;
   w->base.owner = t;
-  int events = phase == CONNECTING ? UV_WRITABLE : UV_READABLE | UV_WRITABLE;
+  int events = UV_WRITABLE;
+  if (phase == SENDING) { /* most queries leave whole at once: wait for the answer */
+    int r = PQflush(c->pg);
+    if (r == 0) w->phase = READING;
+    events = r == 0 ? UV_READABLE : UV_READABLE | UV_WRITABLE;
+  }
   if (!watch(w, events)) {
     /* no socket to watch: answer from the loop, never from here */
     snprintf(w->lost_text, sizeof w->lost_text, "%s", "the connection has no socket");
     w->lost = w->lost_text;
-    uv_timer_start(timer, on_deadline, 0, 0);
+    uv_timer_start(c->timer, on_deadline, 0, 0);
   }
   return task_wait_op(L, t, &w->base);
 }
@@ -367,7 +377,18 @@ static int start(lua_State *L, task *t, pg_conn *c, enum phase phase, double sec
 /* --- Lua ----------------------------------------------------------------- */
 
 static pg_conn *check_conn(lua_State *L) {
-  return luaL_checkudata(L, 1, CONN_MT);
+  pg_conn **h = luaL_checkudata(L, 1, CONN_MT);
+  if (!*h) luaL_error(L, "postgres: the engine is shutting down");
+  return *h;
+}
+
+/* At the engine's shutdown: the handles close, the memory goes. */
+static void conn_shutdown(void *data) {
+  pg_conn *c = data;
+  close_connection(c);
+  if (c->timer) uv_close((uv_handle_t *)c->timer, free_handle);
+  if (c->handle) *c->handle = NULL;
+  free(c);
 }
 
 static double check_seconds(lua_State *L, int idx) {
@@ -377,11 +398,19 @@ static double check_seconds(lua_State *L, int idx) {
 }
 
 static int conn_close(lua_State *L) {
-  pg_conn *c = check_conn(L);
-  if (c->wait) return 0; /* its task's cancel closes it */
-  if (c->pg) {
-    PQfinish(c->pg);
-    c->pg = NULL;
+  pg_conn **h = luaL_checkudata(L, 1, CONN_MT);
+  pg_conn *c = *h;
+  if (!c || c->wait) return 0; /* (its task's cancel closes it) */
+  close_connection(c);
+  return 0;
+}
+
+static int conn_gc(lua_State *L) {
+  pg_conn **h = luaL_checkudata(L, 1, CONN_MT);
+  if (*h) {
+    if (!(*h)->wait) close_connection(*h);
+    (*h)->handle = NULL;
+    *h = NULL;
   }
   return 0;
 }
@@ -394,11 +423,18 @@ static int pg_new(lua_State *L) {
     lua_pushstring(L, why);
     return 2;
   }
-  pg_conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-  c->pg = NULL;
-  c->wait = NULL;
-  c->e = lua_touserdata(L, lua_upvalueindex(1));
+  pg_conn **h = lua_newuserdatauv(L, sizeof *h, 0);
+  *h = NULL;
   luaL_setmetatable(L, CONN_MT);
+  pg_conn *c = calloc(1, sizeof *c);
+  if (!c) return luaL_error(L, "out of memory");
+  c->e = lua_touserdata(L, lua_upvalueindex(1));
+  c->poll_fd = -1;
+  c->handle = h;
+  c->cleanup.run = conn_shutdown;
+  c->cleanup.data = c;
+  engine_at_shutdown(c->e, &c->cleanup);
+  *h = c;
   return 1;
 }
 
@@ -412,7 +448,7 @@ static int conn_connect(lua_State *L) {
   double seconds = check_seconds(L, 3);
   task *t = task_require_waitable(L, "the journal's PostgreSQL store");
   if (c->wait) return luaL_error(L, "postgres: the connection is busy");
-  if (c->pg) PQfinish(c->pg);
+  close_connection(c);
   c->pg = PQconnectStart(info);
   if (!c->pg) return luaL_error(L, "out of memory");
   PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
@@ -548,8 +584,7 @@ static int conn_query(lua_State *L) {
     push_one_line(L, PQerrorMessage(c->pg));
     lua_pushnil(L);
     lua_pushboolean(L, 1);
-    PQfinish(c->pg);
-    c->pg = NULL;
+    close_connection(c);
     return 4;
   }
   lua_settop(L, 1); /* the conn stays on the stack while the task waits */
@@ -604,7 +639,7 @@ void postgres_register(lua_State *L, engine *e) {
   if (luaL_newmetatable(L, CONN_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, conn_close);
+    lua_pushcfunction(L, conn_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

@@ -257,15 +257,26 @@ local function write(durable, fn, ...)
   if fenced then
     error(errors.error("journal", "this engine lost its lease: it writes nothing more", {path = path}), 0)
   end
-  local items = queued
-  queued = {}
-  for _, item in ipairs(items) do durable = durable or item.durable end
+  -- A server store takes the queue once the connection is this write's:
+  -- what was queued while it waited for it commits with it. (SQLite
+  -- decides its fsync before BEGIN, so it takes the queue first.)
+  local items
+  local function take()
+    if not items then
+      items = queued
+      queued = {}
+    end
+  end
+  if not db.shared then take() end
+  for _, item in ipairs(items or {}) do durable = durable or item.durable end
   local ok, a, b = pcall(db.transaction, db, durable, function(...)
+    take()
     for _, item in ipairs(items) do
       item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
     end
     if fn then return fn(...) end
   end, ...)
+  take() -- (the store failed before its transaction began)
   if ok then
     for _, item in ipairs(items) do
       if not item.ok and not item.durable then log_failure_once(item.a) end
@@ -298,10 +309,20 @@ end
 local committer_delayed = false
 local function commit_queued(delay)
   pcall(timer.sleep, delay or 0) -- (cancelled: commit now)
-  committer, committer_delayed = nil, false
+  committer_delayed = false
+  local kept = false
   if #queued > 0 then
     local ok, err = pcall(write, false)
-    if not ok and not (type(err) == "table" and err.notes_kept) then log_failure_once(err) end
+    kept = not ok and type(err) == "table" and err.notes_kept
+    if not ok and not kept then log_failure_once(err) end
+  end
+  -- what was queued while this commit waited on the store goes next (or,
+  -- the store being away, a while later)
+  committer = nil
+  if kept then
+    schedule_retry()
+  elseif #queued > 0 then
+    committer = tasks.spawn(commit_queued)
   end
 end
 
@@ -426,15 +447,30 @@ function journal.set_identity(params, resume_from)
 end
 
 -- This engine's run id, its row written first if it was not yet.
+-- (Tasks that start at once wait for the first one's row: a store whose
+-- writes wait on a server would otherwise write one row each.)
+local run_row_lock
 local function ensure_run()
   identified()
   if run_id or not pending_run then return run_id end
+  local me = tasks.current()
+  if me then
+    run_row_lock = run_row_lock or require("engine.c.mutex").new()
+    run_row_lock:lock()
+    if run_id or not pending_run then
+      run_row_lock:unlock()
+      return run_id
+    end
+  end
   local p = pending_run
   local pid, host = files.whoami()
-  run_id = write(false, function()
+  local ok, id = pcall(write, false, function()
     return store.insert_run(db, {flow = p.flow, args = encode(p.args), pid = pid, host = host,
       started_at = started_at, resumed_from = p.resume_from, params = p.params})
   end)
+  if me then run_row_lock:unlock() end
+  if not ok then error(id, 0) end
+  run_id = id
   pending_run = nil
   return run_id
 end

@@ -161,6 +161,39 @@ def startup(runs):
             lua and median([lua, "-e", ""]))
 
 
+def stores(n, poll, flow):
+    """The engine for n syncs with the journal in a directory (SQLite) and
+    on a throwaway PostgreSQL server on loopback (tests/pg_server.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from pg_server import HAVE_POSTGRES, PgServer
+    if not HAVE_POSTGRES:
+        print("stores: PostgreSQL is not installed (./dev deps installs it)")
+        return
+    pg = PgServer().start()
+    try:
+        print("| N | poll | store | wall s | CPU s | CPU us/request | peak RSS MB |")
+        print("|---|---|---|---|---|---|---|")
+        rows = {}
+        for name in ("sqlite", "postgres"):
+            state = tempfile.mkdtemp(prefix="bench-state-")
+            where = state if name == "sqlite" else pg.url(pg.new_database())
+            ENGINE_ARGS[:] = ["--state", where]
+            try:
+                r = rows[name] = one_run("engine", n, poll, flow, state)
+            finally:
+                ENGINE_ARGS[:] = []
+                shutil.rmtree(state, True)
+            print("| %d | %g | %s | %.2f | %.2f | %.0f | %.1f |" % (n, poll, name, r["wall"], r["cpu"],
+                  r["cpu"] / r["requests"] * 1e6, r["rss_kb"] / 1024))
+            sys.stdout.flush()
+        q, l = rows["postgres"], rows["sqlite"]
+        print("| %d | %g | **postgres / sqlite** | %.2f× | %.2f× | %.2f× | %.2f× |" % (
+            n, poll, q["wall"] / l["wall"], q["cpu"] / l["cpu"], q["cpu"] / l["cpu"], q["rss_kb"] / l["rss_kb"]))
+        print("(the engine's own CPU; the PostgreSQL server's is not counted)")
+    finally:
+        pg.cleanup()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,100,1000,10000")
@@ -170,6 +203,8 @@ def main():
     ap.add_argument("--waiting", type=int, default=10000, help="N for the waiting-sync RSS (0: skip)")
     ap.add_argument("--startup-runs", type=int, default=200, help="runs of engine -e '' to time")
     ap.add_argument("--engine-args", default="", help="more engine options, e.g. --no-state")
+    ap.add_argument("--stores", type=int, default=1000,
+                    help="N for the engine with each journal store, SQLite and PostgreSQL (0: skip)")
     a = ap.parse_args()
     ENGINE_ARGS.extend(a.engine_args.split())
     state = tempfile.mkdtemp(prefix="bench-state-")
@@ -212,6 +247,10 @@ def main():
             per_sync, base = waiting_rss(a.waiting, f.name, state)
             print("RSS of a waiting sync (N = %d, poll 60 s, between polls): %.1f KiB (one sync: %.1f MB)"
                   % (a.waiting, per_sync, base / 1024))
+        if a.stores:
+            print()
+            stores(a.stores, a.poll, f.name)
+            print()
         eng, eng_no_state, lua = startup(a.startup_runs)
         print("start-up, median of %d: engine -e '' %.2f ms; engine --no-state -e '' %.2f ms; "
               "lua5.4 -e '' %s ms" % (a.startup_runs, eng, eng_no_state, "%.2f" % lua if lua else "?"))

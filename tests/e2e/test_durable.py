@@ -340,7 +340,7 @@ class History(SimTestCase):
         r = run([path, "x"], env=self.sim_env())
         self.assertEqual(r.rc, 0, r)
         r = run(["runs"])
-        self.assertRegex(r.stdout, r"\n1 +\S+ +ok +0 +- +%s x\n" % path)
+        self.assertRegex(r.stdout, r"\n1 +\S+ +ok +0 +- +\S+ +%s x\n" % path)
         runs = json.loads(run(["runs", "--json", "--limit", "5"]).stdout)
         self.assertEqual(len(runs), 1)
         for k in ["id", "flow", "arguments", "started_at", "ended_at", "outcome", "exit_code", "resumed_from"]:

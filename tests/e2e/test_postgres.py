@@ -227,6 +227,37 @@ print(ok, type(err) == "table" and err.kind)
         self.assertIn("cannot write the journal: cannot reach the server", err)
         self.assertNotEqual(rc, 0)
 
+    def test_polls_keep_their_pace_while_the_store_is_slow(self):
+        # the store's tables locked by another session for 3 s: the engine's
+        # writes wait on the server, its loop does not (every poll is on time)
+        n = 50
+        for i in range(1, n + 1):
+            self.sim.syncs[i] = {"steps": ["working"] * 60 + ["completed"]}
+        flow = self.flow("""
+local fns = {}
+for i = 1, %d do fns[i] = function() return census.sync({sync_id = i}) end end
+flow.parallel(fns)
+print("done")
+""" % n)
+        a = self.start([flow], {"CENSUS_POLL": "0.1", "ENGINE_STATE_LEASE": "30"})
+        total = lambda: sum(r["polls"] for r in self.sim.runs.values())
+        wait_until(lambda: len(self.sim.runs) == n and total() >= 2 * n, what="every sync polled")
+        locker = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url, "-c",
+                                   "BEGIN; LOCK TABLE runs, steps, jobs, job_statuses IN ACCESS EXCLUSIVE MODE; "
+                                   "SELECT pg_sleep(3); COMMIT;"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # the lock is held by now
+        before = total()
+        self.assertEqual(locker.wait(timeout=60), 0, locker.stderr.read())
+        during = total() - before
+        # 50 syncs polled every 0.1 s for 2.5 s: 1,250 polls on time; a loop
+        # blocked on the store would make none
+        self.assertGreater(during, 500, "polls while the store was locked")
+        rc, out, err = self.finish(a, timeout=120)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sum(self.sim.triggers.values()), n)
+        self.assertEqual(self.sql("SELECT count(*) FROM jobs WHERE final = 1 AND ok = 1"), str(n))
+
     # -- first use, history, copy ----------------------------------------------
 
     def test_many_engines_opening_a_new_journal_at_once(self):
