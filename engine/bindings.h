@@ -19,5 +19,6 @@ void json_values_register(lua_State *L); /* json_values.c: integers, strip_nulls
 void options_register(lua_State *L); /* options.c: check_options for lua/ files */
 void mutex_register(lua_State *L);   /* mutex.c: a lock tasks take in turn */
 void postgres_register(lua_State *L, engine *e); /* postgres.c: connect, conn:query */
+void httpd_register(lua_State *L, engine *e); /* httpd.c: start, server:respond (engine ui) */
 
 #endif

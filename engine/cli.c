@@ -13,7 +13,8 @@
 
 static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
-    "       engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID]\n"
+    "       engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID [--logs] [--html FILE]]\n"
+    "       engine [--state DIR|URL] ui [--listen HOST:PORT]   a web UI over the journal\n"
     "       engine state copy FROM TO   copy a run history (directory or URL)\n"
     "\n"
     "Runs a Lua 5.4 flow script. ARGS reach the script as `arg` and `...`.\n"
@@ -61,6 +62,7 @@ static const char usage[] =
     "  ENGINE_STATE_TIMEOUT    seconds a write to a journal server may retry before\n"
     "                          the action it precedes fails (30)\n"
     "  ENGINE_HOSTNAME         the host name runs record (default: the machine's)\n"
+    "  ENGINE_UI_TOKEN         engine ui's access token (needed off loopback)\n"
     "  ENGINE_STATE_KEEP_DAYS  days of run history kept (90)\n"
     "  ENGINE_STOP_TIMEOUT     seconds from a stop to the exit: cancels and\n"
     "                          flow.on_finish handlers together (20)\n"
@@ -214,6 +216,9 @@ int cli_parse(int argc, char **argv, options *o) {
   }
   if (i < argc && strcmp(argv[i], "runs") == 0 && o->nchunks == 0 && !o->interactive) {
     o->runs = true; /* a flow file named runs runs as ./runs */
+    o->script_index = i;
+  } else if (i < argc && strcmp(argv[i], "ui") == 0 && o->nchunks == 0 && !o->interactive) {
+    o->ui_command = true; /* likewise ./ui */
     o->script_index = i;
   } else if (i < argc && strcmp(argv[i], "state") == 0 && o->nchunks == 0 && !o->interactive) {
     o->state_command = true; /* likewise ./state */

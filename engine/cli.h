@@ -33,6 +33,7 @@ typedef struct {
   bool interactive;   /* start the REPL after the chunks */
   bool runs;          /* engine runs ...: the history */
   bool state_command; /* engine state ...: copy a history */
+  bool ui_command;    /* engine ui ...: the web UI */
   bool help;          /* -h: the rest of the help is printed by main */
   const char *summary_path;
   const char *metrics_path; /* --metrics FILE */

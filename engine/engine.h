@@ -66,6 +66,7 @@ struct engine {
   volatile sig_atomic_t caught_signal; /* set by the handler; 0: none */
   enum log_level log_level;
   bool log_json; /* --log-format=json: a JSON object per line */
+  struct log_kept *log_kept; /* lines kept for the journal (log.c), or NULL */
   enum engine_stop stop;
   int interrupt_signal; /* with STOP_SIGNAL: SIGINT or SIGTERM */
   int exit_code;        /* with STOP_EXIT: os.exit's code */

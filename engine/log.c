@@ -1,7 +1,9 @@
 /* log.c: timestamped log lines on stderr, filtered by the -q/-v level, as
  * text or (--log-format=json) a JSON object per line with the context
  * fields a log pipeline filters on; the log.* bindings and engine.c.log,
- * their variant with fields, for lua/ files. A line never carries control bytes (they are shown
+ * their variant with fields, for lua/ files. Once asked (engine.c.log's
+ * keep), the lines written are also kept, bounded, for the journal to take
+ * (take): scrubbed and printable as the terminal shows them. A line never carries control bytes (they are shown
  * escaped) nor a known secret, and is cut at LOG_MESSAGE_MAX bytes, with a
  * marker. */
 #include <math.h>
@@ -128,6 +130,50 @@ static void append_lua_fields(lua_State *L, int fields, growing *g) {
   lua_settop(L, top);
 }
 
+/* Lines kept for the journal: at most `max`, then only counted. */
+typedef struct {
+  double at;
+  enum log_level level;
+  char *text;
+} kept_line;
+
+struct log_kept {
+  kept_line *lines;
+  size_t n, cap, max, taken, dropped;
+  engine *e;
+  engine_cleanup cleanup;
+};
+
+static void keep_free(void *data) {
+  struct log_kept *k = data;
+  k->e->log_kept = NULL;
+  for (size_t i = 0; i < k->n; i++) free(k->lines[i].text);
+  free(k->lines);
+  free(k);
+}
+
+static void keep_line(engine *e, enum log_level level, double at, const char *msg, size_t len) {
+  struct log_kept *k = e->log_kept;
+  if (!k) return;
+  if (k->taken + k->n >= k->max) {
+    k->dropped++;
+    return;
+  }
+  if (k->n == k->cap) {
+    size_t cap = k->cap ? k->cap * 2 : 64;
+    kept_line *bigger = realloc(k->lines, cap * sizeof *bigger);
+    if (!bigger) return;
+    k->lines = bigger;
+    k->cap = cap;
+  }
+  growing shown = {0};
+  text_printable(msg, len, LOG_MESSAGE_MAX, append, &shown);
+  char *safe = secrets_scrub(shown.data ? shown.data : "", shown.len, NULL);
+  free(shown.data);
+  if (!safe) return;
+  k->lines[k->n++] = (kept_line){at, level, safe};
+}
+
 /* One log line. L (or NULL) is the Lua state of a Lua log call: in JSON
  * format its context and the fields at index fields (or 0) join the line;
  * extra (or NULL) is more of them, already JSON (",\"k\":v..."). */
@@ -140,6 +186,7 @@ static void write_line_with(engine *e, enum log_level level, const char *msg, si
   gmtime_r(&ts.tv_sec, &tm);
   size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+  keep_line(e, level, (double)ts.tv_sec + ts.tv_nsec / 1e9, msg, len);
   if (!e->log_json) {
     output_begin(e);
     fprintf(stderr, "%s %-5s ", stamp, level_names[level]);
@@ -175,6 +222,9 @@ static void write_line(engine *e, enum log_level level, const char *msg, size_t 
 
 void log_final(engine *e, const char *msg, size_t len, const char *trace) {
   if (!e->log_json) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    keep_line(e, LOG_ERROR, (double)ts.tv_sec + ts.tv_nsec / 1e9, msg, len);
     output_begin(e);
     fputs("engine: ", stderr);
     log_write_safe(stderr, msg, len, len);
@@ -361,7 +411,56 @@ static int enabled(lua_State *L) {
   return 2;
 }
 
+/* keep(max): from now on, keep up to max lines (in all) for take. */
+static int keep(lua_State *L) {
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer max = luaL_checkinteger(L, 1);
+  if (!e->log_kept) {
+    struct log_kept *k = calloc(1, sizeof *k);
+    if (!k) return luaL_error(L, "out of memory");
+    k->e = e;
+    k->cleanup.run = keep_free;
+    k->cleanup.data = k;
+    engine_at_shutdown(e, &k->cleanup);
+    e->log_kept = k;
+  }
+  e->log_kept->max = max > 0 ? (size_t)max : 0;
+  return 0;
+}
+
+/* take() -> {{at, level, text}, ...} kept since the last take, and how many
+ * lines were not kept (past the bound) in all. */
+static int take(lua_State *L) {
+  static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR", "ERROR"};
+  engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  struct log_kept *k = e->log_kept;
+  lua_createtable(L, k ? (int)k->n : 0, 0);
+  for (size_t i = 0; k && i < k->n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, k->lines[i].at);
+    lua_setfield(L, -2, "at");
+    lua_pushstring(L, names[k->lines[i].level]);
+    lua_setfield(L, -2, "level");
+    lua_pushstring(L, k->lines[i].text);
+    lua_setfield(L, -2, "text");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    free(k->lines[i].text);
+  }
+  if (k) {
+    k->taken += k->n;
+    k->n = 0;
+  }
+  lua_pushinteger(L, k ? (lua_Integer)k->dropped : 0);
+  return 2;
+}
+
 void log_register(lua_State *L, engine *e) {
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, keep, 1);
+  lua_setfield(L, -2, "keep");
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, take, 1);
+  lua_setfield(L, -2, "take");
   lua_pushlightuserdata(L, e);
   lua_pushcclosure(L, enabled, 1);
   lua_setfield(L, -2, "enabled");

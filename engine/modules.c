@@ -75,6 +75,7 @@ static const struct c_module {
     {"engine.c.exec", exec_register, NULL},   {"engine.c.rules", rules_register, NULL},
     {"engine.c.options", options_register, NULL}, {"engine.c.sqlite", sqlite_register, NULL},
     {"engine.c.mutex", mutex_register, NULL},     {"engine.c.postgres", NULL, postgres_register},
+    {"engine.c.httpd", NULL, httpd_register},
     {"engine.c.files", files_register, NULL}, {"engine.c.log", NULL, log_register},
     {"engine.c.json", json_values_register, NULL},
     {"engine.c.providers", open_providers, NULL},

@@ -1,16 +1,20 @@
 -- lua/history.lua: `engine runs`, the run history from the journal.
 --   engine [--state DIR|URL] runs [--json] [--limit N]   recent flow runs (every host's)
 --   engine [--state DIR|URL] runs ID [--json]            one run's steps and jobs
+--   engine [--state DIR|URL] runs ID --logs              its log lines
+--   engine [--state DIR|URL] runs ID --html FILE         one self-contained page of it
 --   engine [--state DIR|URL] runs --prune                delete old runs now
 local json = require "engine.json"
 local journal = require "engine.journal"
 local run = require "engine.run"
 local rules = require "engine.c.rules"
 local jobs = require "engine.jobs"
+local run_docs = require "engine.run_docs"
+local shown_status = run_docs.shown_status
 
 local history = {}
 
-local USAGE = "usage: engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID]"
+local USAGE = "usage: engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID [--logs] [--html FILE]]"
 
 local function fail(code, fmt, ...)
   io.stderr:write("engine: ", string.format(fmt, ...), "\n")
@@ -27,71 +31,6 @@ end
 
 local function printable(v) return rules.printable(tostring(v)) end
 
--- cjson writes an empty table as {}; lists in our documents are arrays.
-local function array(items, encode_item)
-  local parts = {}
-  for i, item in ipairs(items) do parts[i] = encode_item(item) end
-  return "[" .. table.concat(parts, ",") .. "]"
-end
-
--- Missing values are JSON null, so every document has every field.
-local function nulls(t, names)
-  for _, k in ipairs(names) do
-    if t[k] == nil then t[k] = json.null end
-  end
-  return t
-end
-
-local function run_fields(r)
-  return nulls({id = r.id, flow = r.flow, started_at = iso(r.started_at), ended_at = iso(r.ended_at),
-                outcome = r.outcome, exit_code = r.exit_code, resumed_from = r.resumed_from,
-                pid = r.pid, host = r.host},
-               {"ended_at", "exit_code", "resumed_from"})
-end
-
-local function run_json(r)
-  local doc = json.encode(run_fields(r))
-  return doc:sub(1, -2) .. ',"arguments":' .. array(r.args, json.encode) .. "}"
-end
-
-local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error", "origin"}
-local JOB_FIELDS = {"provider", "resource", "remote_run", "label", "outcome", "ok", "link", "error", "counts",
-  "started_at", "ended_at", "origin", "started_by"}
-
--- A row's status as shown: with how the run came by it when it did not
--- do the work itself ("ok (recorded)", "completed (adopted from run 3)").
-local function shown_status(row)
-  if row.origin == "recorded" then return row.status .. " (recorded)" end
-  if row.origin == "adopted" and row.started_by then
-    return string.format("%s (adopted from run %d)", row.status, row.started_by)
-  end
-  if row.origin == "adopted" then return row.status .. " (adopted)" end
-  return row.status
-end
-
-local function entry_fields(e, names)
-  local out = {}
-  for _, k in ipairs(names) do out[k] = e[k] end
-  out.started_at, out.ended_at = iso(e.started_at), iso(e.ended_at)
-  return nulls(out, names)
-end
-
--- A job as documents show it (JOB_FIELDS): outcome is its last status.
--- An id the journal keeps as text, as the summary gives it: a whole number
--- when it is one (most vendors' ids are), else the text.
-local function id_value(text)
-  if type(text) == "string" and text:match("^%d+$") and #text <= 18 then return math.tointeger(tonumber(text)) end
-  return text
-end
-
-local function job_fields(j)
-  local out = entry_fields(j, JOB_FIELDS)
-  out.resource, out.remote_run = id_value(j.resource), id_value(j.remote_run) or json.null
-  out.outcome, out.ok = j.status, j.ok == 1
-  out.counts = j.counts
-  return out
-end
-
 local function show(v)
   if v == nil then return "-" end
   return tostring(v)
@@ -106,7 +45,7 @@ end
 local function list(limit, as_json)
   local rows = journal.runs(limit)
   if as_json then
-    print(array(rows, run_json))
+    print(run_docs.list_json(rows))
     return
   end
   if #rows == 0 then
@@ -152,25 +91,7 @@ local function one(id, as_json)
   local r = journal.run(id)
   if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
   if as_json then
-    local doc = run_json(r)
-    doc = doc:sub(1, -2)
-      .. ',"steps":' .. array(r.steps, function(e) return json.encode(entry_fields(e, STEP_FIELDS)) end)
-      .. ',"jobs":' .. array(r.jobs, function(j) return json.encode(job_fields(j)) end)
-    -- what a provider's jobs were called before there were several (its legacy key)
-    local legacy = {}
-    for _, j in ipairs(r.jobs) do
-      local P = jobs.provider(j.provider)
-      if P and P.legacy then
-        if not legacy[P.legacy.key] then
-          legacy[P.legacy.key] = {}
-          legacy[#legacy + 1] = P.legacy.key
-        end
-        table.insert(legacy[P.legacy.key], json.encode(nulls(P.legacy.row(entry_fields(j, JOB_FIELDS), j),
-          P.legacy.fields)))
-      end
-    end
-    for _, key in ipairs(legacy) do doc = doc .. ',"' .. key .. '":[' .. table.concat(legacy[key], ",") .. "]" end
-    print(doc .. "}")
+    print(run_docs.one_json(r))
     return
   end
   print(string.format("run %d: %s%s", r.id, r.flow, #r.args > 0 and (" " .. table.concat(r.args, " ")) or ""))
@@ -197,8 +118,30 @@ local function one(id, as_json)
   for _, name in ipairs(order) do job_table(jobs.provider(name), by[name]) end
 end
 
+-- The run's log lines, as the terminal showed them.
+local function logs(id)
+  local r = journal.run(id)
+  if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
+  local lines = r.logs()
+  if #lines == 0 then
+    io.stderr:write(string.format("engine: run %d kept no log lines (it logged none, or an engine older " ..
+      "than the journal's schema 3 ran it)\n", id))
+  end
+  for _, l in ipairs(lines) do print(string.format("%s %-5s %s", iso(l.at), l.level, l.text)) end
+end
+
+-- One self-contained HTML page of the run (lua/ui_pages.lua), to attach.
+local function html(id, path)
+  local r = journal.run(id)
+  if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
+  local page = require("engine.ui_pages").run_file(run_docs.page(r))
+  local ok, err = require("engine.c.files").write_file(path, page)
+  if not ok then fail(1, "cannot write %s: %s", path, err) end
+end
+
 function history.main(args, state)
   local as_json, limit, prune, id = false, 20, false, nil
+  local show_logs, html_path = false, nil
   local i = 1
   while args[i] do
     local a = args[i]
@@ -206,6 +149,12 @@ function history.main(args, state)
       as_json = true
     elseif a == "--prune" then
       prune = true
+    elseif a == "--logs" then
+      show_logs = true
+    elseif a == "--html" then
+      i = i + 1
+      html_path = args[i]
+      if not html_path or html_path == "" then fail(2, "--html needs a file name (%s)", USAGE) end
     elseif a == "--limit" then
       i = i + 1
       limit = math.tointeger(tonumber(args[i]))
@@ -219,6 +168,9 @@ function history.main(args, state)
     i = i + 1
   end
   if prune and id then fail(2, "runs: --prune takes no run id (%s)", USAGE) end
+  if (show_logs or html_path) and not id then
+    fail(2, "runs: %s needs a run id (%s)", show_logs and "--logs" or "--html", USAGE)
+  end
   local days, days_err = run.keep_days()
   if prune and not days then fail(2, "%s", days_err) end
   local ok, err, code = run.open_journal(state, false)
@@ -231,6 +183,11 @@ function history.main(args, state)
     else
       print(string.format("pruned %d run(s) that started more than %d days ago and have nothing open", n, days))
     end
+  elseif id and html_path then
+    html(id, html_path)
+    if show_logs then logs(id) end
+  elseif id and show_logs then
+    logs(id)
   elseif id then
     one(id, as_json)
   else

@@ -246,6 +246,33 @@ end
 
 local schedule_retry
 
+-- The run's log lines go into the journal with its writes (bounded:
+-- LOG_LINES a run; the lines past it are counted, and the count is kept
+-- as one last line). Lines a failed write took wait for the next one.
+local LOG_LINES = 10000
+local log_seq, log_waiting = 0, {}
+local clog = require "engine.c.log"
+
+local log_dropped = 0
+local function take_logs()
+  local taken, dropped = clog.take()
+  log_dropped = dropped
+  if #log_waiting == 0 and #taken == 0 then return nil end
+  local lines = log_waiting
+  log_waiting = {}
+  for _, l in ipairs(taken) do
+    log_seq = log_seq + 1
+    l.seq = log_seq
+    lines[#lines + 1] = l
+  end
+  return lines
+end
+
+local function logs_back(lines)
+  table.move(log_waiting, 1, #log_waiting, #lines + 1, lines)
+  log_waiting = lines
+end
+
 -- Runs the queued writes, then fn(...), in one transaction; durable (or a
 -- queued durable write): the commit fsyncs. Raises an error object of kind
 -- "journal" when the transaction cannot commit (each queued write then
@@ -269,14 +296,17 @@ local function write(durable, fn, ...)
   end
   if not db.shared then take() end
   for _, item in ipairs(items or {}) do durable = durable or item.durable end
+  local lines = run_id and take_logs()
   local ok, a, b = pcall(db.transaction, db, durable, function(...)
     take()
     for _, item in ipairs(items) do
       item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
     end
+    if lines and #lines > 0 then store.insert_logs(db, run_id, lines) end
     if fn then return fn(...) end
   end, ...)
   take() -- (the store failed before its transaction began)
+  if lines and not ok then logs_back(lines) end
   if ok then
     for _, item in ipairs(items) do
       if not item.ok and not item.durable then log_failure_once(item.a) end
@@ -425,6 +455,7 @@ local identify
 
 function journal.begin_run(flow, args, first_use)
   if not db then return end
+  clog.keep(LOG_LINES)
   pending_run = {flow = flow, args = args}
   identify = first_use
 end
@@ -487,12 +518,20 @@ function journal.abandon()
   if db then release() end
 end
 
-function journal.end_run(outcome, exit_code)
+-- summary: the run's --summary-json document (scrubbed), kept with it.
+function journal.end_run(outcome, exit_code, summary)
   if not db or fenced then return end
   if not run_id then return release() end
   -- the engine's own cleanup: a wait for the store's lock is not stopped
   local ok, err = tasks.shield(pcall, write, false, function()
-    store.end_run(db, run_id, now(), outcome, exit_code)
+    local last = take_logs() or {} -- (lines logged since write took its own)
+    if log_dropped > 0 then
+      log_seq = log_seq + 1
+      last[#last + 1] = {seq = log_seq, at = now(), level = "WARN",
+        text = string.format("%d more log lines were not kept (a run keeps %d)", log_dropped, LOG_LINES)}
+    end
+    store.insert_logs(db, run_id, last)
+    store.end_run(db, run_id, now(), outcome, exit_code, summary)
   end)
   if not ok then log_failure_once(err) end
   release()
@@ -775,9 +814,18 @@ local function shown_outcome(r, live)
   return "crashed"
 end
 
-function journal.runs(limit)
+-- The latest runs (newest first), filtered (store.runs's filters; an
+-- outcome "running" or "crashed" keeps the runs shown so).
+function journal.runs(limit, filters)
   local live = live_engines()
-  local rows = store.runs(db, limit)
+  local rows = store.runs(db, limit, filters)
+  if filters and (filters.outcome == "running" or filters.outcome == "crashed") then
+    local kept = {}
+    for _, r in ipairs(rows) do
+      if shown_outcome(r, live) == filters.outcome then kept[#kept + 1] = r end
+    end
+    rows = kept
+  end
   for _, r in ipairs(rows) do
     r.outcome = shown_outcome(r, live)
     local ok, args = pcall(json.decode, r.args)
@@ -794,6 +842,10 @@ function journal.run(id)
   r.args = ok and args or {}
   r.steps = store.steps(db, id)
   r.jobs = store.jobs(db, id)
+  r.summary = function() return store.summary(db, id) end
+  r.has_summary = function() return store.has_summary(db, id) end
+  r.logs = function() return store.logs(db, id) end
+  r.statuses = function() return store.job_statuses(db, id) end
   for _, j in ipairs(r.jobs) do
     local decoded, counts = pcall(json.decode, j.counts or "")
     j.counts = decoded and type(counts) == "table" and counts or {}
@@ -821,5 +873,13 @@ end
 
 -- Whether a write failed during this run (the record is incomplete).
 function journal.write_failed() return write_failed end
+
+-- For the UI: the flows and hosts runs name, each job's outcome tally per
+-- run, and one resource's jobs across runs.
+function journal.flows_and_hosts() return store.flows_and_hosts(db) end
+function journal.job_tallies(ids) return store.job_tallies(db, ids) end
+function journal.resource_jobs(provider, resource, limit)
+  return store.resource_jobs(db, provider, tostring(resource), limit)
+end
 
 return journal

@@ -385,7 +385,10 @@ function run.finish(exit_code, stop, json_path, metrics_path, show)
   summary.exit_code = exit_code -- a flow.on_finish handler may have called os.exit
   local outcome = stop == "signal" and "interrupted" or stop == "exit" and "exited"
     or (summary.exit_code == 0 and "ok" or "failed")
-  journal.end_run(outcome, summary.exit_code) -- after what is still queued
+  -- after what is still queued; the summary document kept with the run
+  -- (for engine ui) is scrubbed as the file is
+  local kept = journal.enabled() and not journal.fenced() and rules.redact(report.summary_json(summary)) or nil
+  journal.end_run(outcome, summary.exit_code, kept)
   local ok = true
   if journal.write_failed() and not journal.fenced() then
     -- what keeps a later run from triggering twice is missing: not a success

@@ -8,7 +8,7 @@
 -- to this version; the queries below never know which one it is.
 local store = {}
 
-store.SCHEMA_VERSION = 2
+store.SCHEMA_VERSION = 3
 
 -- The schema, in each driver's words for an id, a reference and a float
 -- (SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL's is an identity).
@@ -17,9 +17,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
   id $ID, flow TEXT NOT NULL, args TEXT NOT NULL,
   pid INTEGER NOT NULL, host TEXT NOT NULL, started_at $REAL NOT NULL,
-  ended_at $REAL, outcome TEXT, exit_code INTEGER, resumed_from $REF, params TEXT);
+  ended_at $REAL, outcome TEXT, exit_code INTEGER, resumed_from $REF, params TEXT, summary TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, args, id);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_by_host ON runs (host, id);
 CREATE TABLE IF NOT EXISTS steps (
   id $ID, run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
   name TEXT NOT NULL, occurrence INTEGER NOT NULL, status TEXT NOT NULL,
@@ -38,7 +39,28 @@ CREATE TABLE IF NOT EXISTS job_statuses (
   job $REF NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
   at $REAL NOT NULL, status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS job_statuses_by_job ON job_statuses (job);
+CREATE TABLE IF NOT EXISTS logs (
+  run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, at $REAL NOT NULL, level TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run, seq);
 ]]
+
+-- From version 2 to 3: each run's log lines and its summary document, and
+-- runs by host (engine ui filters by host).
+local V2_TO_V3 = [[
+ALTER TABLE runs ADD COLUMN summary TEXT;
+CREATE INDEX IF NOT EXISTS runs_by_host ON runs (host, id);
+CREATE TABLE IF NOT EXISTS logs (
+  run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL, at $REAL NOT NULL, level TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run, seq);
+]]
+
+-- The SQL that brings a journal of version v (2 or later) to this one, in
+-- a driver's words; nil when it is current.
+function store.migration(v, words)
+  if v == 2 then return (V2_TO_V3:gsub("%$(%u+)", words)) end
+end
 
 -- The schema with a driver's words ({ID =, REF =, REAL =}).
 function store.schema(words)
@@ -49,13 +71,14 @@ end
 -- before it): their columns, and those that name another row.
 local TABLES = {
   {name = "runs", id = true, columns = {"flow", "args", "pid", "host", "started_at", "ended_at", "outcome",
-    "exit_code", "resumed_from", "params"}, refs = {resumed_from = "runs"}},
+    "exit_code", "resumed_from", "params", "summary"}, refs = {resumed_from = "runs"}},
   {name = "steps", id = true, columns = {"run", "name", "occurrence", "status", "started_at", "ended_at", "error",
     "results", "origin"}, refs = {run = "runs"}},
   {name = "jobs", id = true, columns = {"run", "provider", "resource", "occurrence", "label", "sent_at", "intent",
     "remote_run", "status", "final", "ok", "counts", "started_at", "ended_at", "link", "error", "result", "origin",
     "started_by"}, refs = {run = "runs", started_by = "runs"}},
   {name = "job_statuses", columns = {"job", "at", "status"}, refs = {job = "jobs"}},
+  {name = "logs", columns = {"run", "seq", "at", "level", "text"}, refs = {run = "runs"}},
 }
 
 -- The driver for a location: {url = ...} is a server, {dir = ...} a
@@ -80,25 +103,41 @@ function store.insert_run(h, r)
     "VALUES (?, ?, ?, ?, ?, ?, ?)", r.flow, r.args, r.pid, r.host, r.started_at, r.resumed_from, r.params)
 end
 
-function store.end_run(h, id, ended_at, outcome, exit_code)
-  h:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ? WHERE id = ?", ended_at, outcome, exit_code, id)
+function store.end_run(h, id, ended_at, outcome, exit_code, summary)
+  h:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
+    ended_at, outcome, exit_code, summary, id)
 end
 
+-- A run's row without its summary (which can be large): RUN_COLUMNS.
+local RUN_COLUMNS = "id, flow, args, pid, host, started_at, ended_at, outcome, exit_code, resumed_from, params"
+local RUNS = "SELECT " .. RUN_COLUMNS .. " FROM runs "
+
 function store.run(h, id)
-  return h:rows("SELECT * FROM runs WHERE id = ?", id)[1]
+  return h:rows(RUNS .. "WHERE id = ?", id)[1]
+end
+
+function store.has_summary(h, id)
+  local row = h:rows("SELECT count(*) AS n FROM runs WHERE id = ? AND summary IS NOT NULL", id)[1]
+  return row ~= nil and row.n > 0
+end
+
+-- The run's --summary-json document (text), or nil.
+function store.summary(h, id)
+  local row = h:rows("SELECT summary FROM runs WHERE id = ?", id)[1]
+  return row and row.summary
 end
 
 -- The latest run of flow with these parameters (else these arguments).
 function store.last_run(h, flow, params, args)
   if params then
-    return h:rows("SELECT * FROM runs WHERE flow = ? AND params = ? ORDER BY id DESC LIMIT 1", flow, params)[1]
+    return h:rows(RUNS .. "WHERE flow = ? AND params = ? ORDER BY id DESC LIMIT 1", flow, params)[1]
   end
-  return h:rows("SELECT * FROM runs WHERE flow = ? AND args = ? AND params IS NULL ORDER BY id DESC LIMIT 1",
+  return h:rows(RUNS .. "WHERE flow = ? AND args = ? AND params IS NULL ORDER BY id DESC LIMIT 1",
     flow, args)[1]
 end
 
 function store.last_failed_run(h, flow)
-  return h:rows("SELECT * FROM runs WHERE flow = ? AND (outcome IS NULL OR outcome != 'ok') " ..
+  return h:rows(RUNS .. "WHERE flow = ? AND (outcome IS NULL OR outcome != 'ok') " ..
     "ORDER BY id DESC LIMIT 1", flow)[1]
 end
 
@@ -107,8 +146,66 @@ function store.resumed_from(h, id)
   return row and row.resumed_from
 end
 
-function store.runs(h, limit)
-  return h:rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", limit)
+-- The latest runs, newest first: up to limit, older than `before` (an
+-- id) when given, of flow / with outcome / on host when given. An outcome
+-- "running" or "crashed" is a run without one (which it is, is the
+-- caller's to tell).
+function store.runs(h, limit, f)
+  f = f or {}
+  local where, args = {}, {}
+  local function add(clause, v)
+    where[#where + 1] = clause
+    args[#args + 1] = v
+  end
+  if f.before then add("id < ?", f.before) end
+  if f.flow then add("flow = ?", f.flow) end
+  if f.host then add("host = ?", f.host) end
+  if f.outcome == "running" or f.outcome == "crashed" then
+    where[#where + 1] = "outcome IS NULL"
+  elseif f.outcome then
+    add("outcome = ?", f.outcome)
+  end
+  args[#args + 1] = limit
+  return h:rows(RUNS .. (#where > 0 and ("WHERE " .. table.concat(where, " AND ") .. " ") or "") ..
+    "ORDER BY id DESC LIMIT ?", table.unpack(args))
+end
+
+-- The distinct flows and hosts of the runs (for filters), each sorted.
+-- (A walk from one value to the next along the column's index: as many
+-- index lookups as distinct values, not a scan of every run.)
+local function distinct(h, column)
+  local rows = h:rows(string.format("WITH RECURSIVE v(x) AS (SELECT min(%s) FROM runs UNION ALL " ..
+    "SELECT (SELECT min(%s) FROM runs WHERE %s > v.x) FROM v WHERE v.x IS NOT NULL) " ..
+    "SELECT x FROM v WHERE x IS NOT NULL", column, column, column))
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = r.x end
+  return out
+end
+
+function store.flows_and_hosts(h)
+  return distinct(h, "flow"), distinct(h, "host")
+end
+
+-- Per run of ids: how many of its jobs ended well, ended badly, are open.
+function store.job_tallies(h, ids)
+  local out = {}
+  if #ids == 0 then return out end
+  for _, id in ipairs(ids) do out[id] = {ok = 0, failed = 0, running = 0, total = 0} end
+  local rows = h:rows("SELECT run, ok, final, count(*) AS n FROM jobs WHERE run IN (" ..
+    string.rep("?", #ids, ", ") .. ") GROUP BY run, ok, final", table.unpack(ids))
+  for _, r in ipairs(rows) do
+    local t = out[r.run]
+    local key = r.ok == 1 and "ok" or r.final == 1 and "failed" or "running"
+    t[key] = t[key] + r.n
+    t.total = t.total + r.n
+  end
+  return out
+end
+
+-- One resource's jobs across runs, newest first (up to limit).
+function store.resource_jobs(h, provider, resource, limit)
+  return h:rows("SELECT j.run, j.status, j.ok, j.final, j.counts, j.started_at, j.ended_at, j.remote_run, j.link " ..
+    "FROM jobs j WHERE j.provider = ? AND j.resource = ? ORDER BY j.id DESC LIMIT ?", provider, resource, limit)
 end
 
 -- Steps -------------------------------------------------------------------
@@ -199,8 +296,35 @@ function store.job_finished(h, id, f)
 end
 
 function store.jobs(h, run)
-  return h:rows("SELECT id, provider, resource, remote_run, label, status, ok, counts, started_at, ended_at, " ..
+  return h:rows("SELECT id, provider, resource, remote_run, label, status, ok, final, counts, started_at, ended_at, " ..
     "link, error, origin, started_by FROM jobs WHERE run = ? ORDER BY id", run)
+end
+
+-- Every status change of a run's jobs, in order: {job, at, status}.
+function store.job_statuses(h, run)
+  return h:rows("SELECT s.job, s.at, s.status FROM job_statuses s JOIN jobs j ON j.id = s.job " ..
+    "WHERE j.run = ? ORDER BY s.job, s.at", run)
+end
+
+-- Logs ----------------------------------------------------------------------
+
+-- lines: {{seq, at, level, text}, ...} of run, written a few per statement.
+function store.insert_logs(h, run, lines)
+  local per = 12 -- rows per statement: 60 parameters
+  for first = 1, #lines, per do
+    local last = math.min(#lines, first + per - 1)
+    local values, args = {}, {}
+    for i = first, last do
+      local l = lines[i]
+      values[#values + 1] = "(?, ?, ?, ?, ?)"
+      for _, v in ipairs{run, l.seq, l.at, l.level, l.text} do args[#args + 1] = v end
+    end
+    h:run("INSERT INTO logs (run, seq, at, level, text) VALUES " .. table.concat(values, ", "), table.unpack(args))
+  end
+end
+
+function store.logs(h, run)
+  return h:rows("SELECT seq, at, level, text FROM logs WHERE run = ? ORDER BY seq", run)
 end
 
 -- Pruning -----------------------------------------------------------------

@@ -361,6 +361,9 @@ function driver.open(location, create, store)
       if now == nil then
         self:query(store.schema(WORDS) .. LEASES)
         self:query("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(store.SCHEMA_VERSION))
+      elseif now < store.SCHEMA_VERSION then
+        self:query(store.migration(now, WORDS))
+        self:query("UPDATE meta SET value = ? WHERE key = 'schema_version'", tostring(store.SCHEMA_VERSION))
       elseif now > store.SCHEMA_VERSION then
         fail(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
           now, store.SCHEMA_VERSION))

@@ -65,7 +65,7 @@ end
 
 -- Version 1 (the first two releases, one provider): its syncs in `syncs`,
 -- with columns added while it shipped. Its journal is moved into version 2
--- in one transaction: the syncs become jobs of that provider with the same
+-- (then on to the current one, lua/store.lua) in one transaction: the syncs become jobs of that provider with the same
 -- ids, so an intent or a run in flight there is still found (and adopted).
 local V1_ADDED = {
   {"steps", "origin", "TEXT"}, {"syncs", "origin", "TEXT"},
@@ -126,10 +126,14 @@ function driver.open(location, create, store)
     if v == nil then
       h:exec(store.schema(WORDS))
       h:run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(store.SCHEMA_VERSION))
-    elseif v == 1 then
-      migrate_v1(h, store.schema(WORDS))
+    elseif v < store.SCHEMA_VERSION then
+      if v == 1 then
+        migrate_v1(h, store.schema(WORDS))
+        h:exec("DELETE FROM meta WHERE key = 'added_columns'")
+        v = 2
+      end
+      h:exec(store.migration(v, WORDS))
       h:run("UPDATE meta SET value = ? WHERE key = 'schema_version'", tostring(store.SCHEMA_VERSION))
-      h:exec("DELETE FROM meta WHERE key = 'added_columns'")
     elseif v > store.SCHEMA_VERSION then
       error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
         v, store.SCHEMA_VERSION), 0)

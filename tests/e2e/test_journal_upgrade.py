@@ -76,9 +76,12 @@ class Upgrade(SimTestCase):
         self.assertEqual(self.sim.triggers.get(5), None, "the run in flight was adopted, not triggered again")
         self.assertIn("sync 5: run %d, started by engine run 2, is still in flight; adopting it" % run_id, r.stderr)
         db = sqlite3.connect(self.journal())
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone(), ("2",))
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone(), ("3",))
         tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         self.assertNotIn("syncs", tables)
+        self.assertIn("logs", tables)  # schema 3: each run's log lines and its summary
+        self.assertIn("sync 5: run %d, started by engine run 2" % run_id,
+                      db.execute("SELECT group_concat(text, '|') FROM logs WHERE run = 3").fetchone()[0])
         self.assertEqual(db.execute("SELECT provider, resource, remote_run, ok, final FROM jobs WHERE id = 1").fetchone(),
                          ("census", "6", "901", 1, 1))
         self.assertEqual(db.execute("SELECT count(*) FROM job_statuses WHERE job = 1").fetchone(), (2,))
@@ -99,15 +102,33 @@ class Upgrade(SimTestCase):
         run = self.sim.new_run(sync_id, {})
         return run["id"]
 
+    def test_a_schema_2_journal_gains_logs_and_summaries(self):
+        # schema 2 (the previous release): runs without summary, no logs
+        run(["-e", "flow.step('a', function() end)"])
+        db = sqlite3.connect(self.journal())
+        db.executescript("DROP TABLE logs; ALTER TABLE runs DROP COLUMN summary; "
+                         "UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+        db.close()
+        r = run(["-e", "flow.step('b', function() log.info('hello from b') end)"])
+        self.assertEqual(r.rc, 0, r)
+        db = sqlite3.connect(self.journal())
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone(), ("3",))
+        self.assertEqual(db.execute("SELECT summary IS NULL FROM runs ORDER BY id").fetchall(), [(1,), (0,)])
+        db.close()
+        self.assertIn("hello from b", run(["runs", "2", "--logs"]).stdout)
+        r = run(["runs", "1", "--logs"])
+        self.assertEqual((r.rc, r.stdout), (0, ""))
+        self.assertIn("run 1 kept no log lines", r.stderr)
+
     def test_an_engine_refuses_a_journal_newer_than_it_knows(self):
         run(["-e", "flow.step('a', function() end)"])
         db = sqlite3.connect(self.journal())
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
         db.commit()
         db.close()
         r = run(["-e", "flow.step('a', function() end)"])
         self.assertEqual(r.rc, 1, r)
-        self.assertIn("it has schema version 3; this engine knows 2 (upgrade the engine)", r.stderr)
+        self.assertIn("it has schema version 4; this engine knows 3 (upgrade the engine)", r.stderr)
 
     def test_a_failed_upgrade_leaves_the_old_journal_whole(self):
         flow = self.flow("census.sync({sync_id = 5})")
