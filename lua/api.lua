@@ -118,10 +118,12 @@ function api.base_url(given, var, allow_var)
 end
 
 -- The settings every connection of a provider shares, from PREFIX_*
--- variables: request timeout, answer cap, retry delay and budget, and how
+-- variables: request timeout, answer cap, retry delay and budget, how
 -- long a 429 without Retry-After pauses (the vendor's documented cooldown
--- by default: throttle_wait).
-function api.settings(prefix, throttle_wait)
+-- by default: throttle_wait), and the account's request budget
+-- (PREFIX_MAX_REQUESTS_PER_SECOND; by default max_rate, the vendor's
+-- published limit, or none).
+function api.settings(prefix, throttle_wait, max_rate)
   -- a 429's cooldown fits in the retries' budget with room for one more try
   local max_answer = env(prefix .. "_MAX_ANSWER_BYTES")
   local max_bytes = MAX_ANSWER_BYTES
@@ -137,8 +139,18 @@ function api.settings(prefix, throttle_wait)
   if request_timeout < 0.001 then
     invalid("%s_REQUEST_TIMEOUT must be at least 0.001 seconds, got %q", prefix, env(prefix .. "_REQUEST_TIMEOUT"))
   end
+  local rate = env(prefix .. "_MAX_REQUESTS_PER_SECOND")
+  if rate ~= nil then
+    local n = tonumber(rate)
+    if not n or n ~= n or n < 0 or n > 1e6 then
+      invalid("%s_MAX_REQUESTS_PER_SECOND must be a number of requests a second (0: no budget), got %q", prefix, rate)
+    end
+    rate = n
+  else
+    rate = max_rate or 0
+  end
   return {
-    request_timeout = request_timeout, max_bytes = max_bytes,
+    request_timeout = request_timeout, max_bytes = max_bytes, max_rate = rate,
     retry_delay = env_seconds(prefix .. "_RETRY_DELAY") or 1,
     retry_budget = env_seconds(prefix .. "_RETRY_BUDGET") or (300 + (throttle_wait or 0)),
     throttle_wait = env_seconds(prefix .. "_THROTTLE_WAIT") or throttle_wait,
@@ -164,6 +176,7 @@ function api.bounded(conn, budget)
   for k, v in pairs(conn) do c[k] = v end
   c.request_timeout = math.min(conn.request_timeout, budget)
   c.retry_budget = budget
+  c.unbudgeted = true -- a stop's cancels go out at once
   return c
 end
 
@@ -285,6 +298,87 @@ function api.retry_wait(conn, n, err, budget_end)
   return wait
 end
 
+-- One request budget per account ------------------------------------------
+-- Every request to one account (a provider's base URL and credentials)
+-- shares a budget: at most max_rate a second, spaced evenly (the
+-- generic cell rate algorithm: each request reserves the next slot, so a
+-- thousand waits polling at once queue in order instead of bursting), and
+-- a 429's Retry-After pauses every request of the account until then, not
+-- only the one that got it. A stop's cancels skip the budget.
+
+local accounts = {} -- key -> {rate, tat, paused_until, held, held_seconds, throttled}
+
+local function account(conn)
+  local key = conn.name .. "\0" .. conn.base .. "\0" .. (conn.auth or "")
+  local a = accounts[key]
+  if not a then
+    a = {name = conn.name, vendor = conn.vendor, env = conn.env, rate = conn.max_rate or 0, tat = 0,
+      paused_until = 0, held = 0, longest = 0, throttled = 0}
+    accounts[key] = a
+  end
+  return a
+end
+
+-- Waits (if it must) for the account's next slot, within budget_end.
+local function take_slot(conn, budget_end)
+  if conn.unbudgeted then return end
+  local a = account(conn)
+  local first = timer.now()
+  while true do
+    local now = timer.now()
+    local at = math.max(now, a.paused_until)
+    if a.rate > 0 then
+      -- slots 5 % further apart than the rate: a request the network or a
+      -- connection's set-up holds back a little never puts one more into
+      -- a second at the vendor
+      local slot = math.max(at, a.tat)
+      a.tat = slot + 1.05 / a.rate -- reserved, even if a pause comes meanwhile
+      at = slot
+    end
+    if at > now and at > budget_end then -- (no wait: the request's own deadline decides)
+      error(errors.error("throttled", string.format("%s: the request budget for %s (%s) cannot fit this " ..
+        "request before its deadline", conn.name, conn.vendor, a.paused_until > now and "paused after a 429" or
+        (a.rate .. " a second")), {}), 0)
+    end
+    -- (a timer may fire a little early: sleep until the slot by this clock)
+    while true do
+      local left = at - timer.now()
+      if left <= 0 then break end
+      timer.sleep(left)
+    end
+    if a.paused_until <= timer.now() then break end -- a 429 meanwhile: a new slot after it
+  end
+  local waited = timer.now() - first
+  if waited > 0.001 then
+    a.held = a.held + 1
+    if waited > a.longest then a.longest = waited end
+  end
+end
+
+-- A 429 (with its Retry-After, or the vendor's cooldown) pauses the account.
+local function pause(conn, seconds)
+  if conn.unbudgeted or not seconds or seconds <= 0 then return end
+  local a = account(conn)
+  a.throttled = a.throttled + 1
+  local ends = timer.now() + seconds
+  if ends > a.paused_until then a.paused_until = ends end
+end
+
+-- What the budgets held back during the run, for the summary: one entry
+-- per account that waited ({provider, vendor, rate, held, longest (the
+-- longest wait, seconds), throttled (429s)}), in name order.
+function api.budget_report()
+  local out = {}
+  for _, a in pairs(accounts) do
+    if a.held > 0 or a.throttled > 0 then
+      out[#out + 1] = {provider = a.name, vendor = a.vendor, env = a.env, rate = a.rate, held = a.held,
+        longest = a.longest, throttled = a.throttled}
+    end
+  end
+  table.sort(out, function(x, y) return x.provider < y.provider end)
+  return out
+end
+
 -- The one retry loop. Retries network errors, 5xx, 429 and bad answers with
 -- backoff and jitter, honouring Retry-After, within the connection's budget
 -- (never past req.deadline, a flow.now() value). req: method, path, query,
@@ -303,8 +397,10 @@ function api.request(conn, req)
   local n = 0
   while true do
     n = n + 1
+    take_slot(conn, budget_end)
     local sent_at = rules.wallclock()
     local outcome, v = attempt(conn, req)
+    if outcome == "retry" and v.http_status == 429 then pause(conn, v.retry_after) end
     local answered = outcome == "ok" -- a 2xx: the request took effect
     if outcome == "ok" then
       local problem = req.check and req.check(v.body)

@@ -134,7 +134,7 @@ end
 local function html(id, path)
   local r = journal.run(id)
   if not r then fail(1, "there is no run %d in %s (engine runs lists them)", id, journal.path()) end
-  local page = require("engine.ui_pages").run_file(run_docs.page(r))
+  local page = rules.redact(require("engine.ui_pages").run_file(run_docs.page(r)))
   local ok, err = require("engine.c.files").write_file(path, page)
   if not ok then fail(1, "cannot write %s: %s", path, err) end
 end

@@ -29,6 +29,7 @@ table.sort(OVERRIDE_NAMES)
 local P = {
   name = "dbt_cloud", vendor = "dbt Cloud", env = "DBT_CLOUD", kind = "job", noun = "job run",
   done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 300, run_verb = "run",
+  max_rate = 5000 / 60, -- the published limit: 5,000 requests a minute per account
   connection_options = CONNECTION_OPTIONS,
   success_statuses = {success = true}, -- (a row with one of them that failed says so)
   trigger_options = {"job_id", "project_id", "environment_id", "reuse_existing", table.unpack(OVERRIDE_NAMES)},
@@ -114,7 +115,7 @@ function P.connection(opts)
   if connections[key] then return connections[key] end
   local conn = api.connection({name = "dbt_cloud", vendor = "dbt Cloud", base = base,
     prefix = "/api/v2/accounts/" .. account, auth = "Token " .. token, hint = hint, message_of = message_of,
-    account = account}, api.settings("DBT_CLOUD", P.throttle_wait))
+    account = account}, api.settings("DBT_CLOUD", P.throttle_wait, P.max_rate))
   connections[key] = conn
   return conn
 end

@@ -22,6 +22,7 @@ local DASHBOARD = "https://fivetran.com/dashboard/connections/"
 local P = {
   name = "fivetran", vendor = "Fivetran", env = "FIVETRAN", kind = "sync", noun = "sync",
   done_word = "succeeded", poll_floor = 5, poll = 30, throttle_wait = 60,
+  max_rate = 20000 / 3600, -- the published limit: 20,000 requests an hour per account
   connection_options = CONNECTION_OPTIONS,
   success_statuses = {succeeded = true}, -- (a row with one of them that failed says so)
   trigger_options = {"connection_id", "group_id", "resync", "scope"},
@@ -96,7 +97,7 @@ function P.connection(opts)
   local base = api.base_url(nil, "FIVETRAN_BASE_URL", "FIVETRAN_ALLOW_HTTP") or "https://api.fivetran.com"
   local conn = api.connection({name = "fivetran", vendor = "Fivetran", base = base, prefix = "/v1",
     auth = "Basic " .. auth, accept = "application/json;version=2", hint = hint, key = cache},
-    api.settings("FIVETRAN", P.throttle_wait))
+    api.settings("FIVETRAN", P.throttle_wait, P.max_rate))
   connections[cache] = conn
   return conn
 end

@@ -239,6 +239,20 @@ function report.summary_text(exit_code)
   if c.job.total > 0 then what[#what + 1] = plural(c.job.total, "job") end
   local out = {string.format("summary: %s: %s; %s, exit %d", table.concat(what, ", "),
     table.concat(by_outcome, ", "), seconds(timer.now() - report.started), exit_code)}
+  -- requests an account's budget held back (not a late poll: the budget's)
+  for _, b in ipairs(require("engine.api").budget_report()) do
+    local parts = {}
+    if b.held > 0 then
+      parts[#parts + 1] = string.format("the request budget (%s) held back %s, up to %s each", b.rate > 0 and
+        string.format("%g a second, %s_MAX_REQUESTS_PER_SECOND", b.rate, b.env) or "pauses after a 429",
+        plural(b.held, "request"), seconds(b.longest))
+    end
+    if b.throttled > 0 then
+      parts[#parts + 1] = string.format("%s answered 429 %s, pausing every request to the account",
+        b.vendor, b.throttled == 1 and "once" or (b.throttled .. " times"))
+    end
+    out[#out + 1] = string.format("  %s: %s", b.provider, table.concat(parts, "; "))
+  end
   local rows, failed = report.entries, 0
   if #rows > SUMMARY_ROWS then
     rows = {}
@@ -315,11 +329,13 @@ function report.summary(exit_code, interrupted, ending)
     entries[i] = out
   end
   local c = counts()
+  local held = require("engine.api").budget_report()
   return {
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
     started_at = iso(report.started_at), duration = timer.now() - report.started,
     steps = c.step, syncs = c.sync, remote_jobs = c.remote, error = ending, entries = entries, jobs = remote,
+    request_budget = #held > 0 and held or nil,
   }
 end
 

@@ -104,8 +104,9 @@ function run_docs.one_json(r)
 end
 
 -- One run (journal.run's) as the UI's pages show it (lua/ui_pages.lua):
--- times as ISO text and epoch seconds, each job with its provider's words
--- and its status changes, the run's log lines.
+-- times as ISO text and epoch seconds (a job's as epoch seconds only: a
+-- run may have ten thousand), each job with its provider's words and its
+-- status changes, the run's log lines.
 function run_docs.page(r)
   local doc = {id = r.id, flow = r.flow, arguments = r.args, params = r.params, started_at = iso(r.started_at),
     ended_at = iso(r.ended_at), start = r.started_at, finish = r.ended_at, outcome = r.outcome,
@@ -125,8 +126,8 @@ function run_docs.page(r)
     local P = jobs.provider(j.provider)
     doc.jobs[i] = {provider = j.provider, vendor = P and P.vendor or j.provider, kind = P and P.kind or "job",
       resource = j.resource, remote_run = j.remote_run, label = j.label, outcome = j.status, ok = j.ok == 1,
-      final = j.final == 1, link = j.link, error = j.error, counts = j.counts, started_at = iso(j.started_at),
-      ended_at = iso(j.ended_at), start = j.started_at, finish = j.ended_at, origin = j.origin,
+      final = j.final == 1, link = j.link, error = j.error, counts = j.counts,
+      start = j.started_at, finish = j.ended_at, origin = j.origin,
       started_by = j.started_by, statuses = statuses[j.id] or {}}
   end
   for i, l in ipairs(r.logs()) do doc.logs[i] = {at = iso(l.at), level = l.level, text = l.text} end

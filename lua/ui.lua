@@ -11,6 +11,7 @@ local journal = require "engine.journal"
 local run = require "engine.run"
 local run_docs = require "engine.run_docs"
 local pages = require "engine.ui_pages"
+local rules = require "engine.c.rules"
 
 local ui = {}
 
@@ -292,7 +293,9 @@ function ui.main(args, state)
         require("engine.c.error").describe(status))
       status, body, h = page(500, pages.error(500, "Server error", "This page could not be made; the log says why."))
     end
-    server:respond(req.id, status, body, h)
+    -- the journal may hold what an older engine stored unscrubbed: every
+    -- page and document is scrubbed on the way out, as engine runs does
+    server:respond(req.id, status, rules.redact(body), h)
   end)
   if not server then fail(1, "ui: %s", err) end
   local shown = host:find(":", 1, true) and ("[" .. host .. "]") or host

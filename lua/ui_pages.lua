@@ -13,8 +13,12 @@ local assets = require "engine.ui_assets"
 local pages = {}
 
 local concat, format, floor, max, min = table.concat, string.format, math.floor, math.max, math.min
+local find, gsub = string.find, string.gsub
 
 -- Values -------------------------------------------------------------------
+-- A run page may have ten thousand jobs. What costs there is calls into C
+-- (a pattern scan costs per byte, a number turned into text costs like a
+-- printf), so repeated strings and small numbers come from memos.
 
 local ENTITIES = {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;"}
 
@@ -24,37 +28,72 @@ local function given(v)
   return t == "string" or t == "number" or t == "boolean"
 end
 
+-- Whole numbers 0..4095 as text, made once each: pixels, seconds, counts.
+local SMALL = setmetatable({}, {__index = function(t, i)
+  local text = tostring(i)
+  if math.type(i) == "integer" and i >= 0 and i < 4096 then t[i] = text end
+  return text
+end})
+
+-- Escaped values, dropped wholesale when many (the memo never grows past
+-- a page's worth); the lookup comes first, before any type test. Long
+-- strings are scanned with five plain finds (memchr) rather than one class
+-- pattern, which costs per byte.
+local memo, memo_n = {}, 0
 local function esc(v)
+  local e = memo[v]
+  if e then return e end
   local t = type(v)
-  if t == "number" then return tostring(v) end
-  if t ~= "string" then return t == "boolean" and tostring(v) or "" end
-  if not v:find("[&<>\"']") then return v end -- most text: no copy
-  return (v:gsub("[&<>\"']", ENTITIES))
+  if t == "string" then
+    local bad
+    if #v > 12 then
+      bad = find(v, "&", 1, true) or find(v, "<", 1, true) or find(v, ">", 1, true) or find(v, '"', 1, true)
+        or find(v, "'", 1, true)
+    else
+      bad = find(v, "[&<>\"']")
+    end
+    e = bad and gsub(v, "[&<>\"']", ENTITIES) or v
+  elseif t == "number" then
+    if math.type(v) ~= "integer" then return tostring(v) end -- (2.0 and 2 are one key)
+    e = tostring(v)
+  elseif t == "boolean" then
+    e = tostring(v)
+  else
+    return ""
+  end
+  if memo_n >= 50000 then memo, memo_n = {}, 0 end
+  memo[v], memo_n = e, memo_n + 1
+  return e
 end
 pages.escape = esc
 
 -- A path segment or query value: everything but the unreserved characters.
 local function seg(v)
   v = tostring(v)
-  if not v:find("[^A-Za-z0-9%-%._~]") then return v end
-  return (tostring(v):gsub("[^A-Za-z0-9%-%._~]", function(c) return format("%%%02X", c:byte()) end))
+  if not find(v, "[^A-Za-z0-9%-%._~]") then return v end
+  return (gsub(v, "[^A-Za-z0-9%-%._~]", function(c) return format("%%%02X", c:byte()) end))
 end
 pages.encode = seg
 
 -- A vendor's page, only as http(s): never javascript: or data:.
 local function vendor_url(u)
-  if type(u) == "string" and (u:find("^https?://")) then return u end
+  if type(u) == "string" and find(u, "^https?://") then return u end
 end
 
+-- 1234567 as "1,234,567".
+local THOUSANDS = setmetatable({}, {__index = function(t, i)
+  t[i] = format("%03d", i)
+  return t[i]
+end})
+local function grouped(i)
+  if i < 1000 then return SMALL[i] end
+  return grouped(i // 1000) .. "," .. THOUSANDS[i % 1000]
+end
 local function num(v)
-  if type(v) ~= "number" then return tostring(v) end
   local i = math.tointeger(v)
-  if not i then return format("%.6g", v) end
-  local text = tostring(i)
-  if i > -1000 and i < 1000 then return text end
-  local k
-  repeat text, k = text:gsub("^(-?%d+)(%d%d%d)", "%1,%2") until k == 0
-  return text
+  if not i then return type(v) == "number" and format("%.6g", v) or esc(v) end
+  if i < 0 then return i == math.mininteger and tostring(i) or "-" .. grouped(-i) end
+  return grouped(i)
 end
 
 -- At most n bytes, not cutting a UTF-8 sequence; the whole text goes in a title.
@@ -65,16 +104,24 @@ end
 
 -- Durations and times ------------------------------------------------------
 
+local function two(a, ua, b, ub)
+  if b > 0 then return SMALL[a] .. ua .. " " .. SMALL[b] .. ub end
+  return SMALL[a] .. ua
+end
+
 -- "0.4 s", "12 s", "1 m 12 s", "2 h 5 m": the two largest units.
 local function dur(s)
   if type(s) ~= "number" or s ~= s then return nil end
-  if s < 10 then return (format("%.1f s", max(s, 0)):gsub("%.0 s$", " s")) end
+  if s < 10 then
+    local tenths = floor(max(s, 0) * 10 + 0.5)
+    if tenths % 10 == 0 then return SMALL[tenths // 10] .. " s" end
+    return SMALL[tenths // 10] .. "." .. SMALL[tenths % 10] .. " s"
+  end
   s = floor(s + 0.5)
-  local function two(a, ua, b, ub) return b > 0 and format("%d %s %d %s", a, ua, b, ub) or format("%d %s", a, ua) end
-  if s < 60 then return s .. " s" end
-  if s < 3600 then return two(s // 60, "m", s % 60, "s") end
-  if s < 86400 then return two(s // 3600, "h", s % 3600 // 60, "m") end
-  return two(s // 86400, "d", s % 86400 // 3600, "h")
+  if s < 60 then return SMALL[s] .. " s" end
+  if s < 3600 then return two(s // 60, " m", s % 60, " s") end
+  if s < 86400 then return two(s // 3600, " h", s % 3600 // 60, " m") end
+  return two(s // 86400, " d", s % 86400 // 3600, " h")
 end
 
 -- "2024-05-01T12:00:01.234Z" as "2024-05-01 12:00:01" (the page says UTC).
@@ -92,6 +139,10 @@ end
 local function time_el(iso)
   if not given(iso) then return '<span class="muted">—</span>' end
   return '<time datetime="' .. esc(iso) .. '">' .. esc(short_time(iso)) .. "</time>"
+end
+
+local function plural(n, word)
+  return n .. " " .. word .. (n == 1 and "" or "s")
 end
 
 local function span(a, b)
@@ -168,6 +219,9 @@ end
 
 -- The page -----------------------------------------------------------------
 
+-- body: the list of strings a page's content was written into; the head
+-- goes in at [0] and all of it is concatenated once (a run page of ten
+-- thousand jobs is six megabytes).
 local function page(title, body, opts)
   opts = opts or {}
   local b = {'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
@@ -183,9 +237,9 @@ local function page(title, body, opts)
     b[#b + 1] = '<header class="top"><a class="home" href="/">engine</a><nav><a href="/">Runs</a></nav></header>\n'
   end
   b[#b + 1] = "<main>\n"
-  b[#b + 1] = type(body) == "table" and concat(body) or body
-  b[#b + 1] = '\n<footer>Times are UTC.</footer>\n</main>\n</body>\n</html>\n'
-  return concat(b)
+  body[0] = concat(b)
+  body[#body + 1] = '\n<footer>Times are UTC.</footer>\n</main>\n</body>\n</html>\n'
+  return concat(body, "", 0)
 end
 
 local function scroll_table(head, rows)
@@ -263,7 +317,7 @@ local function select_list(name, label, values, current)
 end
 
 function pages.runs(items, q)
-  q = q or {}
+  items, q = items or {}, q or {}
   local filtered = (given(q.flow) and q.flow ~= "") or (given(q.outcome) and q.outcome ~= "")
     or (given(q.host) and q.host ~= "")
   local b = {"<h1>Runs</h1>\n", '<form class="filters" method="get" action="/">',
@@ -316,34 +370,50 @@ local function by_start(list)
   return order
 end
 
+-- Names as HTML, from escaped parts (the parts recur; a whole name would
+-- be scanned byte by byte again).
 local function step_name(s)
   local occ = math.tointeger(s.occurrence)
-  return "step " .. tostring(s.name) .. ((occ and occ > 1) and (" #" .. occ) or "")
+  return "step " .. esc(s.name) .. ((occ and occ > 1) and (" #" .. occ) or "")
 end
 
 local function job_name(j)
-  local name = (given(j.vendor) and (tostring(j.vendor) .. " ") or "") .. (given(j.kind) and tostring(j.kind) or "job")
-    .. " " .. tostring(j.resource)
-  if given(j.label) and tostring(j.label) ~= "" and tostring(j.label) ~= tostring(j.resource) then
-    name = name .. " (" .. tostring(j.label) .. ")"
-  end
-  return name
+  local vendor, kind, resource, label = esc(j.vendor), esc(j.kind), esc(j.resource), esc(j.label)
+  return (vendor ~= "" and (vendor .. " ") or "") .. (kind ~= "" and kind or "job") .. " " .. resource
+    .. ((label ~= "" and label ~= resource) and (" (" .. label .. ")") or "")
+end
+
+-- A label for the left column: a long name cut (at 44 bytes of text).
+local UNESCAPE = {}
+for c, e in pairs(ENTITIES) do UNESCAPE[e] = c end
+local function short_label(html)
+  if #html <= 44 then return html end
+  local text = gsub(html, "&#?%w+;", UNESCAPE)
+  if #text <= 44 then return html end
+  return esc(clip(text, 44))
 end
 
 -- The timeline: one row per step, then one per job, each in start order;
 -- an unfinished bar runs to the run's end, or to now while it is live.
 -- Ten thousand rows: one flat buffer, whole-pixel coordinates (formatting
 -- floats costs more than the rest of a row).
-local function timeline(doc)
+local function timeline(doc, out)
   local steps, jobs = by_start(doc.steps or {}), by_start(doc.jobs or {})
   local count = #steps + #jobs
-  if count == 0 then return '<p class="empty">No steps or jobs.</p>\n' end
+  if count == 0 then
+    out[#out + 1] = '<p class="empty">No steps or jobs.</p>\n'
+    return
+  end
   local first, last = math.huge, -math.huge
   for _, list in ipairs({steps, jobs}) do
-    for _, e in ipairs(list) do
+    for i = 1, #list do
+      local e = list[i]
       local s, f = e.start, e.finish
-      if type(s) == "number" then first, last = min(first, s), max(last, s) end
-      if type(f) == "number" then last = max(last, f) end
+      if type(s) == "number" then
+        if s < first then first = s end
+        if s > last then last = s end
+      end
+      if type(f) == "number" and f > last then last = f end
     end
   end
   local t0 = type(doc.start) == "number" and doc.start or first
@@ -353,11 +423,15 @@ local function timeline(doc)
   local spanned = max(t1 - t0, 1)
   local scale = PLOT_W / spanned
   local width, height = LABEL_W + PLOT_W + 32, AXIS_H + count * ROW + 4
-  local function x_of(t) return floor(LABEL_W + min(max(t - t0, 0), spanned) * scale + 0.5) end
+  local function x_of(t) -- (comparisons, not math.min and max: this runs twice a row)
+    t = t - t0
+    if t < 0 then t = 0 elseif t > spanned then t = spanned end
+    return floor(LABEL_W + t * scale + 0.5)
+  end
 
-  local out = {format('<div class="scroll"><svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="%d" '
-    .. 'height="%d" viewBox="0 0 %d %d" role="img" aria-label="Timeline: %d steps, %d jobs">\n<g class="axis">',
-    width, height, width, height, #steps, #jobs)}
+  out[#out + 1] = format('<div class="scroll"><svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="%d" '
+    .. 'height="%d" viewBox="0 0 %d %d" role="img" aria-label="Timeline of %s and %s">\n<g class="axis">',
+    width, height, width, height, plural(#steps, "step"), plural(#jobs, "job"))
   local step = tick_step(spanned, 8)
   local k = 0
   while k * step <= spanned + 1e-9 do
@@ -369,51 +443,70 @@ local function timeline(doc)
   out[#out + 1] = "</g>\n"
   local n, labels, m = #out, {'<g class="labels" text-anchor="end">'}, 1
   local y = AXIS_H
-  local text_at, bar_end = '<text x="' .. (LABEL_W - 6) .. '" y="', '" height="' .. BAR_H .. '"/><title>'
+  local text_at, bar_end = '<text x="' .. (LABEL_W - 6) .. '" dy="9" y="', '" height="' .. BAR_H .. '"/><title>'
   local opening = {} -- class -> outcome -> '<g class=... data-outcome=...><rect x="'
   local function row(e, name, outcome, class)
     local s = type(e.start) == "number" and e.start or t0
-    local f = type(e.finish) == "number" and e.finish or t1
-    local x = x_of(s)
-    local said = given(outcome) and tostring(outcome) or "unknown"
-    local how = type(e.finish) == "number" and (" in " .. dur(f - s)) or (", " .. dur(f - s) .. " so far")
-    local note = origin_note(e)
-    if note then how = how .. " (" .. note .. ")" end
-    local full = esc(name)
-    labels[m + 1], labels[m + 2], labels[m + 3], labels[m + 4] = text_at, y + 9, '">',
-      #name > 44 and esc(clip(name, 44)) or full
+    local done = type(e.finish) == "number"
+    local f = done and e.finish or t1
+    local x, ys = x_of(s), SMALL[y]
+    local said = esc(outcome)
+    if said == "" then said = "unknown" end
+    local how = done and (" in " .. dur(f - s)) or (", " .. dur(f - s) .. " so far")
+    if e.origin then
+      local note = origin_note(e)
+      if note then how = how .. " (" .. esc(note) .. ")" end
+    end
+    labels[m + 1], labels[m + 2], labels[m + 3], labels[m + 4] = text_at, ys, '">', short_label(name)
     labels[m + 5] = "</text>"
     m = m + 5
     local by_class = opening[class] or {}
     opening[class] = by_class
     local open = by_class[said]
     if not open then
-      open = '<g class="bar ' .. class .. '" data-outcome="' .. esc(said) .. '"><rect x="'
+      open = '<g class="bar ' .. class .. '" data-outcome="' .. said .. '"><rect x="'
       by_class[said] = open
     end
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = open, x, '" y="', y + 1
-    out[n + 5], out[n + 6], out[n + 7], out[n + 8] = '" width="', max(x_of(f) - x, 2), bar_end, full
-    out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ": ", esc(said), esc(how), "</title></g>\n"
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = open, SMALL[x], '" y="', ys
+    local w = x_of(f) - x
+    out[n + 5], out[n + 6], out[n + 7], out[n + 8] = '" width="', SMALL[w > 2 and w or 2], bar_end, name
+    out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ": ", said, how, "</title></g>\n"
     n = n + 12
     y = y + ROW
   end
   for _, e in ipairs(steps) do row(e, step_name(e), e.status, step_class(e)) end
   for _, e in ipairs(jobs) do row(e, job_name(e), e.outcome, job_class(e)) end
-  labels[m + 1] = "</g>\n"
-  out[n + 1], out[n + 2] = concat(labels), "</svg></div>\n"
-  return concat(out)
+  labels[m + 1] = "</g>\n</svg></div>\n"
+  table.move(labels, 1, m + 1, n + 1, out)
 end
 
 -- One run ------------------------------------------------------------------
 
--- "name value, name value", names sorted.
+-- "name value, name value" (a no-break space in each pair), names sorted; jobs of one provider share
+-- their count names, so the last sorted list is tried first.
+local last_names, last_set = {}, {}
 local function counts_text(counts)
   if type(counts) ~= "table" then return "" end
-  local names = {}
-  for k in pairs(counts) do names[#names + 1] = tostring(k) end
-  if #names > 1 then table.sort(names) end
+  local names, n = last_names, 0
+  for k in next, counts do
+    n = n + 1
+    if not last_set[k] then names = nil break end
+  end
+  if not names or n ~= #names then
+    names, last_set = {}, {}
+    for k in next, counts do
+      names[#names + 1] = k
+      last_set[k] = true
+    end
+    table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+    last_names = names
+  end
   local text = ""
-  for i, k in ipairs(names) do text = text .. (i > 1 and ", " or "") .. esc(k) .. " " .. esc(num(counts[k])) end
+  for i = 1, #names do
+    local k = names[i]
+    local v = counts[k]
+    text = text .. (i > 1 and ", " or "") .. esc(k) .. "\u{A0}" .. (math.tointeger(v) and num(v) or esc(v))
+  end
   return text
 end
 
@@ -421,45 +514,76 @@ end
 local function statuses_text(list)
   if type(list) ~= "table" then return "" end
   local text = "" -- (a few changes each: no buffer needed)
-  for i, s in ipairs(list) do
-    text = text .. (i > 1 and " → " or "") .. esc(s.status) .. (given(s.at) and (" " .. esc(clock(s.at))) or "")
+  for i = 1, #list do
+    local s = list[i]
+    local at = esc(s.at) ~= "" and ("\u{A0}" .. esc(clock(s.at))) or "" -- (a status and its time stay on one line)
+    text = text .. (i > 1 and " → " or "") .. esc(s.status) .. at
   end
   return text
 end
 
-local function jobs_table(jobs, ctx)
-  if #jobs == 0 then return '<p class="empty">No jobs.</p>\n' end
-  local b, n = {'<div class="scroll"><table>\n<thead><tr><th>Job</th><th>Resource</th><th>Label</th>'
-    .. "<th>Remote run</th><th>Outcome</th><th>Status changes</th><th>Counts</th><th>Error</th><th>Link</th>"
-    .. "</tr></thead>\n<tbody>\n"}, 1
-  local base = {} -- a provider's /jobs/<provider>/, made once
-  for _, j in ipairs(jobs) do
-    local who = esc(given(j.vendor) and j.vendor or j.provider)
+local function jobs_table(jobs, ctx, b)
+  if #jobs == 0 then
+    b[#b + 1] = '<p class="empty">No jobs.</p>\n'
+    return
+  end
+  local n = #b + 1
+  b[n] = '<div class="scroll"><table>\n<thead><tr><th>Job</th><th>Resource</th><th>Label</th>'
+    .. "<th>Remote run</th><th>Outcome</th><th>Link</th><th>Status changes</th><th>Counts</th>"
+    .. "</tr></thead>\n<tbody>\n"
+  local paths = {} -- a provider's '<a href="/jobs/<provider>/', made once
+  local firsts = {} -- vendor -> kind -> '<tr><td>Census sync</td><td>'
+  local badges = {} -- class -> outcome -> badge
+  for i = 1, #jobs do
+    local j = jobs[i]
+    local who = esc(j.vendor)
+    if who == "" then who = esc(j.provider) end
+    local by_vendor = firsts[who] or {}
+    firsts[who] = by_vendor
+    local kind = j.kind or ""
+    local first = by_vendor[kind]
+    if not first then
+      first = "<tr><td>" .. who .. (esc(kind) ~= "" and (" " .. esc(kind)) or "") .. "</td><td>"
+      by_vendor[kind] = first
+    end
     local resource = esc(j.resource)
-    if given(j.provider) and given(j.resource) and not ctx.file then
-      local path = base[j.provider]
+    if resource ~= "" and esc(j.provider) ~= "" and not ctx.file then
+      local path = paths[j.provider]
       if not path then
-        path = '<a href="/jobs/' .. esc(seg(j.provider)) .. "/"
-        base[j.provider] = path
+        path = '<a href="/jobs/' .. seg(j.provider) .. "/"
+        paths[j.provider] = path
       end
-      resource = path .. esc(seg(j.resource)) .. '">' .. resource .. "</a>"
+      resource = path .. seg(j.resource) .. '">' .. resource .. "</a>"
     end
     local url, open = vendor_url(j.link), ""
     if url then open = '<a href="' .. esc(url) .. '" rel="noopener noreferrer" target="_blank">open in ' .. who .. "</a>" end
-    local note = origin_note(j)
-    b[n + 1], b[n + 2], b[n + 3], b[n + 4] = "<tr><td>", who, given(j.kind) and (" " .. esc(j.kind)) or "", "</td><td>"
-    b[n + 5], b[n + 6], b[n + 7], b[n + 8] = resource, "</td><td>", esc(j.label), "</td><td>"
-    b[n + 9], b[n + 10], b[n + 11] = esc(j.remote_run), "</td><td>", badge(given(j.outcome) and j.outcome or "unknown",
-      job_class(j))
-    b[n + 12] = note and (' <span class="muted">' .. esc(note) .. "</span>") or ""
-    b[n + 13], b[n + 14], b[n + 15], b[n + 16] = '</td><td class="statuses">', statuses_text(j.statuses), "</td><td>",
-      counts_text(j.counts)
-    b[n + 17], b[n + 18], b[n + 19], b[n + 20] = '</td><td class="wrap">', esc(j.error), "</td><td>", open
-    b[n + 21] = "</td></tr>\n"
-    n = n + 21
+    local class, outcome = job_class(j), esc(j.outcome)
+    local by_class = badges[class] or {}
+    badges[class] = by_class
+    local shown = by_class[outcome]
+    if not shown then
+      shown = '<span class="badge ' .. class .. '">' .. (outcome ~= "" and outcome or "unknown") .. "</span>"
+      by_class[outcome] = shown
+    end
+    if j.origin then
+      local note = origin_note(j)
+      if note then shown = shown .. ' <span class="muted">' .. esc(note) .. "</span>" end
+    end
+    b[n + 1], b[n + 2], b[n + 3], b[n + 4] = first, resource, "</td><td>", esc(j.label)
+    b[n + 5], b[n + 6], b[n + 7], b[n + 8] = "</td><td>", esc(j.remote_run), "</td><td>", shown
+    b[n + 9], b[n + 10], b[n + 11], b[n + 12] = "</td><td>", open, '</td><td class="statuses">',
+      statuses_text(j.statuses)
+    b[n + 13], b[n + 14], b[n + 15] = '</td><td class="counts">', counts_text(j.counts), "</td></tr>\n"
+    n = n + 15
+    -- an error is a row of its own under the job's, as wide as the table
+    -- (a column of it made the table wider than a screen)
+    local err = esc(j.error)
+    if err ~= "" then
+      b[n + 1], b[n + 2], b[n + 3] = '<tr class="error-row"><td colspan="7" class="wrap">', err, "</td></tr>\n"
+      n = n + 3
+    end
   end
   b[n + 1] = "</tbody>\n</table></div>\n"
-  return concat(b)
 end
 
 local function steps_table(steps)
@@ -517,8 +641,11 @@ local function run_body(doc, ctx)
     b[#b + 1] = "</p>\n"
   end
   local jobs, steps = doc.jobs or {}, doc.steps or {}
-  b[#b + 1] = "<section><h2>Timeline</h2>\n" .. timeline(doc) .. "</section>\n"
-  b[#b + 1] = "<section><h2>Jobs (" .. #jobs .. ")</h2>\n" .. jobs_table(jobs, ctx) .. "</section>\n"
+  b[#b + 1] = "<section><h2>Timeline</h2>\n"
+  timeline(doc, b)
+  b[#b + 1] = "</section>\n<section><h2>Jobs (" .. #jobs .. ")</h2>\n"
+  jobs_table(jobs, ctx, b)
+  b[#b + 1] = "</section>\n"
   b[#b + 1] = "<section><h2>Steps (" .. #steps .. ")</h2>\n" .. steps_table(steps) .. "</section>\n"
   b[#b + 1] = "<section><h2>Log</h2>\n" .. log_lines(doc.logs or {}, doc.logs_dropped) .. "</section>\n"
   return b
@@ -535,7 +662,7 @@ end
 
 -- Charts over runs ---------------------------------------------------------
 
-local CHART_H, AXIS_W = 140, 56
+local CHART_H, AXIS_W = 140, 64
 
 -- Slot width per run, so a few runs are not a few huge bars.
 local function slot_of(n) return max(4, min(24, floor(800 / max(n, 1)))) end
@@ -557,11 +684,16 @@ local function duration_of(r)
   if r.outcome == "running" and type(r.start) == "number" then return max(os.time() - r.start, 0), false end
 end
 
--- A flow's runs as bars: height the duration, colour the outcome, oldest left.
+-- A flow's runs as bars: height the duration, colour the outcome, oldest
+-- left. The finished runs set the scale; a running one is cut at its top.
 local function flow_chart(items)
   local n = #items
-  local top = 0
-  for _, r in ipairs(items) do top = max(top, duration_of(r) or 0) end
+  local top, running = 0, 0
+  for _, r in ipairs(items) do
+    local d, done = duration_of(r)
+    if done then top = max(top, d) elseif d then running = max(running, d) end
+  end
+  if top == 0 then top = running end
   top = max(top, 1)
   local slot = slot_of(n)
   local width = AXIS_W + n * slot + 8
@@ -573,7 +705,7 @@ local function flow_chart(items)
   for i = n, 1, -1 do
     local r = items[i]
     local d, done = duration_of(r)
-    local h = d and max(d / top * (CHART_H - 8), 2) or 2
+    local h = d and max(min(d, top) / top * (CHART_H - 8), 2) or 2
     local x = AXIS_W + (n - i) * slot + 1
     local words = tostring(given(r.outcome) and r.outcome or "unknown")
     if d then words = words .. ", " .. dur(d) .. (done and "" or " so far") end
@@ -591,7 +723,7 @@ function pages.flow(name, items)
   if #items == 0 then
     b[#b + 1] = '<p class="empty">No runs of this flow recorded yet.</p>\n'
   else
-    b[#b + 1] = "<section><h2>Last " .. #items .. " runs</h2>\n" .. flow_chart(items) .. "</section>\n"
+    b[#b + 1] = "<section><h2>Last " .. plural(#items, "run") .. "</h2>\n" .. flow_chart(items) .. "</section>\n"
     b[#b + 1] = "<section><h2>Runs</h2>\n" .. runs_rows(items, {}) .. "</section>\n"
   end
   b[#b + 1] = '<p class="pager"><a href="/?flow=' .. esc(seg(name)) .. '">All runs of this flow</a></p>\n'

@@ -283,8 +283,11 @@ class ProvidersTestCase(SimTestCase):
     """Tests against the Census, Fivetran and dbt Cloud simulators (self.sim,
     self.fivetran, self.dbt), each reset before each test; flows run with
     every simulator's credentials and the fast-poll settings."""
+    # (fast polls would outrun the vendors' request budgets: tests of the
+    # budget set them)
     SIM_ENV = dict(SimTestCase.SIM_ENV, FIVETRAN_MIN_POLL="0.05", FIVETRAN_RETRY_DELAY="0.01",
-                   DBT_CLOUD_MIN_POLL="0.05", DBT_CLOUD_RETRY_DELAY="0.01")
+                   DBT_CLOUD_MIN_POLL="0.05", DBT_CLOUD_RETRY_DELAY="0.01",
+                   FIVETRAN_MAX_REQUESTS_PER_SECOND="0", DBT_CLOUD_MAX_REQUESTS_PER_SECOND="0")
 
     @classmethod
     def setUpClass(cls):

@@ -223,6 +223,44 @@ class Valgrind(ServerTestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.check(p.stderr)
 
+    def test_ui_request_path(self):
+        # engine ui: the server on the loop, each request's task, pages,
+        # the API, 404/405, a request left waiting when the server stops
+        import urllib.error
+        import urllib.request
+        sim, env = self.census({1: {"steps": ["working", "completed"]}, 2: {"steps": ["failed"]}})
+        flow = write_flow("flow.step('<b>s</b>', function() log.info('hello') return 1 end)\n"
+                          "census.sync({sync_id = 1})\npcall(census.sync, {sync_id = 2})")
+        self.addCleanup(os.unlink, flow)
+        p = subprocess.run([ENGINE, flow], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        proc = subprocess.Popen(ARGS + [ENGINE, "ui", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        base = proc.stdout.readline().strip()
+        self.assertRegex(base, r"^http://127\.0\.0\.1:\d+/$")
+        for path, status in [("", 200), ("runs/1", 200), ("runs/1/summary.json", 200), ("api/runs", 200),
+                             ("api/runs/1", 200), ("flows/" + flow.replace("/", "%2F"), 200), ("jobs/census/1", 200),
+                             ("assets/ui.css", 200), ("runs/99", 404), ("nothing", 404)]:
+            try:
+                with urllib.request.urlopen(base + path, timeout=60) as r:
+                    code = r.status
+                    r.read()
+            except urllib.error.HTTPError as e:
+                code = e.code
+            self.assertEqual(code, status, path)
+        try:
+            urllib.request.urlopen(urllib.request.Request(base, method="POST", data=b"x"), timeout=60)
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 405)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=240)
+        self.assertNotEqual(proc.returncode, 99, err)
+        self.check(err)
+        p = subprocess.run(ARGS + [ENGINE, "runs", "1", "--logs"], capture_output=True, text=True, env=env,
+                           timeout=240)
+        self.assertIn("hello", p.stdout)
+        self.check(p.stderr)
+
     def census(self, scenarios, **env):
         """A Census simulator playing scenarios, and the environment (token,
         fast polls, a state directory of its own) that reaches it."""
