@@ -15,6 +15,7 @@ static const char usage[] =
     "usage: engine [options] [FLOW.lua | -] [ARGS...]\n"
     "       engine [--state DIR|URL] runs [--json] [--limit N] [--prune] [ID [--logs] [--html FILE]]\n"
     "       engine [--state DIR|URL] ui [--listen HOST:PORT]   a web UI over the journal\n"
+    "       engine [--state DIR|URL] doctor [FLOW.lua] [--json]   check the setup\n"
     "       engine state copy FROM TO   copy a run history (directory or URL)\n"
     "\n"
     "Runs a Lua 5.4 flow script. ARGS reach the script as `arg` and `...`.\n"
@@ -216,6 +217,9 @@ int cli_parse(int argc, char **argv, options *o) {
   }
   if (i < argc && strcmp(argv[i], "runs") == 0 && o->nchunks == 0 && !o->interactive) {
     o->runs = true; /* a flow file named runs runs as ./runs */
+    o->script_index = i;
+  } else if (i < argc && strcmp(argv[i], "doctor") == 0 && o->nchunks == 0 && !o->interactive) {
+    o->doctor_command = true; /* likewise ./doctor */
     o->script_index = i;
   } else if (i < argc && strcmp(argv[i], "ui") == 0 && o->nchunks == 0 && !o->interactive) {
     o->ui_command = true; /* likewise ./ui */

@@ -34,6 +34,7 @@ typedef struct {
   bool runs;          /* engine runs ...: the history */
   bool state_command; /* engine state ...: copy a history */
   bool ui_command;    /* engine ui ...: the web UI */
+  bool doctor_command; /* engine doctor ...: check the setup */
   bool help;          /* -h: the rest of the help is printed by main */
   const char *summary_path;
   const char *metrics_path; /* --metrics FILE */

@@ -223,9 +223,11 @@ int main(int argc, char **argv) {
     return rc;
   }
   e.log_json = strcmp(o.log_format, "json") == 0;
-  if (o.runs || o.state_command || o.ui_command) { /* engine runs ... (lua/history.lua),
-      engine state ... (lua/state_copy.lua), engine ui ... (lua/ui.lua), as the main task */
-    modules_require(L, o.runs ? "engine.history" : o.ui_command ? "engine.ui" : "engine.state_copy");
+  if (o.runs || o.state_command || o.ui_command || o.doctor_command) {
+    /* engine runs (lua/history.lua), state (lua/state_copy.lua), ui
+     * (lua/ui.lua), doctor (lua/doctor.lua): as the main task */
+    modules_require(L, o.runs ? "engine.history" : o.ui_command ? "engine.ui"
+                       : o.doctor_command ? "engine.doctor" : "engine.state_copy");
     lua_getfield(L, -1, "main");
     lua_remove(L, -2);
     lua_createtable(L, argc, 0);

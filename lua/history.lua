@@ -84,6 +84,9 @@ local function job_table(P, rows)
     cells[#cells + 1] = j.link or ""
     print((string.format(fmt, table.unpack(cells)):gsub("%s+$", "")))
     if j.error then print("    " .. j.error) end
+    for _, r in ipairs(j.rejected or {}) do
+      print("    rejected " .. printable(r.identifier or "(no identifier)") .. ": " .. printable(r.message or r.status or ""))
+    end
   end
 end
 

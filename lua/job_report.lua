@@ -201,6 +201,15 @@ end)
 -- the provider says it deserves one), a failure at ERROR with the vendor's
 -- message and the link; a wait stopped by the engine was told by
 -- job.stopped.
+-- "id_1 (Invalid email address), id_2 (...)": rejected records as text.
+function job_report.rejected_text(rows)
+  local parts = {}
+  for i, r in ipairs(rows or {}) do
+    parts[i] = string.format("%s (%s)", tostring(r.identifier or "no identifier"), tostring(r.message or r.status))
+  end
+  return table.concat(parts, ", ")
+end
+
 events.on("job.wait_ended", function(w, ok, result)
   local P = w.provider
   local entry = w.report_entry
@@ -212,6 +221,10 @@ events.on("job.wait_ended", function(w, ok, result)
       if f then f.outcome, f.link = result.status, result.link end
       clog[level](f, "%s: %s %s in %.1f s: %s (%s)", P.name, w.what,
         result.status, result.elapsed, P.summary and P.summary(result) or "no counts", result.link)
+    end
+    if result.rejected then
+      log.warn("%s: %s: rejected records (%d of %d shown): %s", P.name, w.what, #result.rejected,
+        result.rejected_total or #result.rejected, job_report.rejected_text(result.rejected))
     end
   elseif not ok and not (errors.is_error(result, "canceled") and result.result == nil) then
     -- (a wait the engine stopped is told by job.stopped, not here)
@@ -232,6 +245,7 @@ events.on("job.wait_ended", function(w, ok, result)
   -- a cancel says why (flow.timeout: "timeout") when it knows
   report.finish(entry, ok and tostring(result.status) or (errors.is_error(result) and (result.cause or result.kind) or "failed"), {
     url = data.link or data.url or entry.url, ok = ok, failure = not ok and result or nil,
+    rejected = data.rejected,
     remote_run = w.remote_run,
     detail = w.recorded and "recorded" or entry.detail,
     error = not ok and (errors.describe(result):gsub("\n.*", "")) or nil})

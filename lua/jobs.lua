@@ -14,6 +14,7 @@ local events = require "engine.events"
 local journal = require "engine.journal"
 local rules = require "engine.c.rules"
 local api = require "engine.api"
+local log = require "engine.log"
 local job_report = require "engine.job_report" -- (it subscribes to the events below)
 
 local jobs = {}
@@ -354,8 +355,25 @@ local function check_wait_options(P, opts, what)
 end
 
 -- The result a flow gets: the provider's, with what every job has.
-local function finish(P, conn, w, data, started)
+-- The records a run rejected (P.rejected: a sample, bounded), when it
+-- ended with some; a failure to read them changes nothing but one WARN.
+local REJECTED_BUDGET = 10
+local function rejected(P, conn, w, data, opts)
+  if not P.rejected then return nil end
+  local ok, rows, total = pcall(P.rejected, api.bounded(conn, REJECTED_BUDGET), w, data, opts or {})
+  if not ok then
+    if errors.is_error(rows, "canceled") then error(rows, 0) end
+    log.warn("%s: %s: cannot read its rejected records (the outcome stands): %s", P.name, w.what,
+      (errors.describe(rows):gsub("\n.*", "")))
+    return nil
+  end
+  if rows and #rows > 0 then return rows, total end
+end
+
+
+local function finish(P, conn, w, data, started, opts)
   local result = P.result(conn, w, data)
+  result.rejected, result.rejected_total = rejected(P, conn, w, data, opts)
   if type(result.status) ~= "string" then result.status = P.status(data, w) end
   result.provider, result.resource, result.remote_run = P.name, w.resource, w.remote_run
   result.label = result.label or w.label
@@ -410,13 +428,14 @@ local function poll_once(P, w, opts, timeout, conn, started, deadline)
     verdict, message = P.judge(data, w, opts)
   end
   if verdict ~= "wait" then w.final = true end
-  if verdict == "ok" then return finish(P, conn, w, data, started) end
+  if verdict == "ok" then return finish(P, conn, w, data, started, opts) end
   if verdict ~= "wait" then
-    local result = finish(P, conn, w, data, started)
+    local result = finish(P, conn, w, data, started, opts)
     local extra = P.error_fields and P.error_fields(result) or {}
-    extra.result = result
+    extra.result, extra.rejected = result, result.rejected
     raise(verdict, error_fields(P, w, extra),
-      "%s %s (%s)", w.what, message, result.link)
+      "%s %s (%s)%s", w.what, message, result.link,
+      result.rejected and ("; rejected records: " .. job_report.rejected_text(result.rejected)) or "")
   end
   if timer.now() >= deadline then
     local cancelled = false

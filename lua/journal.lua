@@ -798,7 +798,8 @@ function journal.job_finished(row_id, f)
   note(function()
     store.job_finished(db, row_id, {status = f.status, final = f.final, ok = f.ok,
       counts = f.counts and next(f.counts) and encode(f.counts) or nil, ended_at = now(), link = f.link,
-      error = scrub(f.error), result = f.result and encode(f.result)})
+      error = scrub(f.error), result = f.result and encode(f.result),
+      rejected = f.rejected and scrub(encode(f.rejected))})
   end)
 end
 
@@ -852,6 +853,8 @@ function journal.run(id)
     for k, v in pairs(j.counts) do
       if v == json.null then j.counts[k] = nil end
     end
+    local read, rows = pcall(json.decode, j.rejected or "")
+    j.rejected = read and type(rows) == "table" and rows or nil
   end
   return r
 end
@@ -869,6 +872,12 @@ function journal.prune(days, daily)
       return engine_alive(r, live) == false
     end)
   end))
+end
+
+-- Raises unless this engine can write to the journal (engine doctor): a
+-- transaction that changes nothing.
+function journal.check_writable()
+  write(false, function() store.touch(db) end)
 end
 
 -- Whether a write failed during this run (the record is incomplete).

@@ -27,7 +27,8 @@ local P = {
   connection_options = CONNECTION_OPTIONS,
   success_statuses = {completed = true, skipped = true}, -- (a row with one of them that failed says so)
   trigger_options = {"sync_id", "force_full_sync"},
-  wait_options = {"max_records_failed", "max_failed_ratio", "allow_skipped"},
+  wait_options = {"max_records_failed", "max_failed_ratio", "allow_skipped", "records_sample",
+    "records_sample_payload"},
   counts = {"records_processed", "records_updated", "records_failed", "records_invalid"},
   -- engine runs ID: the table's columns, and the "syncs" rows of
   -- --json, as they were before there were several providers
@@ -68,7 +69,43 @@ local P = {
 
 -- Connections ------------------------------------------------------------
 
+-- API v1's retirement: Census announced 2027-01-15. The date is the
+-- engine's wall clock (ENGINE_TEST_TODAY, YYYY-MM-DD, sets it for tests).
+local V1_RETIRES, V1_WARN_FROM = "2027-01-15", "2026-12-15"
+local V1_FIX = "set api_version = 2 (CENSUS_API_VERSION=2) with a personal access token"
+
+local function today()
+  local given = env("ENGINE_TEST_TODAY")
+  if given and given:match("^%d%d%d%d%-%d%d%-%d%d$") then return given end
+  return os.date("!%Y-%m-%d", math.floor(rules.wallclock()))
+end
+
+-- Days from date a to date b (YYYY-MM-DD).
+local function days(a, b)
+  local function t(d)
+    local y, m, dd = d:match("^(%d+)%-(%d+)%-(%d+)$")
+    return os.time{year = tonumber(y), month = tonumber(m), day = tonumber(dd), hour = 12}
+  end
+  return math.floor((t(b) - t(a)) / 86400 + 0.5)
+end
+
+-- What the retirement means today for API v1: nil before the warning
+-- starts, else the line.
+function P.v1_retirement(date)
+  date = date or today()
+  if date >= V1_RETIRES then
+    return string.format("Census API v1 was retired on %s: %s", V1_RETIRES, V1_FIX), true
+  elseif date >= V1_WARN_FROM then
+    local n = days(date, V1_RETIRES)
+    return string.format("Census API v1 retires on %s (in %d day%s): %s", V1_RETIRES, n, n == 1 and "" or "s", V1_FIX)
+  end
+end
+
 local function hint(status, conn)
+  if (status == 404 or status == 410) and conn.version == 1 and today() >= V1_RETIRES then
+    -- not a missing sync: the whole API version is gone
+    return "retired", "; " .. P.v1_retirement()
+  end
   if status == 401 or status == 403 then
     return "auth", conn.version == 2 and "; API v2 takes a personal access token"
       or "; check CENSUS_API_KEY or the token in the trigger URL and its workspace"
@@ -80,6 +117,7 @@ end
 -- Connections already made, by token, region and API version: ten
 -- thousand syncs share one (the environment does not change in a run).
 local connections = {}
+local warned_v1 = false
 
 function P.connection(opts, token)
   token = token or opts.token or api.secret_env("CENSUS_API_KEY", "census")
@@ -108,6 +146,11 @@ function P.connection(opts, token)
   local conn = api.connection({name = "census", vendor = "Census", base = base, prefix = "/api/v" .. version,
     auth = "Bearer " .. token, token = token, version = version, hint = hint}, api.settings("CENSUS"))
   connections[key] = conn
+  if version == 1 and not warned_v1 then -- once a run, from a month before
+    warned_v1 = true
+    local line = P.v1_retirement()
+    if line then require("engine.log").warn("census: %s", line) end
+  end
   return conn
 end
 
@@ -309,6 +352,13 @@ end
 function P.check_wait(opts, what)
   if opts.allow_skipped ~= nil and type(opts.allow_skipped) ~= "boolean" then
     invalid("%s: allow_skipped must be true or false, got %s", what, tostring(opts.allow_skipped))
+  end
+  if opts.records_sample_payload ~= nil and type(opts.records_sample_payload) ~= "boolean" then
+    invalid("%s: records_sample_payload must be true or false, got %s", what, tostring(opts.records_sample_payload))
+  end
+  local sample = opts.records_sample
+  if sample ~= nil and (math.type(sample) ~= "integer" or sample < 0 or sample > 100) then
+    invalid("%s: records_sample must be a whole number from 0 to 100, got %s", what, tostring(sample))
   end
   for _, k in ipairs{"max_records_failed", "max_failed_ratio"} do
     local v = opts[k]
@@ -523,6 +573,97 @@ function census.task(defaults)
   for k, v in pairs(defaults or {}) do copy[k] = v end
   private[job] = copy
   return job
+end
+
+-- Rejected records ---------------------------------------------------------
+-- A run that ended with failed or invalid records: up to records_sample of
+-- them (option, CENSUS_RECORDS_SAMPLE, default 5; 0: none), each with its
+-- identifier and Census's reason. Their payloads are the customer's data:
+-- kept only when records_sample_payload = true.
+local RECORDS_SAMPLE = 5
+
+local function records_sample(opts)
+  if opts.records_sample ~= nil then return opts.records_sample end
+  local v = env("CENSUS_RECORDS_SAMPLE")
+  if v == nil then return RECORDS_SAMPLE end
+  local n = v:match("^%s*%d+%s*$") and math.tointeger(tonumber(v))
+  if not n or n > 100 then invalid("CENSUS_RECORDS_SAMPLE must be a whole number from 0 to 100, got %q", v) end
+  return n
+end
+
+local function is_list(body)
+  if type(body) ~= "table" or type(body.data) ~= "table" then return "no data list in the answer" end
+end
+
+function P.rejected(conn, w, data, opts)
+  local want = records_sample(opts)
+  local bad = (math.tointeger(data.records_failed) or 0) + (math.tointeger(data.records_invalid) or 0)
+  if want == 0 or bad <= 0 or not w.remote_run then return nil end
+  local out = {}
+  for _, status in ipairs{"rejected", "invalid"} do
+    if #out >= want then break end
+    local body = request(conn, {method = "GET", path = "/sync_runs/" .. w.remote_run .. "/records",
+      query = "?status=" .. status .. "&per_page=" .. (want - #out), what = w.what .. ": its rejected records",
+      check = is_list})
+    for _, r in ipairs(body.data) do
+      if #out >= want then break end
+      if type(r) == "table" then
+        out[#out + 1] = {identifier = type(r.identifier) == "string" and r.identifier or nil, status = r.status,
+          message = type(r.status_message) == "string" and r.status_message or nil,
+          payload = opts.records_sample_payload == true and type(r.record_payload) == "table" and
+            strip_nulls(r.record_payload) or nil}
+      end
+    end
+  end
+  return out, bad
+end
+
+-- engine doctor ------------------------------------------------------------
+-- What configures Census, one cheap read that proves the token, the API
+-- version (and v1's retirement), and the syncs a flow names literally.
+P.doctor = {variables = {"CENSUS_API_KEY", "CENSUS_API_KEY_FILE"}}
+
+function P.doctor.probe(conn)
+  local body = request(conn, {method = "GET", path = "/syncs", query = "?per_page=1", what = "listing the syncs",
+    check = has_data})
+  local total = type(body.pagination) == "table" and math.tointeger(body.pagination.total_records)
+  return string.format("API v%d answered and accepts the token%s", conn.version,
+    total and string.format(" (%d syncs)", total) or "")
+end
+
+-- Further lines: {status, text}.
+function P.doctor.notes(conn)
+  if conn.version == 2 then return {{"ok", "API v2"}} end
+  local line, retired = P.v1_retirement()
+  return {{retired and "fail" or "warn", line or string.format("API v1 (it retires on %s): %s", V1_RETIRES, V1_FIX)}}
+end
+
+-- The syncs a flow's source names literally: {{what, check = fn(conn)}}.
+function P.doctor.refs(source)
+  local refs, seen = {}, {}
+  local function add(what, check)
+    if not seen[what] then
+      seen[what] = true
+      refs[#refs + 1] = {what = what, check = check}
+    end
+  end
+  local function by_id(id)
+    add("sync " .. id, function(conn)
+      local sync = request(conn, {method = "GET", path = "/syncs/" .. id, what = "sync " .. id, check = has_data}).data
+      return string.format("sync %s exists (%s)", id, tostring(sync.label or sync.name or "no name"))
+    end)
+  end
+  for id in source:gmatch("sync_id%s*=%s*(%d+)") do by_id(id) end
+  for id in source:gmatch("/syncs/(%d+)/trigger") do by_id(id) end
+  for call in source:gmatch("census%.[%w_]+%s*%(?%s*(%b{})") do
+    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
+    if name then
+      add(string.format("sync named %q", name), function(conn)
+        return string.format("sync %q is id %s", name, tostring(P.resolve(conn, name)))
+      end)
+    end
+  end
+  return refs
 end
 
 return census

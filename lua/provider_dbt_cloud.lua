@@ -536,4 +536,40 @@ function dbt_cloud.runs(opts)
   return runs
 end
 
+-- engine doctor ------------------------------------------------------------
+-- What configures dbt Cloud, one cheap read that proves the token and the
+-- account, and the jobs a flow names literally.
+P.doctor = {variables = {"DBT_CLOUD_API_TOKEN", "DBT_CLOUD_API_TOKEN_FILE"}}
+
+function P.doctor.probe(conn)
+  request(conn, {method = "GET", path = "/jobs/", query = "?limit=1", what = "listing the jobs", check = has_list})
+  return string.format("the API answered and accepts the token for account %s", tostring(conn.account))
+end
+
+function P.doctor.refs(source)
+  local refs, seen = {}, {}
+  local function add(what, check)
+    if not seen[what] then
+      seen[what] = true
+      refs[#refs + 1] = {what = what, check = check}
+    end
+  end
+  for id in source:gmatch("job_id%s*=%s*(%d+)") do
+    add("job " .. id, function(conn)
+      local job = request(conn, {method = "GET", path = "/jobs/" .. id .. "/", what = "job " .. id,
+        check = function(body) return type(body) ~= "table" or type(body.data) ~= "table" and "no job" or nil end}).data
+      return string.format("job %s exists (%s)", id, tostring(job.name or "no name"))
+    end)
+  end
+  for call in source:gmatch("dbt_cloud%.[%w_]+%s*%(?%s*(%b{})") do
+    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
+    if name then
+      add(string.format("job named %q", name), function(conn)
+        return string.format("job %q is id %s", name, tostring(P.resolve(conn, name, {})))
+      end)
+    end
+  end
+  return refs
+end
+
 return dbt_cloud

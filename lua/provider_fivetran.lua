@@ -397,4 +397,40 @@ function fivetran.connections(opts)
   return list_connections(P.connection(opts), opts.group_id, "fivetran.connections")
 end
 
+-- engine doctor ------------------------------------------------------------
+-- What configures Fivetran, one cheap read that proves the key, and the
+-- connections a flow names literally.
+P.doctor = {variables = {"FIVETRAN_API_KEY", "FIVETRAN_API_KEY_FILE"}}
+
+function P.doctor.probe(conn)
+  request(conn, {method = "GET", path = "/connections", query = "?limit=1", what = "listing the connections",
+    check = function(body) return type(body) ~= "table" and "no JSON object" or nil end})
+  return "the API answered and accepts the key"
+end
+
+function P.doctor.refs(source)
+  local refs, seen = {}, {}
+  local function add(what, check)
+    if not seen[what] then
+      seen[what] = true
+      refs[#refs + 1] = {what = what, check = check}
+    end
+  end
+  for id in source:gmatch("connection_id%s*=%s*[\"']([^\"']+)[\"']") do
+    add("connection " .. id, function(conn)
+      local c = read_connection(conn, id)
+      return string.format("connection %s exists (%s)", id, tostring(c.schema or "no schema"))
+    end)
+  end
+  for call in source:gmatch("fivetran%.[%w_]+%s*%(?%s*(%b{})") do
+    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
+    if name then
+      add(string.format("connection named %q", name), function(conn)
+        return string.format("connection %q is %s", name, tostring(P.resolve(conn, name, {})))
+      end)
+    end
+  end
+  return refs
+end
+
 return fivetran

@@ -294,6 +294,11 @@ function report.summary_text(exit_code)
       out[#out + 1] = "      " .. e.error
       if e.url and not e.error:find(e.url, 1, true) then out[#out + 1] = "      " .. e.url end
     end
+    -- the records the run rejected, one line each, under its row
+    for _, r in ipairs(e.rejected or {}) do
+      out[#out + 1] = rules.printable(string.format("      rejected %s: %s", tostring(r.identifier or "(no identifier)"),
+        tostring(r.message or r.status or "")))
+    end
   end
   return table.concat(out, "\n")
 end
@@ -324,6 +329,7 @@ function report.summary(exit_code, interrupted, ending)
       out.remote_run, out.outcome, out.link = e.remote_run, e.status, e.url
       out.counts = e.counts or {}
       for k, v in pairs(out.counts) do out[k] = v end
+      out.rejected = e.rejected
       remote[#remote + 1] = out
     end
     entries[i] = out

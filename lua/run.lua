@@ -118,6 +118,7 @@ local function subscribe()
       final = w.final == true, ok = ok,
       counts = data and P.counts_of and P.counts_of(data) or nil,
       link = data and data.link, error = not ok and require("engine.c.error").describe(result) or nil,
+      rejected = data and data.rejected,
       result = ok and result or nil,
     })
   end)

@@ -38,7 +38,7 @@ end
 
 local STEP_FIELDS = {"name", "occurrence", "status", "started_at", "ended_at", "error", "origin"}
 local JOB_FIELDS = {"provider", "resource", "remote_run", "label", "outcome", "ok", "link", "error", "counts",
-  "started_at", "ended_at", "origin", "started_by"}
+  "started_at", "ended_at", "origin", "started_by", "rejected"}
 
 -- A row's status as shown: with how the run came by it when it did not
 -- do the work itself ("ok (recorded)", "completed (adopted from run 3)").
@@ -126,7 +126,7 @@ function run_docs.page(r)
     local P = jobs.provider(j.provider)
     doc.jobs[i] = {provider = j.provider, vendor = P and P.vendor or j.provider, kind = P and P.kind or "job",
       resource = j.resource, remote_run = j.remote_run, label = j.label, outcome = j.status, ok = j.ok == 1,
-      final = j.final == 1, link = j.link, error = j.error, counts = j.counts,
+      final = j.final == 1, link = j.link, error = j.error, counts = j.counts, rejected = j.rejected,
       start = j.started_at, finish = j.ended_at, origin = j.origin,
       started_by = j.started_by, statuses = statuses[j.id] or {}}
   end

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   label TEXT, sent_at $REAL, intent TEXT, remote_run TEXT, status TEXT NOT NULL,
   final INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0, counts TEXT,
   started_at $REAL NOT NULL, ended_at $REAL, link TEXT, error TEXT, result TEXT,
-  origin TEXT, started_by $REF);
+  origin TEXT, started_by $REF, rejected TEXT);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run, provider, resource, occurrence);
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (provider, resource) WHERE final = 0;
 CREATE TABLE IF NOT EXISTS job_statuses (
@@ -49,6 +49,7 @@ CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run, seq);
 -- runs by host (engine ui filters by host).
 local V2_TO_V3 = [[
 ALTER TABLE runs ADD COLUMN summary TEXT;
+ALTER TABLE jobs ADD COLUMN rejected TEXT;
 CREATE INDEX IF NOT EXISTS runs_by_host ON runs (host, id);
 CREATE TABLE IF NOT EXISTS logs (
   run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -76,7 +77,7 @@ local TABLES = {
     "results", "origin"}, refs = {run = "runs"}},
   {name = "jobs", id = true, columns = {"run", "provider", "resource", "occurrence", "label", "sent_at", "intent",
     "remote_run", "status", "final", "ok", "counts", "started_at", "ended_at", "link", "error", "result", "origin",
-    "started_by"}, refs = {run = "runs", started_by = "runs"}},
+    "started_by", "rejected"}, refs = {run = "runs", started_by = "runs"}},
   {name = "job_statuses", columns = {"job", "at", "status"}, refs = {job = "jobs"}},
   {name = "logs", columns = {"run", "seq", "at", "level", "text"}, refs = {run = "runs"}},
 }
@@ -291,13 +292,13 @@ end
 -- f: status, final, ok, counts (JSON), ended_at, link, error, result (JSON).
 function store.job_finished(h, id, f)
   h:run("UPDATE jobs SET status = ?, final = ?, ok = ?, counts = coalesce(?, counts), ended_at = ?, " ..
-    "link = coalesce(?, link), error = ?, result = ? WHERE id = ?",
-    f.status, f.final and 1 or 0, f.ok and 1 or 0, f.counts, f.ended_at, f.link, f.error, f.result, id)
+    "link = coalesce(?, link), error = ?, result = ?, rejected = ? WHERE id = ?",
+    f.status, f.final and 1 or 0, f.ok and 1 or 0, f.counts, f.ended_at, f.link, f.error, f.result, f.rejected, id)
 end
 
 function store.jobs(h, run)
   return h:rows("SELECT id, provider, resource, remote_run, label, status, ok, final, counts, started_at, ended_at, " ..
-    "link, error, origin, started_by FROM jobs WHERE run = ? ORDER BY id", run)
+    "link, error, origin, started_by, rejected FROM jobs WHERE run = ? ORDER BY id", run)
 end
 
 -- Every status change of a run's jobs, in order: {job, at, status}.
@@ -325,6 +326,11 @@ end
 
 function store.logs(h, run)
   return h:rows("SELECT seq, at, level, text FROM logs WHERE run = ? ORDER BY seq", run)
+end
+
+-- A write that changes nothing: whether this engine may write (doctor).
+function store.touch(h)
+  h:run("UPDATE meta SET value = value WHERE key = 'schema_version'")
 end
 
 -- Pruning -----------------------------------------------------------------

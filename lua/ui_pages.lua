@@ -173,7 +173,7 @@ local function step_class(s)
   return word_class(s.status) or (s.finish and "fail" or "run")
 end
 
--- A job's ok and final say more than its vendor's word: Census "completed"
+-- A job's ok and final say more than its vendor's word: a vendor's "completed"
 -- with rejected records is not ok.
 local function job_class(j)
   if j.origin == "recorded" then return "neutral" end
@@ -532,7 +532,7 @@ local function jobs_table(jobs, ctx, b)
     .. "<th>Remote run</th><th>Outcome</th><th>Link</th><th>Status changes</th><th>Counts</th>"
     .. "</tr></thead>\n<tbody>\n"
   local paths = {} -- a provider's '<a href="/jobs/<provider>/', made once
-  local firsts = {} -- vendor -> kind -> '<tr><td>Census sync</td><td>'
+  local firsts = {} -- vendor -> kind -> '<tr><td>Vendor kind</td><td>'
   local badges = {} -- class -> outcome -> badge
   for i = 1, #jobs do
     local j = jobs[i]
@@ -578,6 +578,12 @@ local function jobs_table(jobs, ctx, b)
     -- an error is a row of its own under the job's, as wide as the table
     -- (a column of it made the table wider than a screen)
     local err = esc(j.error)
+    if type(j.rejected) == "table" then -- the records the run rejected, with Census's reasons
+      for _, r in ipairs(j.rejected) do
+        err = err .. (err ~= "" and "<br>" or "") .. "rejected " .. esc(r.identifier or "(no identifier)") .. ": " ..
+          esc(r.message or r.status)
+      end
+    end
     if err ~= "" then
       b[n + 1], b[n + 2], b[n + 3] = '<tr class="error-row"><td colspan="7" class="wrap">', err, "</td></tr>\n"
       n = n + 3

@@ -45,7 +45,7 @@ core_test(errors)
 # A short, bounded run of every fuzzer (./dev fuzz runs them long).
 find_program(CLANG clang)
 if(CLANG)
-  add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 5
+  add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 3
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE ENVIRONMENT
     "ENGINE_BUILD_DIR=${CMAKE_BINARY_DIR};ENGINE_CJSON_LIBRARY=${LUACJSON_LIBRARY}")

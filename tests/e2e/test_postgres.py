@@ -269,7 +269,7 @@ print("done")
             out, err = p.communicate(timeout=60)
             keep_output(out + err)
             self.assertEqual(p.returncode, 0, err)
-        self.assertEqual(self.sql("SELECT value FROM meta WHERE key = 'schema_version'"), "2")
+        self.assertEqual(self.sql("SELECT value FROM meta WHERE key = 'schema_version'"), "3")
         self.assertEqual(self.sql("SELECT count(*) FROM runs"), "8")
         self.assertEqual(len(self.runs("--limit", "50")), 8)
 
