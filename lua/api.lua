@@ -175,7 +175,7 @@ function api.bounded(conn, budget)
   local c = {}
   for k, v in pairs(conn) do c[k] = v end
   c.request_timeout = math.min(conn.request_timeout, budget)
-  c.retry_budget = budget
+  c.retry_budget = math.min(conn.retry_budget, budget)
   c.unbudgeted = true -- a stop's cancels go out at once
   return c
 end

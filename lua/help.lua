@@ -69,6 +69,8 @@ local function common_environment(P)
     {e .. "_CANCEL_ON_STOP", P.cancel and string.format("0: stopping leaves %s runs going (default 1)", P.vendor)},
     {e .. "_MAX_ANSWER_BYTES", string.format("the largest %s answer read (4 MiB)", P.vendor)},
     {e .. "_ALLOW_HTTP", string.format("1: allow plain http to a non-local %s_BASE_URL", e)},
+    {e .. "_MAX_REQUESTS_PER_SECOND", (P.max_rate or 0) > 0 and string.format("the account's request budget (%.3g; 0: none)",
+      P.max_rate) or "the account's request budget (0: none, the default)"},
   }
 end
 

@@ -360,7 +360,9 @@ end
 local REJECTED_BUDGET = 10
 local function rejected(P, conn, w, data, opts)
   if not P.rejected then return nil end
-  local ok, rows, total = pcall(P.rejected, api.bounded(conn, REJECTED_BUDGET), w, data, opts or {})
+  local c = api.bounded(conn, REJECTED_BUDGET)
+  c.unbudgeted = nil -- (reads like any other: within the account's budget)
+  local ok, rows, total = pcall(P.rejected, c, w, data, opts or {})
   if not ok then
     if errors.is_error(rows, "canceled") then error(rows, 0) end
     log.warn("%s: %s: cannot read its rejected records (the outcome stands): %s", P.name, w.what,

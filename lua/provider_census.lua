@@ -53,6 +53,7 @@ local P = {
       {"CENSUS_API_KEY_FILE", "a file holding it (not readable by others)"},
       {"CENSUS_API_KEY_FILE_ANY_MODE", "1: accept a key file others may read"},
       {"CENSUS_API_VERSION", "1 (default) or 2"},
+      {"CENSUS_RECORDS_SAMPLE", "rejected records read after a run with failures (5; 0: none)"},
       {"CENSUS_BASE_URL", "scheme://host[:port] for every Census request"},
     },
   },
@@ -628,7 +629,7 @@ function P.doctor.probe(conn)
     check = has_data})
   local total = type(body.pagination) == "table" and math.tointeger(body.pagination.total_records)
   return string.format("API v%d answered and accepts the token%s", conn.version,
-    total and string.format(" (%d syncs)", total) or "")
+    total and string.format(" (%d sync%s)", total, total == 1 and "" or "s") or "")
 end
 
 -- Further lines: {status, text}.
