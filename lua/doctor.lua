@@ -1,7 +1,7 @@
 -- lua/doctor.lua: `engine doctor [FLOW.lua] [--json]`, the checks to run
 -- at 16:00 before the first night: for each provider the environment
 -- configures (or the flow names), its token, one cheap read, what the
--- provider adds (Census: its API version), and the resources the flow
+-- provider adds (an API version, say), and the resources the flow
 -- names literally (without running it); then the journal. One line per
 -- check, ok / warn / fail with what to do; exit 0 unless one failed.
 local api = require "engine.api"
@@ -91,8 +91,13 @@ function doctor.main(args, state)
     end
   end
   if #results == 0 then
-    add("warn", "providers", "no provider is configured (CENSUS_API_KEY, FIVETRAN_API_KEY, DBT_CLOUD_API_TOKEN, " ..
-      "...) and no flow was given: nothing to check")
+    local vars = {}
+    for _, name in ipairs(require("engine.c.providers")) do
+      local P = jobs.provider(name)
+      if P and P.doctor and P.doctor.variables then vars[#vars + 1] = P.doctor.variables[1] end
+    end
+    add("warn", "providers", string.format("no provider is configured (%s) and no flow was given: nothing to check",
+      table.concat(vars, ", ")))
   end
 
   -- the journal: where it is, that it opens (and is brought to this

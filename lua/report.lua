@@ -244,7 +244,7 @@ function report.summary_text(exit_code)
     local parts = {}
     if b.held > 0 then
       parts[#parts + 1] = string.format("the request budget (%s) held back %s, up to %s each", b.rate > 0 and
-        string.format("%g a second, %s_MAX_REQUESTS_PER_SECOND", b.rate, b.env) or "pauses after a 429",
+        string.format("%.3g a second, %s_MAX_REQUESTS_PER_SECOND", b.rate, b.env) or "pauses after a 429",
         plural(b.held, "request"), seconds(b.longest))
     end
     if b.throttled > 0 then

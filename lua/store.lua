@@ -45,11 +45,12 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run, seq);
 ]]
 
--- From version 2 to 3: each run's log lines and its summary document, and
--- runs by host (engine ui filters by host).
+-- From version 2 to 3: each run's log lines and its summary document, a
+-- job's rejected records, and runs by host (engine ui filters by host).
+-- The columns are added where they are missing (a journal moved up from
+-- version 1 in the same transaction has them already).
+local V2_TO_V3_COLUMNS = {{"runs", "summary", "TEXT"}, {"jobs", "rejected", "TEXT"}}
 local V2_TO_V3 = [[
-ALTER TABLE runs ADD COLUMN summary TEXT;
-ALTER TABLE jobs ADD COLUMN rejected TEXT;
 CREATE INDEX IF NOT EXISTS runs_by_host ON runs (host, id);
 CREATE TABLE IF NOT EXISTS logs (
   run $REF NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -57,10 +58,11 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run, seq);
 ]]
 
--- The SQL that brings a journal of version v (2 or later) to this one, in
--- a driver's words; nil when it is current.
+-- What brings a journal of version v (2 or later) to this one, in a
+-- driver's words: the SQL, and the columns ({table, column, type}) to add
+-- where they are missing; nil when it is current.
 function store.migration(v, words)
-  if v == 2 then return (V2_TO_V3:gsub("%$(%u+)", words)) end
+  if v == 2 then return (V2_TO_V3:gsub("%$(%u+)", words)), V2_TO_V3_COLUMNS end
 end
 
 -- The schema with a driver's words ({ID =, REF =, REAL =}).

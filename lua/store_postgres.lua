@@ -362,7 +362,11 @@ function driver.open(location, create, store)
         self:query(store.schema(WORDS) .. LEASES)
         self:query("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(store.SCHEMA_VERSION))
       elseif now < store.SCHEMA_VERSION then
-        self:query(store.migration(now, WORDS))
+        local sql, added = store.migration(now, WORDS)
+        for _, c in ipairs(added) do
+          self:query(string.format("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", c[1], c[2], c[3]))
+        end
+        self:query(sql)
         self:query("UPDATE meta SET value = ? WHERE key = 'schema_version'", tostring(store.SCHEMA_VERSION))
       elseif now > store.SCHEMA_VERSION then
         fail(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",

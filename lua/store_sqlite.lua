@@ -132,7 +132,11 @@ function driver.open(location, create, store)
         h:exec("DELETE FROM meta WHERE key = 'added_columns'")
         v = 2
       end
-      h:exec(store.migration(v, WORDS))
+      local sql, added = store.migration(v, WORDS)
+      for _, c in ipairs(added) do
+        if not columns(h, c[1])[c[2]] then h:exec(string.format("ALTER TABLE %s ADD COLUMN %s %s", c[1], c[2], c[3])) end
+      end
+      h:exec(sql)
       h:run("UPDATE meta SET value = ? WHERE key = 'schema_version'", tostring(store.SCHEMA_VERSION))
     elseif v > store.SCHEMA_VERSION then
       error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",

@@ -578,7 +578,7 @@ local function jobs_table(jobs, ctx, b)
     -- an error is a row of its own under the job's, as wide as the table
     -- (a column of it made the table wider than a screen)
     local err = esc(j.error)
-    if type(j.rejected) == "table" then -- the records the run rejected, with Census's reasons
+    if type(j.rejected) == "table" then -- the records the run rejected, with the vendor's reasons
       for _, r in ipairs(j.rejected) do
         err = err .. (err ~= "" and "<br>" or "") .. "rejected " .. esc(r.identifier or "(no identifier)") .. ": " ..
           esc(r.message or r.status)

@@ -106,8 +106,8 @@ class Upgrade(SimTestCase):
         # schema 2 (the previous release): runs without summary, no logs
         run(["-e", "flow.step('a', function() end)"])
         db = sqlite3.connect(self.journal())
-        db.executescript("DROP TABLE logs; ALTER TABLE runs DROP COLUMN summary; "
-                         "UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+        db.executescript("DROP TABLE logs; ALTER TABLE runs DROP COLUMN summary; ALTER TABLE jobs DROP COLUMN rejected; "
+                         "DROP INDEX runs_by_host; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
         db.close()
         r = run(["-e", "flow.step('b', function() log.info('hello from b') end)"])
         self.assertEqual(r.rc, 0, r)

@@ -273,6 +273,16 @@ print("done")
         self.assertEqual(self.sql("SELECT count(*) FROM runs"), "8")
         self.assertEqual(len(self.runs("--limit", "50")), 8)
 
+    def test_a_schema_2_journal_on_the_server_is_upgraded(self):
+        r = run(["-e", "flow.step('a', function() end)"], env=self.sim_env())
+        self.assertEqual(r.rc, 0, r)
+        self.sql("DROP TABLE logs; ALTER TABLE runs DROP COLUMN summary; ALTER TABLE jobs DROP COLUMN rejected; "
+                 "DROP INDEX runs_by_host; UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        r = run(["-e", "flow.step('b', function() log.info('kept') end)"], env=self.sim_env())
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.sql("SELECT value FROM meta WHERE key = 'schema_version'"), "3")
+        self.assertEqual(self.sql("SELECT count(*) FROM logs WHERE text LIKE '%kept%'"), "1")
+
     def test_engine_runs_shows_every_host(self):
         self.sim.syncs[1] = {"steps": ["completed"]}
         for host in ("alpha", "beta"):
