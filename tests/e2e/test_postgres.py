@@ -232,7 +232,7 @@ print(ok, type(err) == "table" and err.kind)
         # writes wait on the server, its loop does not (every poll is on time)
         n = 50
         for i in range(1, n + 1):
-            self.sim.syncs[i] = {"steps": ["working"] * 60 + ["completed"]}
+            self.sim.syncs[i] = {"steps": ["working"] * 45 + ["completed"]}
         flow = self.flow("""
 local fns = {}
 for i = 1, %d do fns[i] = function() return census.sync({sync_id = i}) end end
