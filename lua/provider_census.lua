@@ -350,6 +350,22 @@ function P.fields(sync_id, run_id)
   return {sync_id = sync_id, sync_run_id = run_id, run_id = run_id}
 end
 
+-- Rejected records ---------------------------------------------------------
+-- A run that ended with failed or invalid records: up to records_sample of
+-- them (option, CENSUS_RECORDS_SAMPLE, default 5; 0: none), each with its
+-- identifier and Census's reason. Their payloads are the customer's data:
+-- kept only when records_sample_payload = true.
+local RECORDS_SAMPLE = 5
+
+local function records_sample(opts)
+  if opts.records_sample ~= nil then return opts.records_sample end
+  local v = env("CENSUS_RECORDS_SAMPLE")
+  if v == nil then return RECORDS_SAMPLE end
+  local n = v:match("^%s*%d+%s*$") and math.tointeger(tonumber(v))
+  if not n or n > 100 then invalid("CENSUS_RECORDS_SAMPLE must be a whole number from 0 to 100, got %q", v) end
+  return n
+end
+
 function P.check_wait(opts, what)
   if opts.allow_skipped ~= nil and type(opts.allow_skipped) ~= "boolean" then
     invalid("%s: allow_skipped must be true or false, got %s", what, tostring(opts.allow_skipped))
@@ -361,6 +377,7 @@ function P.check_wait(opts, what)
   if sample ~= nil and (math.type(sample) ~= "integer" or sample < 0 or sample > 100) then
     invalid("%s: records_sample must be a whole number from 0 to 100, got %s", what, tostring(sample))
   end
+  records_sample(opts) -- (CENSUS_RECORDS_SAMPLE, checked before the wait too)
   for _, k in ipairs{"max_records_failed", "max_failed_ratio"} do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge) then
@@ -574,22 +591,6 @@ function census.task(defaults)
   for k, v in pairs(defaults or {}) do copy[k] = v end
   private[job] = copy
   return job
-end
-
--- Rejected records ---------------------------------------------------------
--- A run that ended with failed or invalid records: up to records_sample of
--- them (option, CENSUS_RECORDS_SAMPLE, default 5; 0: none), each with its
--- identifier and Census's reason. Their payloads are the customer's data:
--- kept only when records_sample_payload = true.
-local RECORDS_SAMPLE = 5
-
-local function records_sample(opts)
-  if opts.records_sample ~= nil then return opts.records_sample end
-  local v = env("CENSUS_RECORDS_SAMPLE")
-  if v == nil then return RECORDS_SAMPLE end
-  local n = v:match("^%s*%d+%s*$") and math.tointeger(tonumber(v))
-  if not n or n > 100 then invalid("CENSUS_RECORDS_SAMPLE must be a whole number from 0 to 100, got %q", v) end
-  return n
 end
 
 local function is_list(body)

@@ -301,9 +301,11 @@ function ui.main(args, state)
   local shown = host:find(":", 1, true) and ("[" .. host .. "]") or host
   io.stdout:write(string.format("http://%s:%d/\n", shown, server:port()))
   io.stdout:flush()
-  -- until SIGINT or SIGTERM, which cancel this wait
+  -- until SIGINT or SIGTERM, which cancel this wait: a server stopped as
+  -- asked has done what it should (exit 0, as a service manager expects)
   pcall(timer.sleep, 1e9)
   server:stop()
+  os.exit(0)
 end
 
 return ui
