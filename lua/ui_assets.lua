@@ -68,6 +68,7 @@ svg.jobs{display:inline-block;vertical-align:middle;background:var(--neutral-bg)
 svg .c1{fill:var(--c1)}svg .c2{fill:var(--c2)}svg .c3{fill:var(--c3)}
 svg .c4{fill:var(--c4)}svg .c5{fill:var(--c5)}svg .c6{fill:var(--c6)}
 td.statuses,td.counts{white-space:normal;min-width:11em;font-size:12.5px}
+@media (max-width:640px){.opt{display:none}}
 pre.log{margin:0;padding:8px;background:var(--head);border:1px solid var(--line);border-radius:6px;
 overflow-x:auto;line-height:1.4;white-space:pre}
 .log .debug{color:var(--muted)}

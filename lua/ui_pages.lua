@@ -528,8 +528,9 @@ local function jobs_table(jobs, ctx, b)
     return
   end
   local n = #b + 1
-  b[n] = '<div class="scroll"><table>\n<thead><tr><th>Job</th><th>Resource</th><th>Label</th>'
-    .. "<th>Remote run</th><th>Outcome</th><th>Link</th><th>Status changes</th><th>Counts</th>"
+  -- (the columns of class opt give way on a phone)
+  b[n] = '<div class="scroll"><table>\n<thead><tr><th>Job</th><th>Resource</th><th class="opt">Label</th>'
+    .. '<th class="opt">Remote run</th><th>Outcome</th><th>Link</th><th class="opt">Status changes</th><th>Counts</th>'
     .. "</tr></thead>\n<tbody>\n"
   local paths = {} -- a provider's '<a href="/jobs/<provider>/', made once
   local firsts = {} -- vendor -> kind -> '<tr><td>Vendor kind</td><td>'
@@ -569,9 +570,9 @@ local function jobs_table(jobs, ctx, b)
       local note = origin_note(j)
       if note then shown = shown .. ' <span class="muted">' .. esc(note) .. "</span>" end
     end
-    b[n + 1], b[n + 2], b[n + 3], b[n + 4] = first, resource, "</td><td>", esc(j.label)
-    b[n + 5], b[n + 6], b[n + 7], b[n + 8] = "</td><td>", esc(j.remote_run), "</td><td>", shown
-    b[n + 9], b[n + 10], b[n + 11], b[n + 12] = "</td><td>", open, '</td><td class="statuses">',
+    b[n + 1], b[n + 2], b[n + 3], b[n + 4] = first, resource, '</td><td class="opt">', esc(j.label)
+    b[n + 5], b[n + 6], b[n + 7], b[n + 8] = '</td><td class="opt">', esc(j.remote_run), "</td><td>", shown
+    b[n + 9], b[n + 10], b[n + 11], b[n + 12] = "</td><td>", open, '</td><td class="statuses opt">',
       statuses_text(j.statuses)
     b[n + 13], b[n + 14], b[n + 15] = '</td><td class="counts">', counts_text(j.counts), "</td></tr>\n"
     n = n + 15
