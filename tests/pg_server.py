@@ -10,6 +10,7 @@ Standard library only; `python3 tests/pg_server.py` runs a self-test.
 """
 import atexit
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -152,7 +153,10 @@ class PgServer:
         self.stop("immediate")
 
     def cleanup(self):
-        """Stops the server and removes its directory."""
+        """Stops the server and removes its directory (not the run's shared
+        one: its fixture does)."""
+        if getattr(self, "shared", False):
+            return
         if self.dir:
             self.stop("immediate")
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -184,6 +188,26 @@ class PgServer:
             auth += ":" + urllib.parse.quote(password, safe="")
         host = "[%s]" % host if ":" in host else host
         return "postgresql://%s@%s:%d/%s" % (auth, host, port or self.port, urllib.parse.quote(db, safe=""))
+
+
+# One server for a whole ctest run (tests/tests.cmake's pg:start and
+# pg:stop fixtures), so each case does not pay for initdb: the file named
+# by ENGINE_TEST_PG holds its directory and port. A case that stops or
+# restarts its server starts one of its own instead.
+SHARED = os.environ.get("ENGINE_TEST_PG")
+
+
+def shared_server():
+    """The run's shared server when the fixture started one, else a new
+    server of this process's own (stopped at exit)."""
+    if SHARED and os.path.exists(SHARED):
+        with open(SHARED) as f:
+            info = json.load(f)
+        server = PgServer()
+        server.dir, server.port, server.shared = info["dir"], info["port"], True
+        if server.running:
+            return server
+    return PgServer().start()
 
 
 class PgBouncer:
@@ -268,7 +292,27 @@ def _client(url):
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
+def _fixture(what, path):
+    """pg:start / pg:stop: the run's shared server, described in path."""
+    if what == "start":
+        server = PgServer().start()
+        atexit.unregister(server.cleanup)  # it outlives this process
+        with open(path, "w") as f:
+            json.dump({"dir": server.dir, "port": server.port}, f)
+    elif os.path.exists(path):
+        with open(path) as f:
+            info = json.load(f)
+        server = PgServer()
+        server.dir, server.port = info["dir"], info["port"]
+        server.cleanup()
+        os.unlink(path)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["fixture"]:  # tests/tests.cmake: pg_server.py fixture start|stop PATH
+        if HAVE_POSTGRES:
+            _fixture(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     if not HAVE_POSTGRES:
         sys.exit("no PostgreSQL server binaries under /usr/lib/postgresql")
     began = time.monotonic()
@@ -298,3 +342,4 @@ if __name__ == "__main__":
         else:
             print("pgbouncer not installed: skipped")
     print("ok")
+

@@ -47,7 +47,9 @@ find_program(CLANG clang)
 if(CLANG)
   add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 3
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE ENVIRONMENT
+  # (the longest cases get a COST: ctest -j starts them first, so they
+  # overlap the many short ones instead of running alone at the end)
+  set_tests_properties(fuzz:short PROPERTIES TIMEOUT 600 RUN_SERIAL FALSE COST 1000 ENVIRONMENT
     "ENGINE_BUILD_DIR=${CMAKE_BINARY_DIR};ENGINE_CJSON_LIBRARY=${LUACJSON_LIBRARY}")
 endif()
 
@@ -55,9 +57,9 @@ endif()
 # timing asserted, only that the engine and the floor complete the same
 # requests and the table comes out.
 add_test(NAME bench:smoke COMMAND ${Python3_EXECUTABLE} tests/bench/bench.py --sizes 1,50
-         --callgrind 0 --waiting 0 --startup-runs 5
+         --callgrind 0 --waiting 0 --startup-runs 5 --stores 0
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-set_tests_properties(bench:smoke PROPERTIES TIMEOUT 300
+set_tests_properties(bench:smoke PROPERTIES TIMEOUT 300 COST 100
     PASS_REGULAR_EXPRESSION "\\| 50 \\| 0.05 \\| \\*\\*engine / floor\\*\\* \\|")
 
 # The names in t.test("name", ...) lines of a Lua test file.
@@ -102,6 +104,17 @@ set_tests_properties(secrets:clear PROPERTIES FIXTURES_SETUP engine_output
 set_tests_properties(secrets:scan PROPERTIES FIXTURES_CLEANUP engine_output
                      ENVIRONMENT "ENGINE_TEST_OUTPUT=${OUTPUT_DIR}")
 
+# One PostgreSQL server for the whole run (tests/pg_server.py), for the
+# cases that only need a database of their own; a case that stops its
+# server starts one of its own.
+set(PG_FIXTURE ${CMAKE_BINARY_DIR}/pg-fixture.json)
+add_test(NAME pg:start COMMAND ${Python3_EXECUTABLE} pg_server.py fixture start ${PG_FIXTURE}
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests)
+add_test(NAME pg:stop COMMAND ${Python3_EXECUTABLE} pg_server.py fixture stop ${PG_FIXTURE}
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests)
+set_tests_properties(pg:start PROPERTIES FIXTURES_SETUP pg_server)
+set_tests_properties(pg:stop PROPERTIES FIXTURES_CLEANUP pg_server)
+
 foreach(variant IN LISTS ENGINE_VARIANTS)
   foreach(file IN LISTS LUA_TESTS)
     get_filename_component(module ${file} NAME_WE)
@@ -124,6 +137,14 @@ foreach(variant IN LISTS ENGINE_VARIANTS)
                WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
       set_tests_properties(${id} PROPERTIES FIXTURES_REQUIRED engine_output TIMEOUT 300
         ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;ENGINE_TEST_OUTPUT=${OUTPUT_DIR};${SANITIZER_ENV}")
+      if(module STREQUAL "test_soak")
+        set_tests_properties(${id} PROPERTIES COST 500)
+      elseif(module MATCHES "^test_(postgres|ui)$")
+        set_tests_properties(${id} PROPERTIES COST 50 FIXTURES_REQUIRED "engine_output;pg_server"
+          ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:${variant}>;ENGINE_TEST_OUTPUT=${OUTPUT_DIR};ENGINE_TEST_PG=${PG_FIXTURE};${SANITIZER_ENV}")
+      elseif(module STREQUAL "test_budget")
+        set_tests_properties(${id} PROPERTIES COST 50)
+      endif()
     endforeach()
   endforeach()
 endforeach()
@@ -135,7 +156,7 @@ if(VALGRIND)
     set(id "engine:test_valgrind:${case}")
     add_test(NAME ${id} COMMAND ${Python3_EXECUTABLE} -m unittest test_valgrind.${case}
              WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/e2e)
-    set_tests_properties(${id} PROPERTIES
+    set_tests_properties(${id} PROPERTIES COST 200
       ENVIRONMENT "ENGINE_BIN=$<TARGET_FILE:engine>;VALGRIND=${VALGRIND}" TIMEOUT 600)
   endforeach()
 endif()

@@ -17,7 +17,7 @@ import time
 import unittest
 
 from harness import ENGINE, SimTestCase, check_no_secrets, keep_output, main, run, wait_until
-from pg_server import HAVE_PGBOUNCER, HAVE_POSTGRES, PASSWORD, PgBouncer, PgServer
+from pg_server import HAVE_PGBOUNCER, HAVE_POSTGRES, PASSWORD, PgBouncer, PgServer, shared_server
 
 SYNC_FLOW = """
 local ids = {...}
@@ -37,7 +37,7 @@ class Postgres(SimTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pg = PgServer().start()
+        cls.pg = shared_server()  # the run's (a database each test), or one of its own
 
     @classmethod
     def tearDownClass(cls):
@@ -74,6 +74,13 @@ class Postgres(SimTestCase):
         check_no_secrets(r.stdout + r.stderr)
         self.assertNotIn(PASSWORD, r.stdout + r.stderr)
         return json.loads(r.stdout)
+
+    def own_server(self):
+        """A server of this test's own, for a test that stops it."""
+        self.pg = PgServer().start()
+        self.addCleanup(self.pg.cleanup)
+        self.db = self.pg.new_database()
+        self.url = self.pg.url(self.db)
 
     def polls(self, sync_id):
         return sum(r["polls"] for r in self.sim.runs.values() if r["sync_id"] == sync_id)
@@ -191,6 +198,7 @@ class Postgres(SimTestCase):
     # -- the server going away ---------------------------------------------
 
     def test_the_server_away_mid_run_loses_and_doubles_nothing(self):
+        self.own_server()
         self.sim.syncs[1] = {"steps": ["working"] * 50 + ["completed"]}
         self.sim.syncs[2] = {"steps": ["completed"]}
         a = self.start([self.flow_file, "1", "2"], {"ENGINE_STATE_LEASE": "30"})
@@ -207,6 +215,7 @@ class Postgres(SimTestCase):
         self.assertEqual(self.runs()[0]["outcome"], "ok")
 
     def test_the_server_away_before_a_trigger_fails_it_with_kind_journal(self):
+        self.own_server()
         self.sim.syncs[2] = {"steps": ["completed"]}
         flow = self.flow("""
 flow.step("first", function() end)

@@ -18,7 +18,7 @@ import urllib.parse
 
 from harness import ROOT, ProvidersTestCase, check_no_secrets, main, run, wait_until
 from browser import DESKTOP, PHONE, Browser
-from pg_server import HAVE_POSTGRES, PgServer
+from pg_server import HAVE_POSTGRES, shared_server
 
 POLLS = {"CENSUS_POLL": "0.05", "FIVETRAN_POLL": "0.05", "DBT_CLOUD_POLL": "0.05"}
 SCREENSHOTS = os.environ.get("ENGINE_UI_SCREENSHOTS") or os.path.join(ROOT, "build", "ui-screenshots")
@@ -472,7 +472,7 @@ class UiPostgres(UiBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pg = PgServer().start()
+        cls.pg = shared_server()
 
     @classmethod
     def tearDownClass(cls):
