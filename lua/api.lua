@@ -349,7 +349,7 @@ local function take_slot(conn, budget_end)
     if a.paused_until <= timer.now() then break end -- a 429 meanwhile: a new slot after it
   end
   local waited = timer.now() - first
-  if waited > 0.001 then
+  if waited >= 0.01 then -- (a wait of a few milliseconds is not held back)
     a.held = a.held + 1
     if waited > a.longest then a.longest = waited end
   end
