@@ -573,4 +573,28 @@ function jobs.define(P)
   return M, check_wait
 end
 
+-- engine doctor: the resources a flow names literally, each once, as a
+-- list ({{what, check = fn(conn)}}) and the function that adds to it.
+function jobs.doctor_refs()
+  local refs, seen = {}, {}
+  return refs, function(what, check)
+    if not seen[what] then
+      seen[what] = true
+      refs[#refs + 1] = {what = what, check = check}
+    end
+  end
+end
+
+-- The names given as name = "..." inside the <module>.x{...} calls of
+-- source, one after another.
+function jobs.names_in(source, module)
+  local calls = source:gmatch(module .. "%.[%w_]+%s*%(?%s*(%b{})")
+  return function()
+    for call in calls do
+      local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
+      if name then return name end
+    end
+  end
+end
+
 return jobs

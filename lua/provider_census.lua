@@ -642,13 +642,7 @@ end
 
 -- The syncs a flow's source names literally: {{what, check = fn(conn)}}.
 function P.doctor.refs(source)
-  local refs, seen = {}, {}
-  local function add(what, check)
-    if not seen[what] then
-      seen[what] = true
-      refs[#refs + 1] = {what = what, check = check}
-    end
-  end
+  local refs, add = jobs.doctor_refs()
   local function by_id(id)
     add("sync " .. id, function(conn)
       local sync = request(conn, {method = "GET", path = "/syncs/" .. id, what = "sync " .. id, check = has_data}).data
@@ -657,13 +651,10 @@ function P.doctor.refs(source)
   end
   for id in source:gmatch("sync_id%s*=%s*(%d+)") do by_id(id) end
   for id in source:gmatch("/syncs/(%d+)/trigger") do by_id(id) end
-  for call in source:gmatch("census%.[%w_]+%s*%(?%s*(%b{})") do
-    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
-    if name then
-      add(string.format("sync named %q", name), function(conn)
-        return string.format("sync %q is id %s", name, tostring(P.resolve(conn, name)))
-      end)
-    end
+  for name in jobs.names_in(source, "census") do
+    add(string.format("sync named %q", name), function(conn)
+      return string.format("sync %q is id %s", name, tostring(P.resolve(conn, name)))
+    end)
   end
   return refs
 end

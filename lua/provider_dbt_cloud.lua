@@ -547,13 +547,7 @@ function P.doctor.probe(conn)
 end
 
 function P.doctor.refs(source)
-  local refs, seen = {}, {}
-  local function add(what, check)
-    if not seen[what] then
-      seen[what] = true
-      refs[#refs + 1] = {what = what, check = check}
-    end
-  end
+  local refs, add = jobs.doctor_refs()
   for id in source:gmatch("job_id%s*=%s*(%d+)") do
     add("job " .. id, function(conn)
       local job = request(conn, {method = "GET", path = "/jobs/" .. id .. "/", what = "job " .. id,
@@ -561,13 +555,10 @@ function P.doctor.refs(source)
       return string.format("job %s exists (%s)", id, tostring(job.name or "no name"))
     end)
   end
-  for call in source:gmatch("dbt_cloud%.[%w_]+%s*%(?%s*(%b{})") do
-    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
-    if name then
-      add(string.format("job named %q", name), function(conn)
-        return string.format("job %q is id %s", name, tostring(P.resolve(conn, name, {})))
-      end)
-    end
+  for name in jobs.names_in(source, "dbt_cloud") do
+    add(string.format("job named %q", name), function(conn)
+      return string.format("job %q is id %s", name, tostring(P.resolve(conn, name, {})))
+    end)
   end
   return refs
 end

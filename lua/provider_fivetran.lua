@@ -409,26 +409,17 @@ function P.doctor.probe(conn)
 end
 
 function P.doctor.refs(source)
-  local refs, seen = {}, {}
-  local function add(what, check)
-    if not seen[what] then
-      seen[what] = true
-      refs[#refs + 1] = {what = what, check = check}
-    end
-  end
+  local refs, add = jobs.doctor_refs()
   for id in source:gmatch("connection_id%s*=%s*[\"']([^\"']+)[\"']") do
     add("connection " .. id, function(conn)
       local c = read_connection(conn, id)
       return string.format("connection %s exists (%s)", id, tostring(c.schema or "no schema"))
     end)
   end
-  for call in source:gmatch("fivetran%.[%w_]+%s*%(?%s*(%b{})") do
-    local name = call:match("[{,%s]name%s*=%s*\"([^\"]+)\"")
-    if name then
-      add(string.format("connection named %q", name), function(conn)
-        return string.format("connection %q is %s", name, tostring(P.resolve(conn, name, {})))
-      end)
-    end
+  for name in jobs.names_in(source, "fivetran") do
+    add(string.format("connection named %q", name), function(conn)
+      return string.format("connection %q is %s", name, tostring(P.resolve(conn, name, {})))
+    end)
   end
   return refs
 end

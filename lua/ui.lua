@@ -12,6 +12,7 @@ local run = require "engine.run"
 local run_docs = require "engine.run_docs"
 local pages = require "engine.ui_pages"
 local rules = require "engine.c.rules"
+local escape = require("engine.api").escape -- percent-encoding: every byte but the unreserved
 
 local ui = {}
 
@@ -206,14 +207,13 @@ local function without_token(req)
   end
   table.sort(names)
   for _, k in ipairs(names) do
-    parts[#parts + 1] = (k:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end)) .. "=" ..
-      (req.query[k]:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
+    parts[#parts + 1] = escape(k) .. "=" .. escape(req.query[k])
   end
   return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
 end
 
 local function encode_path(path)
-  return (path:gsub("[^%w%-._~/]", function(c) return string.format("%%%02X", c:byte()) end))
+  return (path:gsub("[^/]+", escape))
 end
 
 -- The answer to req: status, body, headers.
