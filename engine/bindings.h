@@ -13,7 +13,7 @@ void timer_register(lua_State *L, engine *e); /* timer.c: sleep, now, every */
 void http_register(lua_State *L, engine *e); /* http.c: request */
 void exec_register(lua_State *L);    /* exec.c: run */
 void rules_register(lua_State *L);   /* rules_lua.c: the pure rules */
-void sqlite_register(lua_State *L);  /* sqlite.c: open, db:run, db:rows, db:exec */
+void sqlite_register(lua_State *L, engine *e); /* sqlite.c: open, db:run, db:rows, db:exec */
 void files_register(lua_State *L);   /* files.c: mkdirs, lock, write_file, ... */
 void json_values_register(lua_State *L); /* json_values.c: integers, strip_nulls */
 void options_register(lua_State *L); /* options.c: check_options for lua/ files */

@@ -47,6 +47,14 @@ typedef struct engine_cleanup {
   struct engine_cleanup *next;
 } engine_cleanup;
 
+/* How long the loop's turns held it (loop_watch.c). */
+typedef struct loop_watch {
+  uv_prepare_t prepare;
+  uint64_t turn_began, idle_began; /* uv_hrtime() and idle time at the last prepare */
+  uint64_t store_ns;               /* the journal's store, this turn so far */
+  uint64_t longest_turn_ns, longest_store_ns;
+} loop_watch;
+
 /* Why every task is being stopped, if it is. */
 enum engine_stop { STOP_NONE, STOP_SIGNAL, STOP_EXIT };
 
@@ -54,6 +62,7 @@ struct engine {
   lua_State *L;
   uv_loop_t loop;
   uv_idle_t runner;  /* active only while the run queue is non-empty */
+  loop_watch watch;
   task *ready_head, *ready_tail;
   task *live;        /* every task not yet finished */
   task *unobserved;  /* failed tasks whose error nobody has taken yet */

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "lifetime.h"
 #include "log.h"
+#include "loop_watch.h"
 #include "modules.h"
 #include "output.h"
 #include "secrets.h"
@@ -56,7 +57,7 @@ static void arm_stop_timer(engine *e) {
 int engine_init(engine *e, enum log_level level, bool ignore_env) {
   memset(e, 0, sizeof *e);
   e->log_level = level;
-  if (uv_loop_init(&e->loop)) return -1;
+  if (uv_loop_init(&e->loop) || loop_watch_init(e)) return -1;
   e->stop_budget = STOP_BUDGET_DEFAULT;
   uv_timer_init(&e->loop, &e->stop_timer);
   uv_unref((uv_handle_t *)&e->stop_timer); /* it never keeps the loop alive */

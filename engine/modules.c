@@ -73,7 +73,7 @@ static const struct c_module {
     {"engine.c.task", NULL, task_register},   {"engine.c.timer", NULL, timer_register},
     {"engine.c.error", error_register, NULL}, {"engine.c.http", NULL, http_register},
     {"engine.c.exec", exec_register, NULL},   {"engine.c.rules", rules_register, NULL},
-    {"engine.c.options", options_register, NULL}, {"engine.c.sqlite", sqlite_register, NULL},
+    {"engine.c.options", options_register, NULL}, {"engine.c.sqlite", NULL, sqlite_register},
     {"engine.c.mutex", mutex_register, NULL},     {"engine.c.postgres", NULL, postgres_register},
     {"engine.c.httpd", NULL, httpd_register},
     {"engine.c.files", files_register, NULL}, {"engine.c.log", NULL, log_register},

@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 
 #include "bindings.h"
+#include "loop_watch.h"
 #include "pq_api.h"
 #include "task.h"
 
@@ -315,8 +316,7 @@ static void step(pg_wait *w) {
   read_results(w);
 }
 
-static void on_socket(uv_poll_t *h, int status, int events) {
-  pg_wait *w = h->data;
+static void socket_ready(pg_wait *w, int status, int events) {
   if (status < 0 && w->phase != CONNECTING) {
     give_up(w, uv_strerror(status));
     return;
@@ -328,6 +328,14 @@ static void on_socket(uv_poll_t *h, int status, int events) {
     }
   }
   step(w);
+}
+
+static void on_socket(uv_poll_t *h, int status, int events) {
+  pg_wait *w = h->data;
+  engine *e = w->c->e;
+  uint64_t began = loop_watch_clock();
+  socket_ready(w, status, events);
+  loop_watch_store(e, began);
 }
 
 static void on_deadline(uv_timer_t *timer) {
@@ -532,6 +540,7 @@ static int conn_query(lua_State *L) {
     lua_pushboolean(L, 1);
     return 4;
   }
+  uint64_t began = loop_watch_clock();
   int nparams = lua_gettop(L) - 3;
   if (nparams > MAX_PARAMS) return luaL_error(L, "postgres: more than %d parameters", MAX_PARAMS);
   luaL_checkstack(L, nparams + 8, "postgres: parameters");
@@ -588,6 +597,7 @@ static int conn_query(lua_State *L) {
     return 4;
   }
   lua_settop(L, 1); /* the conn stays on the stack while the task waits */
+  loop_watch_store(c->e, began); /* (start yields: it does not return here) */
   return start(L, t, c, SENDING, seconds);
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,18 +20,43 @@
 #include <sqlite3.h>
 
 #include "bindings.h"
+#include "loop_watch.h"
+#include "task.h"
 
 #define DB_MT "engine.sqlite"
 #define BUSY_TIMEOUT_MS 5000
 
+typedef struct away away;
+
 typedef struct {
   sqlite3 *db;
+  engine *e;     /* its calls count as the store's hold of the loop */
   int cache_ref; /* SQL text -> statement (light userdata) */
+  away *away;    /* a statement running on libuv's thread pool, or NULL */
 } database;
+
+/* db:exec_away(sql) while it runs on a pool thread: the connection is the
+ * thread's until it ends (it is opened NOMUTEX), so every other call
+ * raises meanwhile (the driver's lock keeps tasks from making one), and a
+ * close waits for its end. */
+struct away {
+  op base;
+  uv_work_t work;
+  sqlite3 *db;
+  database *d;     /* NULL once the userdata was closed (collected) */
+  char *sql;         /* exec_away's statements, or */
+  sqlite3_stmt *st;  /* run_away's, prepared and bound */
+  int rc;
+  sqlite3_int64 changes, rowid;
+  char *message;   /* SQLite's, when rc is not SQLITE_OK */
+  bool abandoned;  /* the task was cancelled: nobody to wake */
+  bool close_after;
+};
 
 static database *check_db(lua_State *L) {
   database *d = luaL_checkudata(L, 1, DB_MT);
   if (!d->db) luaL_error(L, "sqlite: the database is closed");
+  if (d->away) luaL_error(L, "sqlite: the connection is busy (a statement runs off the loop)");
   return d;
 }
 
@@ -42,26 +68,27 @@ static int db_error(lua_State *L, sqlite3 *db) {
   return lua_error(L);
 }
 
-static void finalize_all(lua_State *L, database *d) {
-  if (d->cache_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, d->cache_ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    sqlite3_finalize(lua_touserdata(L, -1));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
-  d->cache_ref = LUA_NOREF;
+/* Every statement the connection prepared (the cache's), then itself. */
+static void close_connection(sqlite3 *db) {
+  sqlite3_stmt *st;
+  while ((st = sqlite3_next_stmt(db, NULL))) sqlite3_finalize(st);
+  sqlite3_close(db);
 }
 
 static int db_close(lua_State *L) {
   database *d = luaL_checkudata(L, 1, DB_MT);
-  if (d->db) {
-    finalize_all(L, d);
-    sqlite3_close(d->db);
-    d->db = NULL;
+  if (d->cache_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
+    d->cache_ref = LUA_NOREF;
   }
+  if (d->away) { /* the pool thread's until it ends: closed then */
+    d->away->close_after = true;
+    d->away->d = NULL;
+    d->away = NULL;
+  } else if (d->db) {
+    close_connection(d->db);
+  }
+  d->db = NULL;
   return 0;
 }
 
@@ -141,11 +168,13 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int col) {
 /* db:run(sql, ...) -> changes, last insert rowid */
 static int db_run(lua_State *L) {
   database *d = check_db(L);
+  uint64_t began = loop_watch_clock();
   sqlite3_stmt *st = prepare(L, d, 2);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
   }
   sqlite3_reset(st);
+  loop_watch_store(d->e, began);
   if (rc != SQLITE_DONE) return db_error(L, d->db);
   lua_pushinteger(L, sqlite3_changes(d->db));
   lua_pushinteger(L, sqlite3_last_insert_rowid(d->db));
@@ -155,6 +184,7 @@ static int db_run(lua_State *L) {
 /* db:rows(sql, ...) -> {{column = value, ...}, ...} */
 static int db_rows(lua_State *L) {
   database *d = check_db(L);
+  uint64_t began = loop_watch_clock();
   sqlite3_stmt *st = prepare(L, d, 2);
   lua_newtable(L);
   int rc, n = 0;
@@ -168,6 +198,7 @@ static int db_rows(lua_State *L) {
     lua_rawseti(L, -2, ++n);
   }
   sqlite3_reset(st);
+  loop_watch_store(d->e, began);
   if (rc != SQLITE_DONE) return db_error(L, d->db);
   return 1;
 }
@@ -175,9 +206,129 @@ static int db_rows(lua_State *L) {
 /* db:exec(sql): several statements, no parameters (schema, BEGIN, ...). */
 static int db_exec(lua_State *L) {
   database *d = check_db(L);
-  if (sqlite3_exec(d->db, luaL_checkstring(L, 2), NULL, NULL, NULL) != SQLITE_OK)
-    return db_error(L, d->db);
+  const char *sql = luaL_checkstring(L, 2);
+  uint64_t began = loop_watch_clock();
+  int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
+  loop_watch_store(d->e, began);
+  if (rc != SQLITE_OK) return db_error(L, d->db);
   return 0;
+}
+
+static void away_run(uv_work_t *req) {
+  away *a = req->data;
+  char *message = NULL;
+  if (a->st) {
+    while ((a->rc = sqlite3_step(a->st)) == SQLITE_ROW) {
+    }
+    sqlite3_reset(a->st);
+    sqlite3_clear_bindings(a->st); /* (a large value's copy goes now) */
+    if (a->rc == SQLITE_DONE) {
+      a->rc = SQLITE_OK;
+      a->changes = sqlite3_changes64(a->db);
+      a->rowid = sqlite3_last_insert_rowid(a->db);
+    } else {
+      message = sqlite3_mprintf("%s", sqlite3_errmsg(a->db));
+    }
+  } else {
+    a->rc = sqlite3_exec(a->db, a->sql, NULL, NULL, &message);
+  }
+  if (a->rc != SQLITE_OK) {
+    const char *file = sqlite3_db_filename(a->db, "main");
+    size_t n = strlen(message ? message : sqlite3_errstr(a->rc)) + strlen(file ? file : "") + 16;
+    a->message = malloc(n);
+    if (a->message)
+      snprintf(a->message, n, "%s (%s)", message ? message : sqlite3_errstr(a->rc),
+               file && *file ? file : "memory");
+  }
+  sqlite3_free(message);
+}
+
+static void away_free(away *a) {
+  if (a->close_after) close_connection(a->db);
+  free(a->message);
+  free(a->sql);
+  free(a);
+}
+
+static void away_done(uv_work_t *req, int status) {
+  (void)status;
+  away *a = req->data;
+  if (a->d) a->d->away = NULL;
+  if (a->abandoned) {
+    away_free(a);
+    return;
+  }
+  task *t = a->base.owner;
+  lua_State *T = task_wake_begin(t);
+  int n = 2;
+  if (a->rc == SQLITE_OK) {
+    lua_pushboolean(T, 1);
+    if (a->st) {
+      lua_pushinteger(T, (lua_Integer)a->changes);
+      lua_pushinteger(T, (lua_Integer)a->rowid);
+      n = 3;
+    } else {
+      n = 1;
+    }
+  } else {
+    lua_pushboolean(T, 0);
+    lua_pushstring(T, a->message ? a->message : "sqlite: out of memory");
+  }
+  away_free(a);
+  task_wake(t, n);
+}
+
+/* The task was cancelled: the statement runs on to its end all the same
+ * (SQLite's own work, COMMIT, is not cut in half); then it is freed. */
+static void away_cancel(op *o) {
+  ((away *)o)->abandoned = true;
+}
+
+/* Sends a to the pool; the task waits. */
+static int go_away(lua_State *L, database *d, away *a) {
+  task *t = task_owner(L);
+  a->base.cancel = away_cancel;
+  a->db = d->db;
+  a->d = d;
+  a->work.data = a;
+  if (uv_queue_work(&d->e->loop, &a->work, away_run, away_done) != 0) {
+    free(a->sql);
+    free(a);
+    return luaL_error(L, "sqlite: cannot use the thread pool");
+  }
+  d->away = a;
+  lua_settop(L, 1); /* the database stays anchored while the task waits */
+  return task_wait_op(L, t, &a->base);
+}
+
+/* db:exec_away(sql): as db:exec, on libuv's thread pool while the task
+ * waits (a COMMIT's fsync and checkpoint, which would hold the loop for
+ * milliseconds). Outside a task it runs here. */
+static int db_exec_away(lua_State *L) {
+  database *d = check_db(L);
+  const char *sql = luaL_checkstring(L, 2);
+  if (!task_owner(L)) return db_exec(L);
+  task_require_waitable(L, "the journal");
+  away *a = calloc(1, sizeof *a);
+  if (a) a->sql = strdup(sql);
+  if (!a || !a->sql) {
+    free(a);
+    return luaL_error(L, "out of memory");
+  }
+  return go_away(L, d, a);
+}
+
+/* db:run_away(sql, ...): as db:run, the statement prepared and bound here
+ * and run on the pool (a large value written: the run's summary). */
+static int db_run_away(lua_State *L) {
+  database *d = check_db(L);
+  if (!task_owner(L)) return db_run(L);
+  task_require_waitable(L, "the journal");
+  sqlite3_stmt *st = prepare(L, d, 2);
+  away *a = calloc(1, sizeof *a);
+  if (!a) return luaL_error(L, "out of memory");
+  a->st = st;
+  return go_away(L, d, a);
 }
 
 static int first_column(void *out, int n, char **values, char **names) {
@@ -243,6 +394,8 @@ static int db_open(lua_State *L) {
   }
   database *d = lua_newuserdatauv(L, sizeof *d, 0);
   d->db = NULL;
+  d->e = lua_touserdata(L, lua_upvalueindex(1));
+  d->away = NULL;
   d->cache_ref = LUA_NOREF;
   luaL_setmetatable(L, DB_MT);
   int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -275,10 +428,12 @@ static int db_busy_timeout(lua_State *L) {
   return 0;
 }
 
-void sqlite_register(lua_State *L) {
+void sqlite_register(lua_State *L, engine *e) {
   static const luaL_Reg methods[] = {{"run", db_run},
                                      {"rows", db_rows},
                                      {"exec", db_exec},
+                                     {"exec_away", db_exec_away},
+                                     {"run_away", db_run_away},
                                      {"close", db_close},
                                      {"busy_timeout", db_busy_timeout},
                                      {NULL, NULL}};
@@ -291,6 +446,7 @@ void sqlite_register(lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, db_open);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, db_open, 1);
   lua_setfield(L, -2, "open");
 }

@@ -658,17 +658,23 @@ static void resume(task *t) {
   }
 }
 
+/* How long one turn of the loop resumes tasks before it polls again. */
+#define RUN_SLICE_NS 2000000
+
 static void runner_cb(uv_idle_t *idle) {
   engine *e = idle->data;
   /* Tasks woken while draining wait for the next turn of the loop, so I/O
-   * is polled between batches. */
+   * is polled between batches; so do the rest of a batch that has run
+   * RUN_SLICE_NS (a thousand tasks started at once: their timers and
+   * answers are not held up behind them). */
   task *tail = e->ready_tail;
+  uint64_t began = uv_hrtime();
   while (e->ready_head) {
     task *t = e->ready_head;
     e->ready_head = t->ready_next;
     if (!e->ready_head) e->ready_tail = NULL;
     resume(t);
-    if (t == tail) break;
+    if (t == tail || uv_hrtime() - began > RUN_SLICE_NS) break;
   }
   if (!e->ready_head) uv_idle_stop(&e->runner);
 }
@@ -939,7 +945,7 @@ static int current(lua_State *L) {
 
 static void count_active(uv_handle_t *h, void *arg) {
   engine *e = ((void **)arg)[0];
-  if (uv_is_active(h) && h != (uv_handle_t *)&e->runner)
+  if (uv_is_active(h) && h != (uv_handle_t *)&e->runner && h != (uv_handle_t *)&e->watch.prepare)
     ++*(long *)((void **)arg)[1];
 }
 

@@ -1,13 +1,15 @@
 /* timer.c: time for tasks: sleep (a task suspended on a libuv timer), now
  * (the loop's monotonic clock), and every (a function run as a short task
  * at an interval, in the background: its timer does not keep the run
- * alive, as the journal's lease renewal must not). */
+ * alive, as the journal's lease renewal must not), and loop_stats (how
+ * long the loop's turns held it: loop_watch.c). */
 #include <math.h>
 #include <stdlib.h>
 
 #include <lauxlib.h>
 
 #include "bindings.h"
+#include "loop_watch.h"
 #include "task.h"
 
 typedef struct {
@@ -168,4 +170,5 @@ void timer_register(lua_State *L, engine *e) {
   lua_pushlightuserdata(L, e);
   lua_pushcclosure(L, timer_every, 1);
   lua_setfield(L, -2, "every");
+  loop_watch_register(L, e);
 }

@@ -301,6 +301,7 @@ local function write(durable, fn, ...)
     take()
     for _, item in ipairs(items) do
       item.ok, item.a, item.b = pcall(item.fn, table.unpack(item, 1, item.n))
+      db:pause() -- a thousand claims do not hold the loop at once
     end
     if lines and #lines > 0 then store.insert_logs(db, run_id, lines) end
     if fn then return fn(...) end

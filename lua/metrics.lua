@@ -28,6 +28,7 @@ end
 
 local function number(v)
   if math.type(v) == "integer" then return tostring(v) end
+  if v < 0.1 and v > 0 then return string.format("%.6f", v) end -- (a loop's hold: microseconds)
   return string.format("%.3f", v)
 end
 
@@ -116,6 +117,13 @@ function metrics.text(summary, path, extra)
   family("engine_run_duration_seconds", "How long the last run took.", {{fl, summary.duration}})
   family("engine_run_exit_code", "The last run's exit status (0: every job succeeded).",
     {{fl, summary.exit_code}})
+  local loop = summary.loop or {}
+  family("engine_loop_longest_turn_seconds",
+    "The longest turn of the event loop in the last run (timers and answers wait meanwhile).",
+    {{fl, loop.longest_turn or 0}})
+  family("engine_journal_longest_hold_seconds",
+    "The longest time the journal's store held the event loop in one turn, in the last run.",
+    {{fl, loop.longest_store_hold or 0}})
   local now = rules.wallclock()
   family("engine_run_timestamp_seconds", "When the last run ended (Unix time).", {{fl, now}})
   -- 0 until a run succeeded: a stale-success alert then fires on a flow

@@ -336,12 +336,14 @@ function report.summary(exit_code, interrupted, ending)
   end
   local c = counts()
   local held = require("engine.api").budget_report()
+  local loop = timer.loop_stats()
   return {
     version = 1, exit_code = exit_code,
     status = interrupted and "interrupted" or (exit_code == 0 and "ok" or "failed"),
     started_at = iso(report.started_at), duration = timer.now() - report.started,
     steps = c.step, syncs = c.sync, remote_jobs = c.remote, error = ending, entries = entries, jobs = remote,
     request_budget = #held > 0 and held or nil,
+    loop = {longest_turn = loop.longest_turn, longest_store_hold = loop.longest_store_hold},
   }
 end
 

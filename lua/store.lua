@@ -107,7 +107,7 @@ function store.insert_run(h, r)
 end
 
 function store.end_run(h, id, ended_at, outcome, exit_code, summary)
-  h:run("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
+  h:run_large("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
     ended_at, outcome, exit_code, summary, id)
 end
 
@@ -323,6 +323,7 @@ function store.insert_logs(h, run, lines)
       for _, v in ipairs{run, l.seq, l.at, l.level, l.text} do args[#args + 1] = v end
     end
     h:run("INSERT INTO logs (run, seq, at, level, text) VALUES " .. table.concat(values, ", "), table.unpack(args))
+    h:pause()
   end
 end
 

@@ -158,7 +158,10 @@ function db:insert(sql, ...)
   return rows[1] and rows[1].id
 end
 function db:exec(sql) self:with(nil, self.query, sql) end
+db.run_large = db.run
 function db:close() self.conn:close() end
+-- (each statement is a wait already: the loop turns between them)
+function db:pause() end
 
 -- Inside a transaction: claims of key (a remote resource) are one at a
 -- time across engines until it ends.

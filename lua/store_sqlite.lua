@@ -3,14 +3,16 @@
 -- directory. It opens the file, brings its schema to the current version
 -- (moving a version-1 journal in one transaction), and runs transactions.
 --
--- The loop is never blocked long: SQLite waits for a lock at most
--- BUSY_MS at a time, and a transaction that meets a lock held longer
--- yields (a timer sleep, inside a task) and tries again, up to WAIT_MAX
--- seconds in all. A commit's fsync runs on the loop thread, once per group
--- commit (lua/journal.lua): a thousand intents written together cost one.
+-- The loop is never held long: SQLite waits for a lock at most BUSY_MS
+-- at a time, and a transaction that meets a lock held longer yields (a
+-- timer sleep, inside a task) and tries again, up to WAIT_MAX seconds in
+-- all; a commit (its fsync, once per group commit: lua/journal.lua) runs
+-- on libuv's thread pool, and a long transaction lets the loop turn every
+-- PAUSE_AFTER.
 local sqlite = require "engine.c.sqlite"
 local tasks = require "engine.c.task"
 local timer = require "engine.c.timer"
+local mutex = require "engine.c.mutex"
 
 local driver = {}
 
@@ -23,24 +25,49 @@ local WORDS = {ID = "INTEGER PRIMARY KEY", REF = "INTEGER", REAL = "REAL"}
 local db = {}
 db.__index = db
 
-function db:rows(sql, ...) return self.h:rows(sql, ...) end
-function db:run(sql, ...) return (self.h:run(sql, ...)) end
-function db:insert(sql, ...) return select(2, self.h:run(sql, ...)) end
-function db:exec(sql) return self.h:exec(sql) end
+-- Tasks take the connection in turn: a transaction lets the loop turn
+-- (its COMMIT runs off the loop, a long one pauses), and meanwhile the
+-- connection is its task's. A single statement waits for the turn only
+-- while another task holds it: it never yields itself.
+local function wait_turn(self)
+  local holder = self.holder
+  if holder and holder ~= tasks.current() and tasks.current() then
+    self.lock:lock()
+    self.lock:unlock()
+  end
+end
+
+function db:rows(sql, ...) wait_turn(self) return self.h:rows(sql, ...) end
+function db:run(sql, ...) wait_turn(self) return (self.h:run(sql, ...)) end
+function db:insert(sql, ...) wait_turn(self) return select(2, self.h:run(sql, ...)) end
+function db:exec(sql) wait_turn(self) return self.h:exec(sql) end
+-- A statement writing a large value (the run's summary): run off the loop.
+function db:run_large(sql, ...) wait_turn(self) return (self.h:run_away(sql, ...)) end
 function db:close() self.h:close() end
 -- Claims of one resource are one at a time already: a write transaction
 -- holds the file's lock (BEGIN IMMEDIATE).
 function db:guard() end
 
+-- Inside a long transaction (a group commit of a thousand claims): once
+-- it has held the loop PAUSE_AFTER seconds, the loop turns once.
+local PAUSE_AFTER = 0.0005
+function db:pause()
+  if self.holder and timer.now() - self.since > PAUSE_AFTER then
+    timer.sleep(0)
+    self.since = timer.now()
+  end
+end
+
 function db:transaction_until(_, fn, ...) return self:transaction(false, fn, ...) end
 
--- Runs fn(...) in one immediate transaction. A lock another engine holds
--- longer than BUSY_MS is waited for off the loop (a sleep, in a task).
-function db:transaction(durable, fn, ...)
+-- BEGIN IMMEDIATE (a lock another engine holds longer than BUSY_MS is
+-- waited for off the loop: a sleep, in a task), fn(...), COMMIT (in a
+-- task on libuv's thread pool: its fsync, and a checkpoint now and then,
+-- take milliseconds).
+local function attempt(self, durable, in_task, fn, ...)
   local h = self.h
   local give_up = timer.now() + WAIT_MAX
   if durable then h:exec("PRAGMA synchronous = FULL") end -- (not allowed inside one)
-  local in_task = tasks.current() ~= nil
   if not in_task then h:busy_timeout(BLOCKING_MS) end
   while true do
     local ok, err = pcall(h.exec, h, "BEGIN IMMEDIATE")
@@ -52,15 +79,32 @@ function db:transaction(durable, fn, ...)
     timer.sleep(0.005 + math.random() * 0.02)
   end
   if not in_task then h:busy_timeout(BUSY_MS) end
+  self.since = timer.now()
   local ok, a, b = pcall(fn, ...)
   if ok then
-    local committed, err = pcall(h.exec, h, "COMMIT")
+    local committed, err = pcall(h.exec_away, h, "COMMIT")
     if not committed then ok, a = false, err end
   end
   if not ok then pcall(h.exec, h, "ROLLBACK") end
   if durable then pcall(h.exec, h, "PRAGMA synchronous = NORMAL") end
   if not ok then error(a, 0) end
   return a, b
+end
+
+-- Runs fn(...) in one immediate transaction, holding the connection; the
+-- engine's own work: a stop does not cut it short.
+function db:transaction(durable, fn, ...)
+  local me = tasks.current()
+  if not me then return attempt(self, durable, false, fn, ...) end
+  return tasks.shield(function(...)
+    self.lock:lock()
+    self.holder = me
+    local r = table.pack(pcall(attempt, self, durable, true, fn, ...))
+    self.holder = nil
+    self.lock:unlock()
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end, ...)
 end
 
 -- Version 1 (the first two releases, one provider): its syncs in `syncs`,
@@ -124,7 +168,7 @@ function driver.open(location, create, store)
     h:exec("BEGIN IMMEDIATE")
     local v = version(h)
     if v == nil then
-      h:exec(store.schema(WORDS))
+      h:exec_away(store.schema(WORDS)) -- (a new file: SQLite syncs it)
       h:run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", tostring(store.SCHEMA_VERSION))
     elseif v < store.SCHEMA_VERSION then
       if v == 1 then
@@ -142,7 +186,7 @@ function driver.open(location, create, store)
       error(string.format("it has schema version %d; this engine knows %d (upgrade the engine)",
         v, store.SCHEMA_VERSION), 0)
     end
-    h:exec("COMMIT")
+    h:exec_away("COMMIT")
   end)
   if not ok then
     pcall(h.exec, h, "ROLLBACK")
@@ -150,7 +194,7 @@ function driver.open(location, create, store)
     return nil, (tostring(err):gsub(" %(" .. path:gsub("%p", "%%%0") .. "%)$", ""))
   end
   h:busy_timeout(BUSY_MS)
-  return setmetatable({h = h, where = path, kind = "sqlite"}, db)
+  return setmetatable({h = h, where = path, kind = "sqlite", lock = mutex.new()}, db)
 end
 
 return driver

@@ -4,7 +4,8 @@ the floor (bench_floor.c: libcurl multi + libuv, no Lua), both against
 bench_sim.c on 127.0.0.1; one row per N with wall time, CPU, peak RSS,
 requests, TCP connections, CPU us per request, and each figure's ratio
 engine / floor. Also: instructions per request (callgrind, at a smaller
-N), the RSS a waiting sync costs, the worst poll lateness, and start-up.
+N), the RSS a waiting sync costs, the worst poll lateness, start-up, and
+the history over a journal of 100,000 runs (engine runs, engine ui).
 Not a test (tests/bench/README.md has the latest table):
   ./dev bench            # N = 1, 100, 1000, 10000
   python3 tests/bench/bench.py --sizes 1,100 --callgrind 100"""
@@ -14,6 +15,7 @@ import os
 import re
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -194,6 +196,141 @@ def stores(n, poll, flow):
         pg.cleanup()
 
 
+HISTORY_FLOWS = ["/srv/flows/nightly_%s.lua" % name for name in
+                 ("census", "crm", "billing", "marketing", "finance", "support", "warehouse")]
+HISTORY_HOSTS = ["etl-1", "etl-2", "etl-3"]
+COUNTS = '{"records_processed": %d, "records_updated": %d, "records_failed": %d, "records_invalid": 0}'
+
+
+def big_journal(state, n, big_jobs):
+    """A journal in state (DIR/journal.db) with n runs, newest last, one a
+    minute, each with one Census sync (one run in ten failed), the newest
+    with big_jobs syncs and their status changes (queued, working,
+    completed). The schema is the engine's own: it records one run first,
+    which is then deleted. Returns the newest run's id."""
+    subprocess.run([os.path.join(BUILD, "engine"), "-q", "--state", state, "-e", 'flow.step("x", function() end)'],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = sqlite3.connect(os.path.join(state, "journal.db"))
+    try:
+        with db:  # one transaction
+            for table in ("logs", "job_statuses", "jobs", "steps", "runs"):
+                db.execute("DELETE FROM " + table)
+            first = time.time() - 600 - (n - 1) * 60  # the newest ends before now
+            runs, jobs = [], []
+            for i in range(1, n):
+                t = first + (i - 1) * 60
+                ok = i % 10 != 0
+                runs.append((i, HISTORY_FLOWS[i % len(HISTORY_FLOWS)], "[]", 1000 + i % 30000,
+                             HISTORY_HOSTS[i % len(HISTORY_HOSTS)], t, t + 30, "ok" if ok else "failed",
+                             0 if ok else 1))
+                sync = 100 + i % 50
+                jobs.append((i, "census", str(sync), 1, "census run %d" % (i * 7), "completed" if ok else "failed",
+                             1, int(ok), COUNTS % (1000, 900, 0 if ok else 100), t + 1, t + 29,
+                             "https://app.getcensus.com/syncs/%d/sync-history" % sync))
+            big = n
+            t0 = first + (n - 1) * 60
+            runs.append((big, HISTORY_FLOWS[0], "[]", 31000, HISTORY_HOSTS[0], t0, t0 + 200, "ok", 0))
+            for k in range(big_jobs):
+                sync = 1000 + k
+                jobs.append((big, "census", str(sync), 1, "census run %d" % (10 ** 7 + k), "completed", 1, 1,
+                             COUNTS % (k, k // 2, 0), t0 + k * 0.01, t0 + 60 + k * 0.012,
+                             "https://app.getcensus.com/syncs/%d/sync-history" % sync))
+            db.executemany("INSERT INTO runs (id, flow, args, pid, host, started_at, ended_at, outcome, exit_code) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
+            db.executemany("INSERT INTO jobs (run, provider, resource, occurrence, remote_run, status, final, ok, "
+                           "counts, started_at, ended_at, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
+            statuses = []
+            for job, start, end in db.execute("SELECT id, started_at, ended_at FROM jobs WHERE run = ?", (big,)):
+                statuses += [(job, start + 0.5, "queued"), (job, start + 20, "working"), (job, end, "completed")]
+            db.executemany("INSERT INTO job_statuses (job, at, status) VALUES (?, ?, ?)", statuses)
+    finally:
+        db.close()
+    return big
+
+
+class Ui:
+    """`engine ui` on a free loopback port, over the journal in state."""
+    def __init__(self, state, log):
+        self.proc = subprocess.Popen([os.path.join(BUILD, "engine"), "--state", state, "ui", "--listen",
+                                      "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log, text=True)
+        self.url = self.proc.stdout.readline().strip().rstrip("/")  # its first line: http://127.0.0.1:PORT/
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.stop()
+            sys.exit("bench: engine ui printed %r" % self.url)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
+
+    def get(self, path):
+        """Seconds to fetch path (status 200, HTML), and the body."""
+        t0 = time.perf_counter()
+        with self.opener.open(self.url + path) as r:
+            body = r.read()
+            took = time.perf_counter() - t0
+            if r.status != 200 or not r.headers.get("Content-Type", "").startswith("text/html"):
+                sys.exit("bench: engine ui %s: %d %s" % (path, r.status, r.headers.get("Content-Type")))
+        return took, body
+
+    def median_ms(self, path, times):
+        """Median ms of times fetches of path after one warm-up, and its body."""
+        _, body = self.get(path)
+        return statistics.median(self.get(path)[0] for _ in range(times)) * 1000, body
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def history(n, big_jobs=10000):
+    """The history against a journal of n runs: `engine runs` (median of 5),
+    `engine ui`'s list of runs (median of 10 after a warm-up) and its page
+    of the newest run, which has big_jobs jobs (median of 5 after a
+    warm-up)."""
+    tmp = tempfile.mkdtemp(prefix="bench-history-")
+    state = os.path.join(tmp, "state")
+    try:
+        t0 = time.perf_counter()
+        big = big_journal(state, n, big_jobs)
+        made = time.perf_counter() - t0
+        engine = [os.path.join(BUILD, "engine"), "--state", state, "runs"]
+        listed = subprocess.run(engine, capture_output=True, text=True)
+        if listed.returncode != 0 or not listed.stdout.splitlines()[1].startswith(str(big) + " "):
+            sys.exit("bench: engine runs failed:\n%s%s" % (listed.stdout, listed.stderr))
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            r = subprocess.run(engine, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t)
+            if r.returncode != 0:
+                sys.exit("bench: engine runs exited %d" % r.returncode)
+        runs_ms = statistics.median(times) * 1000
+        with open(os.path.join(tmp, "ui.log"), "w+") as log:
+            ui = Ui(state, log)
+            try:
+                list_ms, body = ui.median_ms("/", 10)
+                if b"/runs/%d" % big not in body:
+                    sys.exit("bench: engine ui / does not list run %d" % big)
+                run_ms, page = ui.median_ms("/runs/%d" % big, 5)
+                if page.count(b"sync-history") != big_jobs:
+                    sys.exit("bench: engine ui /runs/%d does not show its %d jobs" % (big, big_jobs))
+            finally:
+                ui.stop()
+            log.seek(0)  # but the line that says it stopped as asked
+            errors = [line for line in log.read().splitlines() if "interrupted by SIGTERM" not in line]
+            if ui.proc.returncode != 0:
+                errors.append("(engine ui exited %d on SIGTERM)" % ui.proc.returncode)
+        print("| what | runs in journal | median ms | target ms |")
+        print("|---|---|---|---|")
+        print("| `engine runs` | %d | %.1f | 200 |" % (n, runs_ms))
+        print("| ui `/` | %d | %.1f | 100 |" % (n, list_ms))
+        print("| ui run page (%s jobs, %.0f KB) | %d | %.1f | 300 |" % (format(big_jobs, ","), len(page) / 1024, n,
+                                                                       run_ms))
+        print("(journal of %d runs and %d jobs made in %.1f s; the run page is %d bytes)"
+              % (n, n - 1 + big_jobs, made, len(page)))
+        if errors:
+            print("engine ui wrote on stderr:\n" + "\n".join(errors))
+    finally:
+        shutil.rmtree(tmp, True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,100,1000,10000")
@@ -205,6 +342,8 @@ def main():
     ap.add_argument("--engine-args", default="", help="more engine options, e.g. --no-state")
     ap.add_argument("--stores", type=int, default=1000,
                     help="N for the engine with each journal store, SQLite and PostgreSQL (0: skip)")
+    ap.add_argument("--history", type=int, default=100000,
+                    help="runs in the journal for engine runs and engine ui (0: skip)")
     a = ap.parse_args()
     ENGINE_ARGS.extend(a.engine_args.split())
     state = tempfile.mkdtemp(prefix="bench-state-")
@@ -250,6 +389,10 @@ def main():
         if a.stores:
             print()
             stores(a.stores, a.poll, f.name)
+            print()
+        if a.history:
+            print()
+            history(a.history)
             print()
         eng, eng_no_state, lua = startup(a.startup_runs)
         print("start-up, median of %d: engine -e '' %.2f ms; engine --no-state -e '' %.2f ms; "

@@ -418,6 +418,26 @@ class Metrics(Case):
                          "a failed run keeps the last success")
         self.assertEqual([f for f in os.listdir(os.path.dirname(out)) if f != "engine.prom"], [])
 
+    def test_a_flow_that_holds_the_loop_shows_in_the_summary_and_the_metrics(self):
+        self.sim.syncs[1] = {"steps": [DONE]}
+        d = tempfile.mkdtemp()
+        prom, summary = os.path.join(d, "engine.prom"), os.path.join(d, "s.json")
+        path = write_flow("census.sync{sync_id = 1}\n"
+                          "local t = os.clock() while os.clock() - t < 0.2 do end\n")
+        self.addCleanup(os.unlink, path)
+        r = run(["--metrics", prom, "--summary-json", summary, path], env=self.sim_env())
+        self.assertEqual(r.rc, 0, r)
+        with open(summary) as f:
+            loop = json.load(f)["loop"]
+        self.assertGreaterEqual(loop["longest_turn"], 0.2)
+        self.assertGreater(loop["longest_store_hold"], 0, "the journal wrote the sync")
+        self.assertLess(loop["longest_store_hold"], loop["longest_turn"])
+        with open(prom) as f:
+            samples = check_prometheus(f.read())
+        flow = os.path.realpath(path)
+        self.assertGreaterEqual(sample(samples, "engine_loop_longest_turn_seconds", flow=flow), 0.2)
+        self.assertGreater(sample(samples, "engine_journal_longest_hold_seconds", flow=flow), 0)
+
     def test_an_unwritable_metrics_file_fails_the_run(self):
         r = run(["--no-state", "--metrics", "/no/such/dir/m.prom", "-e", ""])
         self.assertEqual(r.rc, 1)
