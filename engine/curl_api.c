@@ -7,7 +7,7 @@ curl_api curl_fns;
 bool curl_api_load(char *why, size_t whysz) {
   static bool loaded;
   if (loaded) return true;
-#define FN(field, symbol) {#symbol, offsetof(curl_api, field)}
+#define FN(field, symbol) {#symbol, offsetof(curl_api, field), false}
   static const lazy_symbol fns[] = {
       FN(global_init, curl_global_init),
       FN(global_cleanup, curl_global_cleanup),

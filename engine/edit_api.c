@@ -22,7 +22,7 @@ edit_api edit_fns;
 bool edit_api_load(char *why, size_t whysz) {
   static bool loaded;
   if (loaded) return true;
-#define FN(field) {#field, offsetof(edit_api, field)}
+#define FN(field) {#field, offsetof(edit_api, field), false}
   static const lazy_symbol fns[] = {
       FN(el_init), FN(el_end), FN(el_gets), FN(el_get), FN(el_set), FN(el_wset),
       FN(el_line), FN(el_insertstr), FN(history_init), FN(history_end), FN(history),

@@ -13,8 +13,8 @@ bool lazylib_load(const char *lib, const char *package, const lazy_symbol *syms,
     return false;
   }
   for (size_t i = 0; i < n; i++) {
-    void *f = dlsym(handle, syms[i].symbol);
-    if (!f) {
+    void *f = dlsym(handle, syms[i].symbol); /* (lib, then what it loaded) */
+    if (!f && !syms[i].optional) {
       snprintf(why, whysz, "%s has no %s: install a newer %s", lib, syms[i].symbol, package);
       dlclose(handle);
       return false;

@@ -11,6 +11,7 @@
 typedef struct {
   const char *symbol;
   size_t offset; /* of its pointer in the table */
+  bool optional;  /* missing (or in none of lib's dependencies): left NULL */
 } lazy_symbol;
 
 /* Opens lib and fills table (a struct of function pointers) from syms;

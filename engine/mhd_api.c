@@ -7,7 +7,7 @@ mhd_api mhd_fns;
 bool mhd_api_load(char *why, size_t whysz) {
   static bool loaded;
   if (loaded) return true;
-#define FN(field, symbol) {#symbol, offsetof(mhd_api, field)}
+#define FN(field, symbol) {#symbol, offsetof(mhd_api, field), false}
   static const lazy_symbol fns[] = {
       FN(start_daemon, MHD_start_daemon),
       FN(stop_daemon, MHD_stop_daemon),

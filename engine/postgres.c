@@ -1,10 +1,11 @@
 /* postgres.c: the libpq binding behind the journal's PostgreSQL store
- * (lua/store_postgres.lua holds the SQL and the policy). Connecting and
- * every query use libpq's non-blocking API, driven by the engine's loop: a
- * uv_poll_t on the connection's socket and a uv_timer_t for the deadline,
- * while the calling task waits. The loop is never blocked on the server
- * (except for a host name's DNS lookup while connecting, which libpq does
- * itself; docs/state.md says to give an address where that matters).
+ * (lua/store_postgres.lua holds the SQL and the policy). Every query
+ * uses libpq's non-blocking API, driven by the engine's loop: a uv_poll_t
+ * on the connection's socket and a uv_timer_t for the deadline, while the
+ * calling task waits. Connecting runs on libuv's thread pool: libpq looks
+ * up a host name and does the password exchange (SCRAM's key derivation,
+ * milliseconds of CPU) and TLS's handshake inside its own calls, which
+ * would hold the loop. The loop is never blocked on the server.
  *
  * One operation at a time per connection: the store serializes its users.
  * A connection that fails, passes its deadline or is abandoned by a
@@ -12,6 +13,7 @@
  * committed, and the store connects again. Results come back as Lua values
  * by column type (integers, floats, booleans, text; NULL as nil). */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #define MAX_PARAMS 64
 
 typedef struct pg_wait pg_wait;
+typedef struct pg_connecting pg_connecting;
 
 /* A connection's C side: it outlives its Lua handle until the engine's
  * shutdown (engine_at_shutdown), so its libuv handles close exactly once.
@@ -36,6 +39,7 @@ typedef struct pg_wait pg_wait;
 typedef struct pg_conn {
   PGconn *pg;
   pg_wait *wait; /* the operation in flight, or NULL */
+  pg_connecting *connecting; /* a connect on the thread pool, or NULL */
   engine *e;
   uv_poll_t *poll; /* on poll_fd, or NULL */
   int poll_fd;
@@ -44,7 +48,7 @@ typedef struct pg_conn {
   engine_cleanup cleanup;
 } pg_conn;
 
-enum phase { CONNECTING, SENDING, READING };
+enum phase { SENDING, READING };
 
 struct pg_wait {
   op base;
@@ -55,6 +59,20 @@ struct pg_wait {
   PGresult *failure;  /* the first error */
   const char *lost;   /* why the connection was given up, or NULL */
   char lost_text[160];
+};
+
+/* A connect on the thread pool. The pool thread owns pg until the loop
+ * takes it (connect_done); a task cancelled meanwhile leaves it to be
+ * closed there (c is NULL then). */
+struct pg_connecting {
+  op base;
+  uv_work_t work;
+  pg_conn *c;
+  char *info;
+  double seconds;
+  PGconn *pg;
+  bool ok, settings, timed_out;
+  char message[256];
 };
 
 static void free_handle(uv_handle_t *h) {
@@ -187,9 +205,6 @@ static void finish(pg_wait *w) {
       lua_pushnil(T);
     lua_pushboolean(T, 0);
     n += 4;
-  } else if (w->phase == CONNECTING) {
-    lua_pushboolean(T, 1);
-    n += 1;
   } else {
     push_rows(T, w->result);
     const char *count = w->result ? PQcmdTuples(w->result) : "";
@@ -282,23 +297,6 @@ static void read_results(pg_wait *w) {
 
 static void step(pg_wait *w) {
   PGconn *pg = w->c->pg;
-  if (w->phase == CONNECTING) {
-    switch (PQconnectPoll(pg)) {
-    case PGRES_POLLING_OK:
-      PQsetnonblocking(pg, 1);
-      finish(w);
-      return;
-    case PGRES_POLLING_FAILED:
-      give_up(w, NULL);
-      return;
-    case PGRES_POLLING_READING:
-      if (!watch(w, UV_READABLE)) give_up(w, NULL);
-      return;
-    default:
-      if (!watch(w, UV_WRITABLE)) give_up(w, NULL);
-      return;
-    }
-  }
   if (w->phase == SENDING) {
     int r = PQflush(pg);
     if (r < 0) {
@@ -317,7 +315,7 @@ static void step(pg_wait *w) {
 }
 
 static void socket_ready(pg_wait *w, int status, int events) {
-  if (status < 0 && w->phase != CONNECTING) {
+  if (status < 0) {
     give_up(w, uv_strerror(status));
     return;
   }
@@ -393,6 +391,7 @@ static pg_conn *check_conn(lua_State *L) {
 /* At the engine's shutdown: the handles close, the memory goes. */
 static void conn_shutdown(void *data) {
   pg_conn *c = data;
+  if (c->connecting) c->connecting->c = NULL; /* (closed when its thread is done) */
   close_connection(c);
   if (c->timer) uv_close((uv_handle_t *)c->timer, free_handle);
   if (c->handle) *c->handle = NULL;
@@ -408,7 +407,7 @@ static double check_seconds(lua_State *L, int idx) {
 static int conn_close(lua_State *L) {
   pg_conn **h = luaL_checkudata(L, 1, CONN_MT);
   pg_conn *c = *h;
-  if (!c || c->wait) return 0; /* (its task's cancel closes it) */
+  if (!c || c->wait || c->connecting) return 0; /* (its task's cancel closes it) */
   close_connection(c);
   return 0;
 }
@@ -416,7 +415,7 @@ static int conn_close(lua_State *L) {
 static int conn_gc(lua_State *L) {
   pg_conn **h = luaL_checkudata(L, 1, CONN_MT);
   if (*h) {
-    if (!(*h)->wait) close_connection(*h);
+    if (!(*h)->wait && !(*h)->connecting) close_connection(*h);
     (*h)->handle = NULL;
     *h = NULL;
   }
@@ -446,6 +445,101 @@ static int pg_new(lua_State *L) {
   return 1;
 }
 
+static void keep_message(pg_connecting *j, const char *text) {
+  snprintf(j->message, sizeof j->message, "%s", text && *text ? text : "the connection failed");
+}
+
+/* libpq's connect sequence (PQconnectStart, then PQconnectPoll as the
+ * socket allows), within the deadline; the thread waits in poll(2). */
+static void connect_sequence(pg_connecting *j);
+
+static void connect_run(uv_work_t *req) {
+  connect_sequence(req->data);
+  if (pq_fns.thread_stop) pq_fns.thread_stop();
+}
+
+static void connect_sequence(pg_connecting *j) {
+  PGconn *pg = j->pg = PQconnectStart(j->info);
+  if (!pg) {
+    keep_message(j, "out of memory");
+    return;
+  }
+  PQsetNoticeProcessor(pg, ignore_notice, NULL);
+  if (PQstatus(pg) == CONNECTION_BAD) { /* before any traffic: the settings */
+    j->settings = true;
+    keep_message(j, PQerrorMessage(pg));
+    return;
+  }
+  uint64_t deadline = uv_hrtime() + (uint64_t)(j->seconds * 1e9);
+  PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+  for (;;) {
+    if (status == PGRES_POLLING_OK) {
+      j->ok = true;
+      return;
+    }
+    if (status == PGRES_POLLING_FAILED) {
+      keep_message(j, PQerrorMessage(pg));
+      return;
+    }
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) {
+      j->timed_out = true;
+      snprintf(j->message, sizeof j->message, "no answer from the server within %g s", j->seconds);
+      return;
+    }
+    struct pollfd p = {PQsocket(pg), status == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+    int ready = poll(&p, 1, (int)((deadline - now) / 1000000 + 1));
+    if (ready < 0 && errno != EINTR) {
+      keep_message(j, strerror(errno));
+      return;
+    }
+    if (ready > 0) status = PQconnectPoll(pg);
+  }
+}
+
+static void connecting_free(pg_connecting *j) {
+  if (j->pg) PQfinish(j->pg);
+  free(j->info);
+  free(j);
+}
+
+static void connect_done(uv_work_t *req, int status) {
+  (void)status;
+  pg_connecting *j = req->data;
+  pg_conn *c = j->c;
+  if (!c) { /* abandoned */
+    connecting_free(j);
+    return;
+  }
+  c->connecting = NULL;
+  task *t = j->base.owner;
+  lua_State *T = task_wake_begin(t);
+  lua_pushboolean(T, 1);
+  int n = 2;
+  if (j->ok) {
+    c->pg = j->pg;
+    j->pg = NULL;
+    PQsetnonblocking(c->pg, 1);
+    lua_pushboolean(T, 1);
+  } else {
+    lua_pushnil(T);
+    push_one_line(T, j->message);
+    n = 3;
+    if (j->settings) {
+      lua_pushliteral(T, "settings");
+      n = 4;
+    }
+  }
+  connecting_free(j);
+  task_wake(t, n);
+}
+
+static void connect_cancel(op *o) {
+  pg_connecting *j = (pg_connecting *)o;
+  if (j->c) j->c->connecting = NULL;
+  j->c = NULL; /* the pool thread goes on; connect_done closes what it made */
+}
+
 /* conn:connect(conninfo, seconds) -> true, or nil and a message (one
  * line), and "settings" when libpq refused them before connecting. conninfo is a postgresql:// URL or key=value words; libpq reads
  * its environment (PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSERVICE, ...) as
@@ -455,21 +549,25 @@ static int conn_connect(lua_State *L) {
   const char *info = luaL_checkstring(L, 2);
   double seconds = check_seconds(L, 3);
   task *t = task_require_waitable(L, "the journal's PostgreSQL store");
-  if (c->wait) return luaL_error(L, "postgres: the connection is busy");
+  if (c->wait || c->connecting) return luaL_error(L, "postgres: the connection is busy");
   close_connection(c);
-  c->pg = PQconnectStart(info);
-  if (!c->pg) return luaL_error(L, "out of memory");
-  PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-  if (PQstatus(c->pg) == CONNECTION_BAD) { /* before any traffic: the settings */
-    lua_pushnil(L);
-    push_one_line(L, PQerrorMessage(c->pg));
-    lua_pushliteral(L, "settings");
-    PQfinish(c->pg);
-    c->pg = NULL;
-    return 3;
+  pg_connecting *j = calloc(1, sizeof *j);
+  if (j) j->info = strdup(info);
+  if (!j || !j->info) {
+    free(j);
+    return luaL_error(L, "out of memory");
   }
+  j->base.cancel = connect_cancel;
+  j->c = c;
+  j->seconds = seconds;
+  j->work.data = j;
+  if (uv_queue_work(&c->e->loop, &j->work, connect_run, connect_done) != 0) {
+    connecting_free(j);
+    return luaL_error(L, "postgres: cannot use the thread pool");
+  }
+  c->connecting = j;
   lua_settop(L, 1); /* the conn stays on the stack while the task waits */
-  return start(L, t, c, CONNECTING, seconds);
+  return task_wait_op(L, t, &j->base);
 }
 
 /* Copies s into b with every NUL byte and invalid UTF-8 sequence made
@@ -477,6 +575,13 @@ static int conn_connect(lua_State *L) {
 static void add_utf8(luaL_Buffer *b, const unsigned char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
+    size_t ascii = i; /* a run of plain ASCII goes in whole (a summary is mostly that) */
+    while (ascii < n && s[ascii] != 0 && s[ascii] < 0x80) ascii++;
+    if (ascii > i) {
+      luaL_addlstring(b, (const char *)s + i, ascii - i);
+      i = ascii;
+      continue;
+    }
     unsigned char c = s[i];
     size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
     bool ok = c != 0 && len > 0 && i + len <= n;
@@ -532,7 +637,7 @@ static int conn_query(lua_State *L) {
   double seconds = check_seconds(L, 2);
   const char *sql = luaL_checkstring(L, 3);
   task *t = task_require_waitable(L, "the journal's PostgreSQL store");
-  if (c->wait) return luaL_error(L, "postgres: the connection is busy");
+  if (c->wait || c->connecting) return luaL_error(L, "postgres: the connection is busy");
   if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
     lua_pushnil(L);
     lua_pushstring(L, "the connection is closed");

@@ -7,7 +7,7 @@ pq_api pq_fns;
 bool pq_api_load(char *why, size_t whysz) {
   static bool loaded;
   if (loaded) return true;
-#define FN(field, symbol) {#symbol, offsetof(pq_api, field)}
+#define FN(field, symbol) {#symbol, offsetof(pq_api, field), false}
   static const lazy_symbol fns[] = {
       FN(connectStart, PQconnectStart),
       FN(connectPoll, PQconnectPoll),
@@ -39,6 +39,7 @@ bool pq_api_load(char *why, size_t whysz) {
       FN(conninfoParse, PQconninfoParse),
       FN(conninfoFree, PQconninfoFree),
       FN(freemem, PQfreemem),
+      {"OPENSSL_thread_stop", offsetof(pq_api, thread_stop), true}, /* (libcrypto, libpq's) */
   };
 #undef FN
   loaded = lazylib_load("libpq.so.5", "libpq5", fns, sizeof fns / sizeof *fns, &pq_fns, why,

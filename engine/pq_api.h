@@ -43,6 +43,11 @@ typedef struct {
   PQconninfoOption *(*conninfoParse)(const char *, char **);
   void (*conninfoFree)(PQconninfoOption *);
   void (*freemem)(void *);
+  /* OpenSSL's OPENSSL_thread_stop, when libpq uses OpenSSL: a thread of
+   * libuv's pool that connected frees OpenSSL's state for itself (its
+   * random generators, its error queue), as OpenSSL asks of threads it
+   * did not start. NULL otherwise. */
+  void (*thread_stop)(void);
 } pq_api;
 
 extern pq_api pq_fns;

@@ -173,23 +173,28 @@ def stores(n, poll, flow):
         return
     pg = PgServer().start()
     try:
-        print("| N | poll | store | wall s | CPU s | CPU us/request | peak RSS MB |")
-        print("|---|---|---|---|---|---|---|")
+        print("| N | poll | store | wall s | CPU s | CPU us/request | peak RSS MB | store's longest hold ms "
+              "| longest loop turn ms |")
+        print("|---|---|---|---|---|---|---|---|---|")
         rows = {}
         for name in ("sqlite", "postgres"):
             state = tempfile.mkdtemp(prefix="bench-state-")
             where = state if name == "sqlite" else pg.url(pg.new_database())
-            ENGINE_ARGS[:] = ["--state", where]
+            summary = os.path.join(state, "summary.json")
+            ENGINE_ARGS[:] = ["--state", where, "--summary-json", summary]
             try:
                 r = rows[name] = one_run("engine", n, poll, flow, state)
+                with open(summary) as f:  # (the second run's: the one alone, for its RSS)
+                    loop = json.load(f)["loop"]
             finally:
                 ENGINE_ARGS[:] = []
                 shutil.rmtree(state, True)
-            print("| %d | %g | %s | %.2f | %.2f | %.0f | %.1f |" % (n, poll, name, r["wall"], r["cpu"],
-                  r["cpu"] / r["requests"] * 1e6, r["rss_kb"] / 1024))
+            print("| %d | %g | %s | %.2f | %.2f | %.0f | %.1f | %.2f | %.1f |" % (
+                n, poll, name, r["wall"], r["cpu"], r["cpu"] / r["requests"] * 1e6, r["rss_kb"] / 1024,
+                loop["longest_store_hold"] * 1000, loop["longest_turn"] * 1000))
             sys.stdout.flush()
         q, l = rows["postgres"], rows["sqlite"]
-        print("| %d | %g | **postgres / sqlite** | %.2f× | %.2f× | %.2f× | %.2f× |" % (
+        print("| %d | %g | **postgres / sqlite** | %.2f× | %.2f× | %.2f× | %.2f× | | |" % (
             n, poll, q["wall"] / l["wall"], q["cpu"] / l["cpu"], q["cpu"] / l["cpu"], q["rss_kb"] / l["rss_kb"]))
         print("(the engine's own CPU; the PostgreSQL server's is not counted)")
     finally:

@@ -19,7 +19,7 @@ local function scratch()
   made = made + 1
   local dir = assert(os.getenv("ENGINE_STATE_DIR"), "ENGINE_STATE_DIR is set by the suite") .. "/away" .. made
   assert(require("engine.c.files").mkdirs(dir))
-  os.remove(dir .. "/x.db")
+  for _, f in ipairs{"x.db", "journal.db", "journal.db-wal", "journal.db-shm"} do os.remove(dir .. "/" .. f) end
   return dir, assert(sqlite.open(dir .. "/x.db"))
 end
 
