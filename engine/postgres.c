@@ -44,6 +44,7 @@ typedef struct pg_conn {
   uv_poll_t *poll; /* on poll_fd, or NULL */
   int poll_fd;
   uv_timer_t *timer;
+  uv_timer_t *more; /* reading goes on next turn (RESULTS_PER_TURN), or NULL */
   struct pg_conn **handle; /* the Lua handle's pointer to this, or NULL */
   engine_cleanup cleanup;
 } pg_conn;
@@ -112,6 +113,7 @@ static void ignore_notice(void *arg, const char *message) {
 static void stop_handles(pg_conn *c) {
   if (c->poll) uv_poll_stop(c->poll);
   if (c->timer) uv_timer_stop(c->timer);
+  if (c->more) uv_timer_stop(c->more);
 }
 
 static void release(pg_wait *w) {
@@ -265,14 +267,43 @@ static bool watch(pg_wait *w, int events) {
   return uv_poll_start(c->poll, events, on_socket) == 0;
 }
 
+static void read_results(pg_wait *w);
+
+static void read_more(uv_timer_t *timer) {
+  pg_wait *w = timer->data;
+  engine *e = w->c->e;
+  uint64_t began = loop_watch_clock();
+  read_results(w);
+  loop_watch_store(e, began);
+}
+
+/* Past this many results in one callback (a transaction's notes sent
+ * together answer with one each), the rest are read next turn. */
+#define RESULTS_PER_TURN 64
+
 /* Reads what arrived; finishes when the last result is in. */
 static void read_results(pg_wait *w) {
-  PGconn *pg = w->c->pg;
+  pg_conn *c = w->c;
+  PGconn *pg = c->pg;
   if (!PQconsumeInput(pg)) {
     give_up(w, NULL);
     return;
   }
+  int taken = 0;
   while (!PQisBusy(pg)) {
+    if (++taken > RESULTS_PER_TURN) {
+      if (!c->more) {
+        c->more = malloc(sizeof *c->more);
+        if (!c->more) {
+          give_up(w, "out of memory");
+          return;
+        }
+        uv_timer_init(&c->e->loop, c->more);
+      }
+      c->more->data = w;
+      uv_timer_start(c->more, read_more, 0, 0);
+      return;
+    }
     PGresult *r = PQgetResult(pg);
     if (!r) {
       finish(w);
@@ -394,6 +425,7 @@ static void conn_shutdown(void *data) {
   if (c->connecting) c->connecting->c = NULL; /* (closed when its thread is done) */
   close_connection(c);
   if (c->timer) uv_close((uv_handle_t *)c->timer, free_handle);
+  if (c->more) uv_close((uv_handle_t *)c->more, free_handle);
   if (c->handle) *c->handle = NULL;
   free(c);
 }
@@ -629,6 +661,80 @@ static int numbered(lua_State *L, const char *sql) {
   return n;
 }
 
+/* Pushes the text form of the parameter at arg (number index) and
+ * returns true, or returns false for nil (SQL NULL). Text is repaired to
+ * valid UTF-8 (add_utf8). */
+static bool push_param(lua_State *L, int arg, int index) {
+  switch (lua_type(L, arg)) {
+  case LUA_TNIL:
+  case LUA_TNONE:
+    return false;
+  case LUA_TBOOLEAN:
+    lua_pushstring(L, lua_toboolean(L, arg) ? "true" : "false");
+    return true;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, arg)) {
+      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, arg));
+    } else {
+      char num[64];
+      snprintf(num, sizeof num, "%.17g", lua_tonumber(L, arg));
+      lua_pushstring(L, num);
+    }
+    return true;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, arg, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    add_utf8(&b, (const unsigned char *)s, n);
+    luaL_pushresult(&b);
+    return true;
+  }
+  default:
+    return luaL_error(L, "postgres: parameter %d is a %s (expected nil, boolean, number or string)", index,
+                      luaL_typename(L, arg));
+  }
+}
+
+/* conn:inline(sql, ...) -> the statement with each ? outside quotes
+ * made the value's quoted literal (as a parameter's text, so the server
+ * types it from its place alike), for statements sent together in one
+ * round trip; or nil when the connection is closed. */
+static int conn_inline(lua_State *L) {
+  pg_conn *c = check_conn(L);
+  const char *sql = luaL_checkstring(L, 2);
+  if (!c->pg) return 0;
+  int nargs = lua_gettop(L) - 2, n = 0;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  char quote = 0;
+  for (const char *p = sql; *p; p++) {
+    if (quote) {
+      if (*p == quote) quote = 0;
+    } else if (*p == '\'' || *p == '"') {
+      quote = *p;
+    } else if (*p == '?') {
+      if (++n > nargs) return luaL_error(L, "postgres: the statement has more parameters than the %d given", nargs);
+      if (!push_param(L, 2 + n, n)) {
+        luaL_addstring(&b, "NULL");
+        continue;
+      }
+      size_t len;
+      const char *text = lua_tolstring(L, -1, &len);
+      char *literal = PQescapeLiteral(c->pg, text, len);
+      lua_pop(L, 1);
+      if (!literal) return luaL_error(L, "postgres: %s", PQerrorMessage(c->pg));
+      luaL_addstring(&b, literal);
+      PQfreemem(literal);
+      continue;
+    }
+    luaL_addchar(&b, *p);
+  }
+  if (n != nargs) return luaL_error(L, "postgres: the statement has %d parameters, got %d", n, nargs);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* conn:query(seconds, sql, ...) -> rows, changes; or nil, message,
  * sqlstate, lost (true: the connection is gone). Without parameters
  * the SQL may hold several statements; the rows are the last one's. */
@@ -657,39 +763,8 @@ static int conn_query(lua_State *L) {
     if (expected != nparams)
       return luaL_error(L, "postgres: the statement has %d parameters, got %d", expected, nparams);
     const char *values[MAX_PARAMS];
-    for (int i = 0; i < nparams; i++) {
-      int arg = 4 + i;
-      switch (lua_type(L, arg)) {
-      case LUA_TNIL:
-        values[i] = NULL;
-        continue;
-      case LUA_TBOOLEAN:
-        lua_pushstring(L, lua_toboolean(L, arg) ? "true" : "false");
-        break;
-      case LUA_TNUMBER:
-        if (lua_isinteger(L, arg))
-          lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, arg));
-        else {
-          char num[64];
-          snprintf(num, sizeof num, "%.17g", lua_tonumber(L, arg));
-          lua_pushstring(L, num);
-        }
-        break;
-      case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, arg, &n);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        add_utf8(&b, (const unsigned char *)s, n);
-        luaL_pushresult(&b);
-        break;
-      }
-      default:
-        return luaL_error(L, "postgres: parameter %d is a %s (expected nil, boolean, number or string)",
-                          i + 1, luaL_typename(L, arg));
-      }
-      values[i] = lua_tostring(L, -1); /* anchored on the stack until sent */
-    }
+    for (int i = 0; i < nparams; i++)
+      values[i] = push_param(L, 4 + i, i + 1) ? lua_tostring(L, -1) : NULL; /* anchored until sent */
     sent = PQsendQueryParams(c->pg, lua_tostring(L, 4 + nparams), nparams, NULL, values, NULL,
                              NULL, 0);
   }
@@ -747,6 +822,7 @@ static int pg_parse(lua_State *L) {
 void postgres_register(lua_State *L, engine *e) {
   static const luaL_Reg methods[] = {{"connect", conn_connect},
                                      {"query", conn_query},
+                                     {"inline", conn_inline},
                                      {"close", conn_close},
                                      {"alive", conn_alive},
                                      {"server_version", conn_server_version},

@@ -39,6 +39,7 @@ bool pq_api_load(char *why, size_t whysz) {
       FN(conninfoParse, PQconninfoParse),
       FN(conninfoFree, PQconninfoFree),
       FN(freemem, PQfreemem),
+      FN(escapeLiteral, PQescapeLiteral),
       {"OPENSSL_thread_stop", offsetof(pq_api, thread_stop), true}, /* (libcrypto, libpq's) */
   };
 #undef FN

@@ -43,6 +43,7 @@ typedef struct {
   PQconninfoOption *(*conninfoParse)(const char *, char **);
   void (*conninfoFree)(PQconninfoOption *);
   void (*freemem)(void *);
+  char *(*escapeLiteral)(PGconn *, const char *, size_t);
   /* OpenSSL's OPENSSL_thread_stop, when libpq uses OpenSSL: a thread of
    * libuv's pool that connected frees OpenSSL's state for itself (its
    * random generators, its error queue), as OpenSSL asks of threads it
@@ -55,6 +56,7 @@ extern pq_api pq_fns;
 /* Loads libpq once; false (with why) when it cannot. */
 bool pq_api_load(char *why, size_t whysz);
 
+#define PQescapeLiteral pq_fns.escapeLiteral
 #define PQconnectStart pq_fns.connectStart
 #define PQconnectPoll pq_fns.connectPoll
 #define PQstatus pq_fns.status

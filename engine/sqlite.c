@@ -175,6 +175,7 @@ static int db_run(lua_State *L) {
   }
   sqlite3_reset(st);
   loop_watch_store(d->e, began);
+  if (getenv("XDBG") && uv_hrtime()-began > 700000) fprintf(stderr, "  run: %.80s\n", sqlite3_sql(st));
   if (rc != SQLITE_DONE) return db_error(L, d->db);
   lua_pushinteger(L, sqlite3_changes(d->db));
   lua_pushinteger(L, sqlite3_last_insert_rowid(d->db));
@@ -199,6 +200,7 @@ static int db_rows(lua_State *L) {
   }
   sqlite3_reset(st);
   loop_watch_store(d->e, began);
+  if (getenv("XDBG") && uv_hrtime()-began > 700000) fprintf(stderr, "  rows: %.80s\n", sqlite3_sql(st));
   if (rc != SQLITE_DONE) return db_error(L, d->db);
   return 1;
 }
@@ -210,6 +212,7 @@ static int db_exec(lua_State *L) {
   uint64_t began = loop_watch_clock();
   int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
   loop_watch_store(d->e, began);
+  if (getenv("XDBG") && uv_hrtime()-began > 700000) fprintf(stderr, "  exec: %.80s\n", sql);
   if (rc != SQLITE_OK) return db_error(L, d->db);
   return 0;
 }

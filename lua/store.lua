@@ -228,7 +228,7 @@ function store.insert_step(h, run, name, occurrence, t, origin)
 end
 
 function store.finish_step(h, id, status, t, err, results)
-  h:run("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
+  h:note("UPDATE steps SET status = ?, ended_at = ?, error = ?, results = ? WHERE id = ?",
     status, t, err, results, id)
 end
 
@@ -274,26 +274,26 @@ function store.insert_job(h, j)
 end
 
 function store.job_started(h, id, remote_run, link)
-  h:run("UPDATE jobs SET remote_run = ?, status = 'triggered', link = ? WHERE id = ?", remote_run, link, id)
+  h:note("UPDATE jobs SET remote_run = ?, status = 'triggered', link = ? WHERE id = ?", remote_run, link, id)
 end
 
 function store.settle_job(h, id, status, note, t)
-  h:run("UPDATE jobs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) " ..
+  h:note("UPDATE jobs SET final = 1, status = ?, error = coalesce(?, error), ended_at = coalesce(ended_at, ?) " ..
     "WHERE id = ?", status, note, t, id)
 end
 
 function store.trigger_failed(h, id, err, t)
-  h:run("UPDATE jobs SET status = 'trigger_failed', error = ?, ended_at = ? WHERE id = ?", err, t, id)
+  h:note("UPDATE jobs SET status = 'trigger_failed', error = ?, ended_at = ? WHERE id = ?", err, t, id)
 end
 
 function store.job_status(h, id, status, t)
-  h:run("UPDATE jobs SET status = ? WHERE id = ?", status, id)
-  h:run("INSERT INTO job_statuses (job, at, status) VALUES (?, ?, ?)", id, t, status)
+  h:note("UPDATE jobs SET status = ? WHERE id = ?", status, id)
+  h:note("INSERT INTO job_statuses (job, at, status) VALUES (?, ?, ?)", id, t, status)
 end
 
 -- f: status, final, ok, counts (JSON), ended_at, link, error, result (JSON).
 function store.job_finished(h, id, f)
-  h:run("UPDATE jobs SET status = ?, final = ?, ok = ?, counts = coalesce(?, counts), ended_at = ?, " ..
+  h:note("UPDATE jobs SET status = ?, final = ?, ok = ?, counts = coalesce(?, counts), ended_at = ?, " ..
     "link = coalesce(?, link), error = ?, result = ?, rejected = ? WHERE id = ?",
     f.status, f.final and 1 or 0, f.ok and 1 or 0, f.counts, f.ended_at, f.link, f.error, f.result, f.rejected, id)
 end
@@ -322,7 +322,7 @@ function store.insert_logs(h, run, lines)
       values[#values + 1] = "(?, ?, ?, ?, ?)"
       for _, v in ipairs{run, l.seq, l.at, l.level, l.text} do args[#args + 1] = v end
     end
-    h:run("INSERT INTO logs (run, seq, at, level, text) VALUES " .. table.concat(values, ", "), table.unpack(args))
+    h:note("INSERT INTO logs (run, seq, at, level, text) VALUES " .. table.concat(values, ", "), table.unpack(args))
     h:pause()
   end
 end

@@ -115,7 +115,20 @@ end
 -- sqlstate, lost and retry.
 function db:query(sql, ...)
   local seconds = math.max(1, math.min(QUERY_MAX, (self.deadline or timer.now() + QUERY_MAX) - timer.now()))
-  local rows, changes, state, lost = self.conn:query(seconds, sql, ...)
+  local rows, changes, state, lost
+  if self.notes[1] then -- the notes waiting go first, in the same round trip
+    local text = self.conn:inline(sql, ...)
+    local notes = self.notes
+    self.notes, self.notes_bytes = {}, 0
+    if text then
+      notes[#notes + 1] = text
+      rows, changes, state, lost = self.conn:query(seconds, table.concat(notes, ";\n"))
+    else
+      changes, lost = "the connection is closed", true
+    end
+  else
+    rows, changes, state, lost = self.conn:query(seconds, sql, ...)
+  end
   if rows then return rows, changes end
   local e = setmetatable({message = changes, sqlstate = state, lost = lost, retry = lost or retryable(state)}, Error)
   if self.in_tx and not self.tx_error then self.tx_error = e end
@@ -149,6 +162,23 @@ function db:with(deadline, fn, ...)
     if not r[1] then error(r[2], 0) end
     return table.unpack(r, 2, r.n)
   end, ...)
+end
+
+local NOTES_MAX = 64 * 1024
+
+-- A write whose result nobody reads: inside a transaction it waits in
+-- self.notes and goes to the server with the next statement (the COMMIT
+-- at the latest), so a group commit of a hundred status changes is one
+-- round trip, not a hundred.
+function db:note(sql, ...)
+  if not (self.in_tx and self.holder == tasks.current()) then return self:run(sql, ...) end
+  local text = self.conn:inline(sql, ...)
+  if not text then error(setmetatable({message = "the connection is closed", lost = true, retry = true}, Error), 0) end
+  self.notes[#self.notes + 1] = text
+  self.notes_bytes = self.notes_bytes + #text
+  -- (a large batch is sent on its own: one send of a megabyte holds the
+  -- loop for milliseconds)
+  if self.notes_bytes > NOTES_MAX then self:query("SELECT 1") end
 end
 
 function db:rows(sql, ...) return (self:with(nil, self.query, sql, ...)) end
@@ -187,7 +217,7 @@ end
 -- fn's results packed, or false and the error; a COMMIT whose answer was
 -- lost is settled first (reconnecting to ask).
 local function attempt(self, fn, ...)
-  self.in_tx, self.tx_error = true, nil
+  self.in_tx, self.tx_error, self.notes, self.notes_bytes = true, nil, {}, 0
   local xid
   local fenced = self.leases_held > 0
   local r = table.pack(pcall(function(...)
@@ -203,11 +233,14 @@ local function attempt(self, fn, ...)
   -- the whole transaction on the server
   local failed = not r[1] and r[2] or self.tx_error
   if failed then
+    self.notes, self.notes_bytes = {}, 0
     if self.conn:alive() then pcall(self.query, self, "ROLLBACK") end
     return false, failed
   end
   local ok, err = pcall(self.query, self, "COMMIT")
   if ok then return true, r[2] end
+  -- a note sent with the COMMIT failed: the transaction is aborted, not ended
+  if not err.lost and self.conn:alive() then pcall(self.query, self, "ROLLBACK") end
   if not err.lost or not xid then return false, err end
   -- the answer to COMMIT was lost: did it commit?
   while true do
@@ -345,7 +378,7 @@ function driver.open(location, create, store)
   local url = location.url
   local conninfo = url .. (url:find("?", 1, true) and "&" or "?") .. "fallback_application_name=engine"
   local self = setmetatable({conn = conn, conninfo = conninfo, where = driver.redact(url), kind = "postgres",
-    timeout = timeout, lock = mutex.new(), leases_held = 0, shared = true, me = location.me,
+    timeout = timeout, lock = mutex.new(), leases_held = 0, shared = true, notes = {}, notes_bytes = 0, me = location.me,
     fence_sql = ""}, db)
   if location.me then
     assert(location.me.holder:match("^%x+$"))

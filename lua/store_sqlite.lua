@@ -39,6 +39,7 @@ end
 
 function db:rows(sql, ...) wait_turn(self) return self.h:rows(sql, ...) end
 function db:run(sql, ...) wait_turn(self) return (self.h:run(sql, ...)) end
+function db:note(sql, ...) wait_turn(self) self.h:run(sql, ...) end -- (a write nobody reads back)
 function db:insert(sql, ...) wait_turn(self) return select(2, self.h:run(sql, ...)) end
 function db:exec(sql) wait_turn(self) return self.h:exec(sql) end
 -- A statement writing a large value (the run's summary): run off the loop.

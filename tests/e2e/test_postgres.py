@@ -269,6 +269,34 @@ print("done")
 
     # -- first use, history, copy ----------------------------------------------
 
+    def test_notes_sent_together_keep_every_byte_and_a_failing_one_fails_its_transaction(self):
+        # writes nobody reads back (status changes) wait inside a transaction
+        # and go with the next statement as literals: text round-trips
+        # exactly, more than 64 KiB goes in several sends, and a note the
+        # server refuses fails the whole transaction, which is rolled back
+        code = r"""
+local store = require "engine.store"
+local db = assert(store.open({url = os.getenv("ENGINE_STATE_URL")}))
+db:exec("CREATE TABLE notes_t (id integer PRIMARY KEY, text text, n float8)")
+local odd = "it's \\ \"quoted\" $$ ; -- é 😀 " .. string.char(0, 255)
+db:transaction(false, function()
+  for i = 1, 2000 do db:note("INSERT INTO notes_t (id, text, n) VALUES (?, ?, ?)", i, odd .. i, i + 0.5) end
+  print("inside", db:rows("SELECT count(*) AS n FROM notes_t")[1].n)
+end)
+local bad = pcall(db.transaction, db, false, function()
+  db:note("INSERT INTO notes_t (id, text) VALUES (?, ?)", 3001, "kept?")
+  db:note("INSERT INTO notes_t (id, text) VALUES (?, ?)", 1, "a duplicate key")
+end)
+print("bad", bad)
+local rows = db:rows("SELECT count(*) AS n, max(n) AS top FROM notes_t")
+print("after", rows[1].n, rows[1].top)
+print("text", db:rows("SELECT text FROM notes_t WHERE id = 7")[1].text == (odd:gsub("%z", "\239\191\189"):gsub("\255", "\239\191\189")) .. 7)
+"""
+        r = run(["--no-state", "-e", code], env={"ENGINE_STATE_URL": self.url, "ENGINE_STATE_TIMEOUT": "3"})
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.stdout.split("\n")[:4], ["inside\t2000", "bad\tfalse", "after\t2000\t2000.5",
+                                                   "text\ttrue"], r)
+
     def test_many_engines_opening_a_new_journal_at_once(self):
         procs = [subprocess.Popen([ENGINE, "-e", "flow.step('s', function() end)"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True,

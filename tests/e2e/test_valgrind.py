@@ -203,6 +203,7 @@ class Valgrind(ServerTestCase):
         self.addCleanup(os.unlink, flow)
         proc = subprocess.Popen(ARGS + [ENGINE, flow], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.communicate()))
         deadline = time.monotonic() + 120
         while sim.triggers.get(1) != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
