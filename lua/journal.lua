@@ -848,13 +848,18 @@ function journal.run(id)
   r.has_summary = function() return store.has_summary(db, id) end
   r.logs = function() return store.logs(db, id) end
   r.statuses = function() return store.job_statuses(db, id) end
+  -- (a run may have ten thousand jobs: nothing decoded that is not there,
+  -- and no error raised and caught for each that has none)
+  local null = json.null
   for _, j in ipairs(r.jobs) do
-    local decoded, counts = pcall(json.decode, j.counts or "")
+    local decoded, counts = false, nil
+    if j.counts and j.counts ~= "" then decoded, counts = pcall(json.decode, j.counts) end
     j.counts = decoded and type(counts) == "table" and counts or {}
     for k, v in pairs(j.counts) do
-      if v == json.null then j.counts[k] = nil end
+      if v == null then j.counts[k] = nil end
     end
-    local read, rows = pcall(json.decode, j.rejected or "")
+    local read, rows = false, nil
+    if j.rejected and j.rejected ~= "" then read, rows = pcall(json.decode, j.rejected) end
     j.rejected = read and type(rows) == "table" and rows or nil
   end
   return r
