@@ -57,7 +57,7 @@ endif()
 # timing asserted, only that the engine and the floor complete the same
 # requests and the table comes out.
 add_test(NAME bench:smoke COMMAND ${Python3_EXECUTABLE} tests/bench/bench.py --sizes 1,50
-         --callgrind 0 --waiting 0 --startup-runs 5 --stores 0
+         --callgrind 0 --waiting 0 --startup-runs 5 --stores 0 --history 0
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(bench:smoke PROPERTIES TIMEOUT 300 COST 100
     PASS_REGULAR_EXPRESSION "\\| 50 \\| 0.05 \\| \\*\\*engine / floor\\*\\* \\|")
