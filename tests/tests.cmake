@@ -45,7 +45,7 @@ core_test(errors)
 # A short, bounded run of every fuzzer (./dev fuzz runs them long).
 find_program(CLANG clang)
 if(CLANG)
-  add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 3
+  add_test(NAME fuzz:short COMMAND ${CMAKE_SOURCE_DIR}/tools/fuzz 2
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   # (the longest cases get a COST: ctest -j starts them first, so they
   # overlap the many short ones instead of running alone at the end)

@@ -16,7 +16,7 @@ class Soak(unittest.TestCase):
     def test_a_short_soak(self):
         asan = ENGINE.endswith("-asan")
         out = io.StringIO()
-        problems, stderr = soak.soak(20 if asan else 30, ENGINE, out, check_rss=not asan)
+        problems, stderr = soak.soak(15 if asan else 20, ENGINE, out, check_rss=not asan)
         keep_output(stderr)
         print(out.getvalue(), end="")
         self.assertEqual(problems, [], out.getvalue())

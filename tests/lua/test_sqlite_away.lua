@@ -9,7 +9,7 @@ local sqlite = require "engine.c.sqlite"
 local store = require "engine.store"
 
 -- A statement that keeps a pool thread busy for a while (a few hundred ms).
-local SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) " ..
+local SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) " ..
   "SELECT count(*) FROM c"
 
 -- A directory of the journal's test state (ENGINE_STATE_DIR, the suite's
