@@ -354,9 +354,18 @@ function report.summary_json(doc)
   local text = json.encode(doc)
   doc.entries, doc.jobs = entries, jobs
   -- lua-cjson 2.1 writes an empty table as {}: splice the lists in by hand
+  -- (a remote job's entry is in both lists: encoded once)
+  local encoded = {}
   local function list(items)
     local parts = {}
-    for i, e in ipairs(items or {}) do parts[i] = json.encode(e) end
+    for i, e in ipairs(items or {}) do
+      local text = encoded[e]
+      if not text then
+        text = json.encode(e)
+        encoded[e] = text
+      end
+      parts[i] = text
+    end
     return "[" .. table.concat(parts, ",") .. "]"
   end
   return text:sub(1, -2) .. ',"entries":' .. list(entries) .. ',"jobs":' .. list(jobs) .. "}"
@@ -368,10 +377,10 @@ report.settle = settle
 -- Prints the summary and writes the JSON file (see engine/files.c: atomic
 -- for a regular file, through a symlink, in place for a device). Returns
 -- false, after a one-line error, when it could not.
-function report.write(doc, json_path)
+-- json: the document as JSON, scrubbed, when it was made already.
+function report.write(doc, json_path, json)
   local text = report.summary_text(doc.exit_code)
-  local json
-  if text or json_path then json = rules.redact(report.summary_json(doc)) end
+  if not json and (text or json_path) then json = rules.redact(report.summary_json(doc)) end
   -- as text, or (--log-format=json) one object whose "summary" is the document
   if text then clog.summary(text, json) end
   if json_path then

@@ -399,7 +399,7 @@ function run.finish(exit_code, stop, json_path, metrics_path, show)
   end
   if metrics_path then ok = require("engine.metrics").write(summary, metrics_path, metrics_labels) and ok end
   if not show then return ok end
-  return report.write(summary, json_path) and ok
+  return report.write(summary, json_path, kept) and ok
 end
 
 return run
