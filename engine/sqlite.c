@@ -422,6 +422,14 @@ static int db_open(lua_State *L) {
   return 1;
 }
 
+/* db:total_changes() -> rows this connection changed since it opened (a
+ * transaction that changed none commits here: nothing to sync). */
+static int db_total_changes(lua_State *L) {
+  database *d = check_db(L);
+  lua_pushinteger(L, (lua_Integer)sqlite3_total_changes64(d->db));
+  return 1;
+}
+
 /* db:busy_timeout(ms): how long a statement waits for another connection's
  * lock before it fails with "database is locked" (the journal keeps it
  * short once open, and waits longer off the loop: lua/store_sqlite.lua). */
@@ -439,6 +447,7 @@ void sqlite_register(lua_State *L, engine *e) {
                                      {"run_away", db_run_away},
                                      {"close", db_close},
                                      {"busy_timeout", db_busy_timeout},
+                                     {"total_changes", db_total_changes},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, DB_MT)) {
     luaL_newlib(L, methods);

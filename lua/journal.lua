@@ -871,8 +871,10 @@ end
 -- only when the last prune was a day ago or more.
 function journal.prune(days, daily)
   if not db then return 0 end
-  local live = live_engines()
   local t = now()
+  -- (most runs: one read, no write transaction; the write checks again)
+  if daily and store.pruned_today(db, t) then return 0 end
+  local live = live_engines()
   return (write(false, function()
     return store.prune(db, t - days * 86400, t, daily, function(r)
       return engine_alive(r, live) == false

@@ -104,9 +104,10 @@ function run_docs.one_json(r)
 end
 
 -- One run (journal.run's) as the UI's pages show it (lua/ui_pages.lua):
--- times as ISO text and epoch seconds (a job's as epoch seconds only: a
--- run may have ten thousand), each job with its provider's words and its
--- status changes, the run's log lines.
+-- times as ISO text and epoch seconds (a job's and a status change's as
+-- epoch seconds only: a run may have ten thousand jobs), each job with its
+-- provider's words and its status changes, the run's log lines. r's rows
+-- become the document's (r is not used after).
 function run_docs.page(r)
   local doc = {id = r.id, flow = r.flow, arguments = r.args, params = r.params, started_at = iso(r.started_at),
     ended_at = iso(r.ended_at), start = r.started_at, finish = r.ended_at, outcome = r.outcome,
@@ -117,18 +118,27 @@ function run_docs.page(r)
     doc.steps[i] = {name = e.name, occurrence = e.occurrence, status = e.status, started_at = iso(e.started_at),
       ended_at = iso(e.ended_at), start = e.started_at, finish = e.ended_at, error = e.error, origin = e.origin}
   end
+  -- (a run may have ten thousand jobs and three times as many status
+  -- changes: a change's row is its entry, its time stays Unix seconds,
+  -- and a job's row becomes its entry)
   local statuses = {}
   for _, s in ipairs(r.statuses()) do
-    statuses[s.job] = statuses[s.job] or {}
-    table.insert(statuses[s.job], {at = iso(s.at), status = s.status})
+    local list = statuses[s.job]
+    if not list then
+      list = {}
+      statuses[s.job] = list
+    end
+    s.job = nil
+    list[#list + 1] = s
   end
+  local none = {}
   for i, j in ipairs(r.jobs) do
     local P = jobs.provider(j.provider)
-    doc.jobs[i] = {provider = j.provider, vendor = P and P.vendor or j.provider, kind = P and P.kind or "job",
-      resource = j.resource, remote_run = j.remote_run, label = j.label, outcome = j.status, ok = j.ok == 1,
-      final = j.final == 1, link = j.link, error = j.error, counts = j.counts, rejected = j.rejected,
-      start = j.started_at, finish = j.ended_at, origin = j.origin,
-      started_by = j.started_by, statuses = statuses[j.id] or {}}
+    j.vendor, j.kind = P and P.vendor or j.provider, P and P.kind or "job"
+    j.outcome, j.ok, j.final = j.status, j.ok == 1, j.final == 1
+    j.start, j.finish, j.statuses = j.started_at, j.ended_at, statuses[j.id] or none
+    j.status, j.started_at, j.ended_at = nil, nil, nil
+    doc.jobs[i] = j
   end
   for i, l in ipairs(r.logs()) do doc.logs[i] = {at = iso(l.at), level = l.level, text = l.text} end
   return doc

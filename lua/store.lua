@@ -341,11 +341,14 @@ end
 -- Deletes runs that started before cutoff, ended or dead (alive(pid, host)
 -- false), with no job open; with `daily`, only when the last prune was a
 -- day or more before now. Returns how many.
+-- Whether the last prune was less than a day before now.
+function store.pruned_today(h, now)
+  local last = h:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
+  return last ~= nil and now - (tonumber(last.value) or 0) < 86400
+end
+
 function store.prune(h, cutoff, now, daily, dead)
-  if daily then
-    local last = h:rows("SELECT value FROM meta WHERE key = 'pruned_at'")[1]
-    if last and now - (tonumber(last.value) or 0) < 86400 then return 0 end
-  end
+  if daily and store.pruned_today(h, now) then return 0 end
   h:run("INSERT INTO meta (key, value) VALUES ('pruned_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     tostring(now))
   local nothing_open = "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.run = runs.id AND jobs.final = 0)"

@@ -81,9 +81,11 @@ local function attempt(self, durable, in_task, fn, ...)
   end
   if not in_task then h:busy_timeout(BUSY_MS) end
   self.since = timer.now()
+  local changes = h:total_changes()
   local ok, a, b = pcall(fn, ...)
   if ok then
-    local committed, err = pcall(h.exec_away, h, "COMMIT")
+    -- (one that changed nothing has nothing to sync: no thread for it)
+    local committed, err = pcall(h:total_changes() == changes and h.exec or h.exec_away, h, "COMMIT")
     if not committed then ok, a = false, err end
   end
   if not ok then pcall(h.exec, h, "ROLLBACK") end
