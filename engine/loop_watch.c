@@ -32,19 +32,11 @@ int loop_watch_init(engine *e) {
   return 0;
 }
 
-#include <time.h>
-#include <stdio.h>
-#include <stdlib.h>
-static uint64_t cpu0;
-static uint64_t tcpu(void) { struct timespec ts; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); return ts.tv_sec*1000000000ull+ts.tv_nsec; }
 uint64_t loop_watch_clock(void) {
-  cpu0 = tcpu();
   return uv_hrtime();
 }
 
 void loop_watch_store(engine *e, uint64_t since) {
-  uint64_t d = uv_hrtime() - since;
-  if (getenv("XDBG") && d > 700000) fprintf(stderr, "store wall %.2f ms cpu %.2f ms\n", d/1e6, (tcpu()-cpu0)/1e6);
   e->watch.store_ns += uv_hrtime() - since;
 }
 

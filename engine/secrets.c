@@ -13,6 +13,7 @@
 
 #include "rules.h"
 #include "secrets.h"
+#include "text.h"
 
 #define MIN_SECRET 6 /* shorter values would hide ordinary words */
 
@@ -21,6 +22,7 @@ static struct secret {
   size_t len;
 } *known;
 static int nknown, capacity;
+static bool first_byte[256]; /* a known secret starts with it: only there is one looked for */
 
 void secrets_add(const char *value, size_t len) {
   if (!value || len < MIN_SECRET) return;
@@ -39,6 +41,7 @@ void secrets_add(const char *value, size_t len) {
   known[nknown].value = copy;
   known[nknown].len = len;
   nknown++;
+  first_byte[(unsigned char)value[0]] = true;
 }
 
 void secrets_clear(void) {
@@ -46,6 +49,7 @@ void secrets_clear(void) {
   free(known);
   known = NULL;
   nknown = capacity = 0;
+  memset(first_byte, 0, sizeof first_byte);
 }
 
 /* The known secret starting at text, or -1. */
@@ -55,12 +59,41 @@ static int match(const char *text, size_t left) {
   return -1;
 }
 
+/* Whether word[0..n) occurs in text[0..len). */
+static bool contains(const char *text, size_t len, const char *word, size_t n) {
+  const char *end = text + len;
+  for (const char *p = text; p < end && (p = memchr(p, word[0], (size_t)(end - p))); p++)
+    if ((size_t)(end - p) >= n && memcmp(p, word, n) == 0) return true;
+  return false;
+}
+
+bool secrets_clean(const char *text, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (first_byte[(unsigned char)text[i]] && match(text + i, len - i) >= 0) return false;
+  static const char marker[] = "secret-token:";
+  if (contains(text, len, marker, sizeof marker - 1)) return false;
+  /* the pattern redaction's URL credentials, piece by NUL-separated piece
+   * (text[len] is a NUL: the last piece ends there) */
+  for (size_t start = 0; start <= len;) {
+    url_parts u = url_split(text + start);
+    if (u.hostport != u.authority) return false;
+    start += strlen(text + start) + 1;
+  }
+  return true;
+}
+
 char *secrets_scrub(const char *text, size_t len, size_t *out_len) {
   char *plain = malloc(len + 1);
   if (!plain) return NULL;
   size_t n = 0;
   for (size_t i = 0; i < len;) {
-    int k = nknown ? match(text + i, len - i) : -1;
+    size_t run = i; /* the bytes no known secret starts with go in whole */
+    while (run < len && !first_byte[(unsigned char)text[run]]) run++;
+    memcpy(plain + n, text + i, run - i);
+    n += run - i;
+    i = run;
+    if (i == len) break;
+    int k = match(text + i, len - i);
     if (k >= 0) {
       memcpy(plain + n, "***", 3); /* never longer: secrets are >= 6 bytes */
       n += 3;

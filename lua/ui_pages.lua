@@ -408,6 +408,8 @@ end
 -- an unfinished bar runs to the run's end, or to now while it is live.
 -- Ten thousand rows: one flat buffer, whole-pixel coordinates (formatting
 -- floats costs more than the rest of a row).
+local TIMELINE_ROWS = 1000 -- (12,000 px of bars: past it no one reads one row)
+
 local function timeline(doc, out)
   local steps, jobs = by_start(doc.steps or {}), by_start(doc.jobs or {})
   local count = #steps + #jobs
@@ -426,6 +428,13 @@ local function timeline(doc, out)
       end
       if type(f) == "number" and f > last then last = f end
     end
+  end
+  -- the axis spans every step and job; the rows are the first ones
+  local shown_steps, shown_jobs = #steps, #jobs
+  if count > TIMELINE_ROWS then
+    shown_steps = min(#steps, TIMELINE_ROWS)
+    shown_jobs = TIMELINE_ROWS - shown_steps
+    count = TIMELINE_ROWS
   end
   local t0 = type(doc.start) == "number" and doc.start or first
   if t0 == math.huge then t0 = 0 end
@@ -485,10 +494,21 @@ local function timeline(doc, out)
     n = n + 12
     y = y + ROW
   end
-  for _, e in ipairs(steps) do row(e, step_name(e), e.status, step_class(e)) end
-  for _, e in ipairs(jobs) do row(e, job_name(e), e.outcome, job_class(e)) end
+  for i = 1, shown_steps do
+    local e = steps[i]
+    row(e, step_name(e), e.status, step_class(e))
+  end
+  for i = 1, shown_jobs do
+    local e = jobs[i]
+    row(e, job_name(e), e.outcome, job_class(e))
+  end
   labels[m + 1] = "</g>\n</svg></div>\n"
   table.move(labels, 1, m + 1, n + 1, out)
+  if shown_steps < #steps or shown_jobs < #jobs then
+    local what = #steps == 0 and "jobs" or #jobs == 0 and "steps" or "steps and jobs"
+    out[#out + 1] = format('<p class="muted">The timeline shows the first %s of %s %s, by start; '
+      .. "the tables below list them all.</p>\n", num(TIMELINE_ROWS), num(#steps + #jobs), what)
+  end
 end
 
 -- One run ------------------------------------------------------------------
@@ -496,6 +516,12 @@ end
 -- "name value, name value" (a no-break space in each pair), names sorted; jobs of one provider share
 -- their count names, so the last sorted list is tried first.
 local last_names, last_set = {}, {}
+local pieces = {} -- (one buffer for every row's text, joined once a row)
+local NAMED = setmetatable({}, {__index = function(t, k) -- a count's name, escaped, and its no-break space
+  local text = esc(k) .. "\u{A0}"
+  if type(k) == "string" then t[k] = text end
+  return text
+end})
 local function counts_text(counts)
   if type(counts) ~= "table" then return "" end
   local names, n = last_names, 0
@@ -512,26 +538,37 @@ local function counts_text(counts)
     table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
     last_names = names
   end
-  local text = ""
+  local m = 0
   for i = 1, #names do
     local k = names[i]
     local v = counts[k]
-    text = text .. (i > 1 and ", " or "") .. esc(k) .. "\u{A0}" .. (math.tointeger(v) and num(v) or esc(v))
+    pieces[m + 1], pieces[m + 2] = i > 1 and ", " or "", NAMED[k]
+    pieces[m + 3] = math.tointeger(v) and num(v) or esc(v)
+    m = m + 3
   end
-  return text
+  return concat(pieces, "", 1, m)
 end
 
 -- "queued 12:00:01 → working 12:00:03 → completed 12:01:02"
 local function statuses_text(list)
   if type(list) ~= "table" then return "" end
-  local text = "" -- (a few changes each: no buffer needed)
+  local m = 0
   for i = 1, #list do
     local s = list[i]
-    local at = s.at -- (Unix seconds, or ISO text)
-    at = (type(at) == "number" or esc(at) ~= "") and ("\u{A0}" .. esc(clock(at))) or "" -- (one line: a status and its time)
-    text = text .. (i > 1 and " → " or "") .. esc(s.status) .. at
+    local at = s.at -- Unix seconds (a clock is digits: nothing to escape), or ISO text
+    if type(at) == "number" and at == at and at > -1e15 and at < 1e15 then
+      at = CLOCK[at // 1 % 86400]
+    elseif type(at) == "string" and at ~= "" then
+      at = esc(clock(at))
+    else
+      at = nil
+    end
+    -- (a status and its time stay on one line)
+    pieces[m + 1], pieces[m + 2] = i > 1 and " → " or "", esc(s.status)
+    pieces[m + 3], pieces[m + 4] = at and "\u{A0}" or "", at or ""
+    m = m + 4
   end
-  return text
+  return concat(pieces, "", 1, m)
 end
 
 local function jobs_table(jobs, ctx, b)

@@ -1,5 +1,6 @@
 /* fuzz_text.c: what text passes before it leaves the process (secrets.c,
- * text.c) on any bytes: a known secret never survives the scrub, printable
+ * text.c) on any bytes: a known secret never survives the scrub, text the
+ * quick check finds clean is what the scrub gives back, printable
  * text has no control bytes but newline and tab, a JSON string (the JSON
  * log format) is quoted, escaped and valid UTF-8. */
 #include <stdint.h>
@@ -53,6 +54,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!out) return 0;
   if (memmem(out, len, "secret-token:fuzz-known", 23) || memmem(out, len, "pat-fuzz-known-2", 16))
     abort();
+  /* text found clean is exactly what the scrub gives back */
+  char *z = malloc(size + 1);
+  if (z) {
+    memcpy(z, data, size);
+    z[size] = '\0';
+    if (secrets_clean(z, size) && (len != size || memcmp(out, z, size) != 0)) abort();
+    free(z);
+  }
   free(out);
   text_printable((const char *)data, size, size % 4096, check_printable, NULL);
   /* a JSON string: quoted, no raw control byte, valid UTF-8 throughout */

@@ -298,8 +298,21 @@ t.test("10,000 jobs render in well under a second", function()
   local took = os.clock() - t0
   t.ok(took < 1, string.format("took %.2f s", took))
   if os.getenv("UI_PAGES_TIMING") then print(string.format("rendered in %.3f s", took)) end
-  t.eq(count(html, '<g class="bar '), 10200)
-  t.eq(count(html, '<g class="bar fail" data%-outcome="failed">'), 200)
+  -- the timeline: the first thousand rows by start (every step, then
+  -- jobs), and a line saying so; the table: every job
+  t.eq(count(html, '<g class="bar '), 1000)
+  t.eq(count(html, '<g class="bar fail" data%-outcome="failed">'), 16)
+  t.ok(html:find("The timeline shows the first 1,000 of 10,200 steps and jobs, by start; the tables below list "
+    .. "them all.", 1, true), "the timeline says it is cut")
+  t.eq(count(html, '<td class="statuses opt">'), 10000)
+  t.ok(html:find("queued\u{A0}12:00:01 → working\u{A0}12:00:03 → completed\u{A0}12:00:31", 1, true), "status changes")
+end)
+
+t.test("status changes given as Unix seconds show as UTC clock times", function()
+  local doc = run_doc({jobs = {{provider = "census", resource = "1", outcome = "completed", ok = true, final = true,
+    start = 1000, finish = 1001, statuses = {{at = 1714564801.5, status = "queued"}, {at = 0 / 0, status = "odd"},
+      {at = 1714651199, status = "completed"}}}}, steps = {}})
+  t.ok(pages.run(doc):find("queued\u{A0}12:00:01 → odd → completed\u{A0}11:59:59", 1, true), "clock times")
 end)
 
 t.run()
