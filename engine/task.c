@@ -821,9 +821,34 @@ static int spawn_visible(lua_State *L) {
   return 1;
 }
 
+/* A cancel that arrived while the task was shielded reaches it in the
+ * flow's code, as the interrupt hook does: a pcall in the engine's own
+ * Lua (a journal write) must not swallow it, and a flow that never waits
+ * outside the engine's shielded work (steps in a loop) would otherwise
+ * never see it. */
+#define PENDING_RETRY_INSTRUCTIONS 1000
+
+static void pending_cancel_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  task *t = task_owner(L);
+  if (!t || t->shielded > 0) { /* shielded again: its end arms this anew */
+    task_restore_hook(L);
+    return;
+  }
+  if (in_engine_code(L)) return; /* (the hook stays: the next call, return or count) */
+  task_restore_hook(L);
+  if (take_cancel(t)) {
+    push_cancel_error(L, t);
+    error_locate(L, -1);
+    lua_error(L);
+  }
+}
+
 static int shield_k(lua_State *L, int status, lua_KContext ctx) {
   task *t = (task *)ctx;
   if (t) t->shielded--;
+  if (t && t->shielded == 0 && (t->cancel == CANCEL_PENDING || t->cancel == INTERRUPT_PENDING))
+    lua_sethook(L, pending_cancel_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, PENDING_RETRY_INSTRUCTIONS);
   if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   return lua_gettop(L);
 }

@@ -278,4 +278,22 @@ t.test("an options check takes any number of names", function()
   t.match(t.raises(options.check_options, "f", {other = 1}, names), "expected name1, .*, name40%)")
 end)
 
+t.test("a cancel that arrives while a task is shielded reaches its own code after the shield", function()
+  -- (a flow that waits only inside the engine's shielded work, as steps in
+  -- a loop do on their journal writes, must still be stoppable)
+  local tasks = require "engine.c.task"
+  local turns = 0
+  local h = flow.spawn(function()
+    while true do
+      tasks.shield(flow.sleep, 0.001)
+      turns = turns + 1
+    end
+  end)
+  while turns < 3 do flow.sleep(0.001) end
+  h:cancel()
+  local ok, err = pcall(h.wait, h)
+  t.eq(ok, false)
+  t.eq(err.kind, "canceled")
+end)
+
 t.run()
