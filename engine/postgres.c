@@ -638,9 +638,13 @@ static void add_utf8(luaL_Buffer *b, const unsigned char *s, size_t n) {
   }
 }
 
-/* The SQL with each ? outside quotes made $1, $2, ... (the store writes
- * its statements once, for SQLite and PostgreSQL alike). */
-static int numbered(lua_State *L, const char *sql) {
+/* Adds to b what stands for the n-th placeholder (from 1). */
+typedef void (*placeholder_fn)(lua_State *L, luaL_Buffer *b, int n, void *data);
+
+/* Pushes sql with each ? outside quotes replaced by what put adds for it;
+ * returns how many there were. (The store writes its statements once, for
+ * SQLite and PostgreSQL alike.) */
+static int each_placeholder(lua_State *L, const char *sql, placeholder_fn put, void *data) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   int n = 0;
@@ -651,14 +655,24 @@ static int numbered(lua_State *L, const char *sql) {
     } else if (*p == '\'' || *p == '"') {
       quote = *p;
     } else if (*p == '?') {
-      lua_pushfstring(L, "$%d", ++n);
-      luaL_addvalue(&b);
+      put(L, &b, ++n, data);
       continue;
     }
     luaL_addchar(&b, *p);
   }
   luaL_pushresult(&b);
   return n;
+}
+
+static void put_number(lua_State *L, luaL_Buffer *b, int n, void *data) {
+  (void)data;
+  lua_pushfstring(L, "$%d", n);
+  luaL_addvalue(b);
+}
+
+/* The SQL with each ? outside quotes made $1, $2, ... */
+static int numbered(lua_State *L, const char *sql) {
+  return each_placeholder(L, sql, put_number, NULL);
 }
 
 /* Pushes the text form of the parameter at arg (number index) and
@@ -696,6 +710,26 @@ static bool push_param(lua_State *L, int arg, int index) {
   }
 }
 
+typedef struct {
+  PGconn *pg;
+  int nargs; /* the values, from index 3 */
+} inlining;
+
+static void put_literal(lua_State *L, luaL_Buffer *b, int n, void *data) {
+  inlining *in = data;
+  if (n > in->nargs || !push_param(L, 2 + n, n)) { /* (too few values: the count says so after) */
+    luaL_addstring(b, "NULL");
+    return;
+  }
+  size_t len;
+  const char *text = lua_tolstring(L, -1, &len);
+  char *literal = PQescapeLiteral(in->pg, text, len);
+  lua_pop(L, 1);
+  if (!literal) luaL_error(L, "postgres: %s", PQerrorMessage(in->pg));
+  luaL_addstring(b, literal);
+  PQfreemem(literal);
+}
+
 /* conn:inline(sql, ...) -> the statement with each ? outside quotes
  * made the value's quoted literal (as a parameter's text, so the server
  * types it from its place alike), for statements sent together in one
@@ -704,34 +738,9 @@ static int conn_inline(lua_State *L) {
   pg_conn *c = check_conn(L);
   const char *sql = luaL_checkstring(L, 2);
   if (!c->pg) return 0;
-  int nargs = lua_gettop(L) - 2, n = 0;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  char quote = 0;
-  for (const char *p = sql; *p; p++) {
-    if (quote) {
-      if (*p == quote) quote = 0;
-    } else if (*p == '\'' || *p == '"') {
-      quote = *p;
-    } else if (*p == '?') {
-      if (++n > nargs) return luaL_error(L, "postgres: the statement has more parameters than the %d given", nargs);
-      if (!push_param(L, 2 + n, n)) {
-        luaL_addstring(&b, "NULL");
-        continue;
-      }
-      size_t len;
-      const char *text = lua_tolstring(L, -1, &len);
-      char *literal = PQescapeLiteral(c->pg, text, len);
-      lua_pop(L, 1);
-      if (!literal) return luaL_error(L, "postgres: %s", PQerrorMessage(c->pg));
-      luaL_addstring(&b, literal);
-      PQfreemem(literal);
-      continue;
-    }
-    luaL_addchar(&b, *p);
-  }
-  if (n != nargs) return luaL_error(L, "postgres: the statement has %d parameters, got %d", n, nargs);
-  luaL_pushresult(&b);
+  inlining in = {c->pg, lua_gettop(L) - 2};
+  int n = each_placeholder(L, sql, put_literal, &in);
+  if (n != in.nargs) return luaL_error(L, "postgres: the statement has %d parameters, got %d", n, in.nargs);
   return 1;
 }
 

@@ -30,8 +30,8 @@ db.__index = db
 -- connection is its task's. A single statement waits for the turn only
 -- while another task holds it: it never yields itself.
 local function wait_turn(self)
-  local holder = self.holder
-  if holder and holder ~= tasks.current() and tasks.current() then
+  local holder, me = self.holder, tasks.current()
+  if holder and me and holder ~= me then
     self.lock:lock()
     self.lock:unlock()
   end

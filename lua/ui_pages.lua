@@ -140,8 +140,13 @@ local CLOCK = setmetatable({}, {__index = function(t, s)
   return text
 end})
 
+-- The clock time of ISO text, or of Unix seconds (nil for a number that is
+-- not a time).
 local function clock(iso)
-  if type(iso) == "number" and iso == iso and iso > -1e15 and iso < 1e15 then return CLOCK[floor(iso) % 86400] end
+  if type(iso) == "number" then
+    if iso == iso and iso > -1e15 and iso < 1e15 then return CLOCK[iso // 1 % 86400] end
+    return nil
+  end
   iso = tostring(iso)
   if #iso >= 19 and iso:byte(11) == 84 then return iso:sub(12, 19) end -- "T": the usual case
   return iso:match("T(%d%d:%d%d:%d%d)") or iso
@@ -556,8 +561,8 @@ local function statuses_text(list)
   for i = 1, #list do
     local s = list[i]
     local at = s.at -- Unix seconds (a clock is digits: nothing to escape), or ISO text
-    if type(at) == "number" and at == at and at > -1e15 and at < 1e15 then
-      at = CLOCK[at // 1 % 86400]
+    if type(at) == "number" then
+      at = clock(at)
     elseif type(at) == "string" and at ~= "" then
       at = esc(clock(at))
     else
